@@ -1,0 +1,30 @@
+"""A Kubernetes API server emulator that real kubectl and client-go accept, for tests and demos.
+
+kube-apiserver cannot run on the machines kubegate is developed on, so the gateway is tested
+against this instead. It serves, over TLS: discovery and a minimal /openapi/v3; a store with a
+global resourceVersion, uid, creationTimestamp, generation and generateName; get, list (label
+and field selectors, limit/continue), create, update (resourceVersion preconditions), patch
+(JSON, merge, strategic, server-side apply), delete, deletecollection, and namespace deletion
+that cascades to the namespace's objects; watch (events after a resourceVersion, selectors,
+timeoutSeconds, bookmarks, sendInitialEvents, 410 for compacted versions); pod logs (with
+follow), scale, status and eviction subresources; exec and attach over WebSocket
+(v5/v4.channel.k8s.io) running a tiny built-in command set; Self{Subject}AccessReview,
+SelfSubjectRulesReview and SelfSubjectReview answered from the impersonated identity;
+protobuf request bodies; bearer-token and client-certificate authentication with
+impersonation limited to credentials allowed to impersonate; a request log; and injected
+faults (latency, error status, dropped connection).
+
+What it does not emulate:
+- admission (no webhooks, no defaulting beyond replicas and Secret type, no schema validation:
+  fieldValidation is accepted and ignored), RBAC (every authenticated user may do everything,
+  except users listed in `deny_users`), quotas, API priority and fairness;
+- controllers and the kubelet: nothing creates pods for a Deployment; objects that run get a
+  synthetic all-ready status at once; finalizers and graceful deletion are ignored (deletion is
+  immediate); owner references do not cascade (only namespaces do); no scheduling;
+- Table output (`as=Table`): lists are plain lists, which kubectl prints as NAME and AGE;
+  protobuf responses (always JSON); aggregated discovery (clients fall back to the legacy form);
+  HTTP/2; `/openapi/v2` (404 on purpose);
+- exec/attach over SPDY/3.1 and port-forward; a real shell (see commands.py for the built-ins);
+- strategic merge patch beyond the built-in merge keys (see patch.py); managedFields;
+- continue tokens are positions, not snapshots: a page reflects the store when it is read.
+"""

@@ -1,0 +1,125 @@
+"""Discovery and OpenAPI documents, built from the registry of resource types.
+
+`/openapi/v2` is deliberately absent (404): kubectl parses it as protobuf whatever its content
+type. The `/openapi/v3` documents hold just what kubectl reads: for each resource a PATCH
+operation tagged with its group/version/kind and a `fieldValidation` parameter, which makes
+kubectl leave validation to the server, plus a permissive schema per kind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from .resources import Registry, ResourceType
+
+VERSION = {
+    "major": "1", "minor": "37", "gitVersion": "v1.37.0-kubegate-emulator",
+    "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+    "buildDate": "2026-11-01T00:00:00Z", "goVersion": "go1.25.0", "compiler": "gc",
+    "platform": "linux/amd64", "emulationMajor": "1", "emulationMinor": "37",
+}
+
+
+def _resource_entries(rt: ResourceType) -> list[dict[str, Any]]:
+    main: dict[str, Any] = {
+        "name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced,
+        "kind": rt.kind, "verbs": list(rt.verbs),
+    }
+    if rt.short_names:
+        main["shortNames"] = list(rt.short_names)
+    if rt.categories:
+        main["categories"] = list(rt.categories)
+    out = [main]
+    for sub in rt.subresources:
+        entry: dict[str, Any] = {
+            "name": f"{rt.plural}/{sub.name}", "singularName": "", "namespaced": rt.namespaced,
+            "kind": sub.kind or rt.kind, "verbs": list(sub.verbs),
+        }
+        if sub.group is not None:
+            entry.update(group=sub.group, version=sub.version)
+        out.append(entry)
+    return out
+
+
+def api_versions() -> dict[str, Any]:
+    return {"kind": "APIVersions", "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}
+
+
+def _group(name: str, versions: list[str]) -> dict[str, Any]:
+    gvs = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
+    return {"name": name, "versions": gvs, "preferredVersion": gvs[0]}
+
+
+def api_group_list(reg: Registry) -> dict[str, Any]:
+    groups = [_group(g, vs) for g, vs in sorted(reg.group_versions().items()) if g]
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+
+
+def api_group(reg: Registry, group: str) -> dict[str, Any] | None:
+    versions = reg.group_versions().get(group)
+    if not versions or not group:
+        return None
+    return {"kind": "APIGroup", "apiVersion": "v1", **_group(group, versions)}
+
+
+def resource_list(reg: Registry, group: str, version: str) -> dict[str, Any] | None:
+    types = reg.in_group_version(group, version)
+    if not types:
+        return None
+    gv = f"{group}/{version}" if group else version
+    entries = [e for rt in sorted(types, key=lambda t: t.plural) for e in _resource_entries(rt)]
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": entries}
+
+
+def _gv_path(group: str, version: str) -> str:
+    return f"apis/{group}/{version}" if group else f"api/{version}"
+
+
+def _gv_document(reg: Registry, group: str, version: str) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    field_validation = {"name": "fieldValidation", "in": "query", "schema": {"type": "string"},
+                        "description": "Ignore, Warn or Strict"}
+    for rt in reg.in_group_version(group, version):
+        gvk = {"group": group, "version": version, "kind": rt.kind}
+        prefix = f"/{_gv_path(group, version)}/"
+        prefix += f"namespaces/{{namespace}}/{rt.plural}/{{name}}" if rt.namespaced else f"{rt.plural}/{{name}}"
+        ops = {
+            "x-kubernetes-group-version-kind": gvk,
+            "parameters": [field_validation],
+            "responses": {"200": {"description": "OK"}},
+        }
+        paths[prefix] = {"patch": {**ops, "x-kubernetes-action": "patch"},
+                         "put": {**ops, "x-kubernetes-action": "put"}}
+        schema_name = f"io.kubegate.emulator.{group or 'core'}.{version}.{rt.kind}"
+        schemas[schema_name] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                                "x-kubernetes-group-version-kind": [gvk]}
+    return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": VERSION["gitVersion"]},
+            "paths": paths, "components": {"schemas": schemas}}
+
+
+def openapi_v3_root(reg: Registry) -> dict[str, Any]:
+    paths = {}
+    for group, versions in reg.group_versions().items():
+        for version in versions:
+            doc = json.dumps(_gv_document(reg, group, version), sort_keys=True).encode()
+            digest = hashlib.sha512(doc).hexdigest()[:32].upper()
+            paths[_gv_path(group, version)] = {
+                "serverRelativeURL": f"/openapi/v3/{_gv_path(group, version)}?hash={digest}"}
+    return {"paths": paths}
+
+
+def openapi_v3_document(reg: Registry, gv_path: str) -> dict[str, Any] | None:
+    parts = gv_path.strip("/").split("/")
+    if parts[:1] == ["api"] and len(parts) == 2:
+        group, version = "", parts[1]
+    elif parts[:1] == ["apis"] and len(parts) == 3:
+        group, version = parts[1], parts[2]
+    else:
+        return None
+    if not reg.in_group_version(group, version):
+        return None
+    return _gv_document(reg, group, version)

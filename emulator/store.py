@@ -1,0 +1,395 @@
+"""The emulator's object store: one global resourceVersion, an event history for watches, and logs.
+
+Everything runs on one asyncio loop, so the store is plain synchronous code: a watch subscribes
+and takes its snapshot in the same step, and no event can slip between the two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime as dt
+import re
+import secrets
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from . import selectors
+from .resources import Registry, ResourceType
+
+Obj = dict[str, Any]
+
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_LABEL_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+class ApiError(Exception):
+    """An error kube-apiserver would answer with a Status of this code and reason."""
+
+    def __init__(self, code: int, message: str, reason: str | None = None,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.reason, self.details = code, message, reason, details
+
+
+def _qualified(rt: ResourceType) -> str:
+    return f"{rt.plural}.{rt.group}" if rt.group else rt.plural
+
+
+def not_found(rt: ResourceType, name: str) -> ApiError:
+    return ApiError(404, f'{_qualified(rt)} "{name}" not found', "NotFound",
+                    {"name": name, "group": rt.group, "kind": rt.plural})
+
+
+def now_rfc3339(clock: Callable[[], float]) -> str:
+    return dt.datetime.fromtimestamp(clock(), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Event:
+    type: str  # ADDED, MODIFIED, DELETED
+    rv: int
+    group: str
+    plural: str
+    obj: Obj
+    old: Obj | None = None
+
+
+@dataclass(eq=False)  # compared and hashed by identity: each watch is its own subscriber
+class Watcher:
+    group: str
+    plural: str
+    queue: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+
+
+class Store:
+    def __init__(self, registry: Registry, *, history: int = 1000,
+                 clock: Callable[[], float] | None = None) -> None:
+        import time
+
+        self.registry = registry
+        self.clock = clock or time.time
+        self.rv = 1
+        self.compacted_rv = 1  # a watch from an older version answers 410 Gone
+        self.history = history
+        self.events: deque[Event] = deque()
+        self.watchers: set[Watcher] = set()
+        self.objects: dict[tuple[str, str], dict[tuple[str, str], Obj]] = {}
+        self.logs: dict[tuple[str, str, str], list[str]] = {}
+        self.log_followers: dict[tuple[str, str, str], set[asyncio.Queue[str | None]]] = {}
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _bump(self) -> str:
+        self.rv += 1
+        return str(self.rv)
+
+    def _emit(self, kind: str, rt: ResourceType, obj: Obj, old: Obj | None = None) -> None:
+        ev = Event(kind, int(obj["metadata"]["resourceVersion"]), rt.group, rt.plural,
+                   copy.deepcopy(obj), old)
+        self.events.append(ev)
+        while len(self.events) > self.history:
+            self.compacted_rv = self.events.popleft().rv
+        for w in self.watchers:
+            if (w.group, w.plural) == (rt.group, rt.plural):
+                w.queue.put_nowait(ev)
+
+    def compact(self) -> None:
+        """Forget the whole event history, as etcd compaction would: older watches get 410."""
+        self.events.clear()
+        self.compacted_rv = self.rv
+
+    def subscribe(self, rt: ResourceType) -> Watcher:
+        w = Watcher(rt.group, rt.plural)
+        self.watchers.add(w)
+        return w
+
+    def unsubscribe(self, w: Watcher) -> None:
+        self.watchers.discard(w)
+
+    def events_since(self, rt: ResourceType, rv: int) -> list[Event]:
+        if rv < self.compacted_rv:
+            raise ApiError(410, f"too old resource version: {rv} ({self.compacted_rv})", "Expired")
+        return [e for e in self.events if e.rv > rv and (e.group, e.plural) == (rt.group, rt.plural)]
+
+    def _table(self, rt: ResourceType) -> dict[tuple[str, str], Obj]:
+        return self.objects.setdefault((rt.group, rt.plural), {})
+
+    def _present(self, rt: ResourceType, obj: Obj) -> Obj:
+        out = copy.deepcopy(obj)
+        out["apiVersion"], out["kind"] = rt.api_version, rt.kind
+        return out
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(self, rt: ResourceType, ns: str, name: str) -> Obj:
+        obj = self._table(rt).get((ns, name))
+        if obj is None:
+            raise not_found(rt, name)
+        return self._present(rt, obj)
+
+    def iter_matching(self, rt: ResourceType, ns: str | None,
+                      labels: selectors.LabelSelector | None,
+                      fields: selectors.FieldSelector | None) -> Iterator[tuple[tuple[str, str], Obj]]:
+        for key in sorted(self._table(rt)):
+            obj = self._table(rt)[key]
+            if ns and key[0] != ns:
+                continue
+            if labels and not labels.matches(obj["metadata"].get("labels")):
+                continue
+            if fields and not fields.matches(obj):
+                continue
+            yield key, obj
+
+    def list_objects(self, rt: ResourceType, ns: str | None, labels: selectors.LabelSelector | None = None,
+             fields: selectors.FieldSelector | None = None) -> list[Obj]:
+        return [self._present(rt, o) for _, o in self.iter_matching(rt, ns, labels, fields)]
+
+    def namespace_exists(self, ns: str) -> bool:
+        return ("", ns) in self._table(self._ns_type())
+
+    def _ns_type(self) -> ResourceType:
+        rt = self.registry.lookup("", "v1", "namespaces")
+        assert rt is not None
+        return rt
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def _validate_name(self, rt: ResourceType, name: str) -> None:
+        pattern, limit = (_LABEL_NAME_RE, 63) if rt.plural == "namespaces" else (_NAME_RE, 253)
+        if not name or len(name) > limit or not pattern.match(name):
+            raise ApiError(422, f'{rt.kind} "{name}" is invalid: metadata.name: Invalid value: '
+                                f'"{name}": a lowercase RFC 1123 name must consist of lower case '
+                                "alphanumeric characters, '-' or '.'", "Invalid",
+                           {"name": name, "group": rt.group, "kind": rt.kind})
+
+    def create(self, rt: ResourceType, ns: str, obj: Obj, *, dry_run: bool = False) -> Obj:
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise ApiError(400, "metadata must be an object", "BadRequest")
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
+        name = meta.get("name", "")
+        if not name:
+            raise ApiError(422, f"{rt.kind} is invalid: metadata.name: Required value: name or "
+                                "generateName is required", "Invalid")
+        self._validate_name(rt, name)
+        if rt.namespaced:
+            if meta.get("namespace") not in (None, "", ns):
+                raise ApiError(400, "the namespace of the provided object does not match the "
+                                    "namespace sent on the request", "BadRequest")
+            if not self.namespace_exists(ns):
+                raise ApiError(404, f'namespaces "{ns}" not found', "NotFound",
+                               {"name": ns, "kind": "namespaces"})
+            meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
+            ns = ""
+        table = self._table(rt)
+        if (ns, name) in table:
+            raise ApiError(409, f'{_qualified(rt)} "{name}" already exists', "AlreadyExists",
+                           {"name": name, "group": rt.group, "kind": rt.plural})
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_rfc3339(self.clock)
+        for drop in ("resourceVersion", "deletionTimestamp", "selfLink"):
+            meta.pop(drop, None)
+        if "spec" in obj:
+            meta["generation"] = 1
+        if rt.plural == "namespaces":
+            obj["spec"] = {"finalizers": ["kubernetes"]}
+            obj["status"] = {"phase": "Active"}
+        self._default(rt, obj)
+        if rt.runs:
+            obj["status"] = self._synthetic_status(rt, obj)
+        if dry_run:
+            meta["resourceVersion"] = str(self.rv)
+            return self._present(rt, obj)
+        meta["resourceVersion"] = self._bump()
+        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+        table[(ns, name)] = obj
+        if rt.plural == "pods":
+            for c in (obj.get("spec") or {}).get("containers") or []:
+                self.append_log(ns, name, c.get("name", ""),
+                                f"container {c.get('name')} started (image {c.get('image')})")
+        self._emit("ADDED", rt, obj)
+        return self._present(rt, obj)
+
+    def update(self, rt: ResourceType, ns: str, name: str, obj: Obj, *,
+               subresource: str | None = None, dry_run: bool = False,
+               create_missing: bool = False) -> tuple[Obj, bool]:
+        """Replace an object; returns (object, created). Honors the resourceVersion precondition."""
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        if meta.get("name") not in (None, name):
+            raise ApiError(400, f"the name of the object ({meta.get('name')}) does not match the "
+                                f"name on the URL ({name})", "BadRequest")
+        key = (ns if rt.namespaced else "", name)
+        old = self._table(rt).get(key)
+        if old is None:
+            if create_missing and not subresource:
+                meta["name"] = name
+                return self.create(rt, ns, obj, dry_run=dry_run), True
+            raise not_found(rt, name)
+        sent_rv = meta.get("resourceVersion")
+        if sent_rv and sent_rv != old["metadata"]["resourceVersion"]:
+            raise ApiError(409, f'Operation cannot be fulfilled on {_qualified(rt)} "{name}": the '
+                                "object has been modified; please apply your changes to the latest "
+                                "version and try again", "Conflict",
+                           {"name": name, "group": rt.group, "kind": rt.plural})
+        if subresource == "status":
+            new = copy.deepcopy(old)
+            new["status"] = obj.get("status")
+        else:
+            new = obj
+            # Server-owned metadata survives whatever the client sent.
+            for keep in ("uid", "creationTimestamp", "generation", "namespace", "deletionTimestamp"):
+                if keep in old["metadata"]:
+                    meta[keep] = old["metadata"][keep]
+                else:
+                    meta.pop(keep, None)
+            meta["name"] = name
+            if rt.has_status() or rt.plural == "namespaces":
+                new["status"] = copy.deepcopy(old.get("status"))
+            self._default(rt, new)
+            if "generation" in meta and self._spec_changed(old, new):
+                meta["generation"] += 1
+            if rt.runs:
+                new["status"] = self._synthetic_status(rt, new)
+        if new.get("status") is None:
+            new.pop("status", None)
+        new["apiVersion"], new["kind"] = rt.api_version, rt.kind
+        if self._same(old, new):
+            return self._present(rt, old), False  # a no-op update keeps its resourceVersion
+        if dry_run:
+            return self._present(rt, new), False
+        new["metadata"]["resourceVersion"] = self._bump()
+        self._table(rt)[key] = new
+        self._emit("MODIFIED", rt, new, copy.deepcopy(old))
+        return self._present(rt, new), False
+
+    def delete(self, rt: ResourceType, ns: str, name: str, *, uid: str | None = None,
+               rv: str | None = None, dry_run: bool = False) -> Obj:
+        key = (ns if rt.namespaced else "", name)
+        old = self._table(rt).get(key)
+        if old is None:
+            raise not_found(rt, name)
+        if (uid and uid != old["metadata"]["uid"]) or (rv and rv != old["metadata"]["resourceVersion"]):
+            raise ApiError(409, f'Operation cannot be fulfilled on {_qualified(rt)} "{name}": '
+                                "Precondition failed", "Conflict")
+        if dry_run:
+            return self._present(rt, old)
+        if rt.plural == "namespaces":
+            self._cascade_namespace(name)
+        del self._table(rt)[key]
+        gone = copy.deepcopy(old)
+        gone["metadata"]["resourceVersion"] = self._bump()
+        gone["metadata"]["deletionTimestamp"] = now_rfc3339(self.clock)
+        if rt.plural == "customresourcedefinitions":
+            self._drop_crd(gone)
+        if rt.plural == "pods":
+            self._close_logs(ns, name)
+        self._emit("DELETED", rt, gone)
+        return self._present(rt, gone)
+
+    def delete_collection(self, rt: ResourceType, ns: str | None,
+                          labels: selectors.LabelSelector | None,
+                          fields: selectors.FieldSelector | None, *, dry_run: bool = False) -> list[Obj]:
+        keys = [k for k, _ in self.iter_matching(rt, ns, labels, fields)]
+        return [self.delete(rt, k[0], k[1], dry_run=dry_run) for k in keys]
+
+    def _cascade_namespace(self, ns: str) -> None:
+        for rt in list(self.registry.all()):
+            if rt.namespaced and not rt.virtual and self.registry.lookup(rt.group, rt.version, rt.plural):
+                for (obj_ns, name) in [k for k in self._table(rt) if k[0] == ns]:
+                    self.delete(rt, obj_ns, name)
+
+    def _drop_crd(self, crd: Obj) -> None:
+        spec = crd.get("spec") or {}
+        group, plural = spec.get("group", ""), (spec.get("names") or {}).get("plural", "")
+        self.registry.remove_group_resource(group, plural)
+        self.objects.pop((group, plural), None)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _same(a: Obj, b: Obj) -> bool:
+        strip = lambda o: {**o, "metadata": {k: v for k, v in o["metadata"].items()  # noqa: E731
+                                             if k not in ("resourceVersion", "managedFields")}}
+        return strip(a) == strip(b)
+
+    @staticmethod
+    def _spec_changed(old: Obj, new: Obj) -> bool:
+        pick = lambda o: {k: v for k, v in o.items()  # noqa: E731
+                          if k not in ("metadata", "status", "apiVersion", "kind")}
+        return pick(old) != pick(new)
+
+    @staticmethod
+    def _default(rt: ResourceType, obj: Obj) -> None:
+        spec = obj.get("spec")
+        if rt.plural in ("deployments", "replicasets", "statefulsets") and isinstance(spec, dict):
+            spec.setdefault("replicas", 1)
+        if rt.plural == "secrets":
+            obj.setdefault("type", "Opaque")
+
+    def _synthetic_status(self, rt: ResourceType, obj: Obj) -> Obj:
+        """What the controllers and kubelet would report once everything is up: all ready."""
+        spec = obj.get("spec") or {}
+        generation = obj["metadata"].get("generation", 1)
+        if rt.plural == "pods":
+            started = obj["metadata"].get("creationTimestamp") or now_rfc3339(self.clock)
+            return {
+                "phase": "Running",
+                "conditions": [{"type": t, "status": "True", "lastTransitionTime": started}
+                               for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")],
+                "hostIP": "10.0.0.1",
+                "podIP": "10.244.0.10",
+                "startTime": started,
+                "containerStatuses": [
+                    {"name": c.get("name", ""), "image": c.get("image", ""), "ready": True,
+                     "started": True, "restartCount": 0, "imageID": "",
+                     "state": {"running": {"startedAt": started}}}
+                    for c in spec.get("containers") or []
+                ],
+            }
+        if rt.plural == "daemonsets":
+            n = len(self._table(self.registry.lookup("", "v1", "nodes") or rt))
+            return {"desiredNumberScheduled": n, "currentNumberScheduled": n, "numberReady": n,
+                    "numberAvailable": n, "updatedNumberScheduled": n, "numberMisscheduled": 0,
+                    "observedGeneration": generation}
+        replicas = spec.get("replicas", 1)
+        status: Obj = {"replicas": replicas, "observedGeneration": generation}
+        if replicas:
+            status.update(readyReplicas=replicas, availableReplicas=replicas, updatedReplicas=replicas)
+        if rt.plural == "replicasets":
+            status["fullyLabeledReplicas"] = replicas
+        if rt.plural == "statefulsets":
+            status.update(currentReplicas=replicas, updateRevision="r1", currentRevision="r1")
+        return status
+
+    # -- pod logs ------------------------------------------------------------------------------
+
+    def append_log(self, ns: str, pod: str, container: str, line: str) -> None:
+        key = (ns, pod, container)
+        stamped = f"{now_rfc3339(self.clock)} {line}"
+        self.logs.setdefault(key, []).append(stamped)
+        for q in self.log_followers.get(key, ()):
+            q.put_nowait(stamped)
+
+    def follow_log(self, ns: str, pod: str, container: str) -> asyncio.Queue[str | None]:
+        q: asyncio.Queue[str | None] = asyncio.Queue()
+        self.log_followers.setdefault((ns, pod, container), set()).add(q)
+        return q
+
+    def unfollow_log(self, ns: str, pod: str, container: str, q: asyncio.Queue[str | None]) -> None:
+        self.log_followers.get((ns, pod, container), set()).discard(q)
+
+    def _close_logs(self, ns: str, pod: str) -> None:
+        for key in [k for k in self.logs if k[:2] == (ns, pod)]:
+            del self.logs[key]
+        for key, followers in self.log_followers.items():
+            if key[:2] == (ns, pod):
+                for q in followers:
+                    q.put_nowait(None)  # the container is gone: end the stream

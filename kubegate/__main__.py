@@ -1,0 +1,3 @@
+from kubegate.cli import main
+
+raise SystemExit(main())

