@@ -3,12 +3,98 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
+import re
+import signal
 import sys
 from typing import Callable
 
 from kubegate import __version__
 
 Handler = Callable[[argparse.Namespace], int]
+DEFAULT_CONFIG = os.environ.get("KUBEGATE_CONFIG", "kubegate.yaml")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in '90s', '30m', '12h', '7d' or a plain number of seconds."""
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (use e.g. 90s, 30m, 12h, 7d)")
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from kubegate.gateway import settings
+
+    try:
+        return settings.load(args.config)
+    except settings.SettingsError as e:
+        print(e.report(), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from kubegate.gateway.server import Gateway
+
+    cfg = _settings(args)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        gateway = Gateway(cfg)
+        await gateway.start()
+        print(f"kubegate serving on https://{cfg.listen.host}:{gateway.port}"
+              + (f", metrics on http://{cfg.metrics.host}:{gateway.metrics_port}/metrics"
+                 if gateway.metrics_port else ""), flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await gateway.stop()
+
+    try:
+        asyncio.run(main())
+    except OSError as e:
+        print(f"kubegate: cannot serve: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _issuer(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from kubegate.gateway import authn, keys
+
+    cfg = _settings(args)
+    return cfg, authn.TokenIssuer(cfg.issuer, keys.signing_key_pem(cfg))
+
+
+def _token_issue(args: argparse.Namespace) -> int:
+    _, issuer = _issuer(args)
+    try:
+        print(issuer.issue(args.user, args.group, ttl_seconds=args.ttl))
+    except ValueError as e:
+        print(f"kubegate: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _kubeconfig(args: argparse.Namespace) -> int:
+    from kubegate.gateway import keys, kubeconfig
+
+    cfg, issuer = _issuer(args)
+    try:
+        token = issuer.issue(args.user, args.group, ttl_seconds=args.ttl)
+        text = kubeconfig.render(cfg, keys.serving_tls(cfg).ca_file.read_text(), token,
+                                 user=args.user, cluster=args.cluster, namespace=args.namespace)
+    except ValueError as e:
+        print(f"kubegate: {e}", file=sys.stderr)
+        return 2
+    print(text, end="")
+    return 0
 
 
 def _emulator(args: argparse.Namespace) -> int:
@@ -34,8 +120,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kubegate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="run an emulated cluster behind kubegate and print a kubeconfig")
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", "-c", default=DEFAULT_CONFIG,
+                       help="settings file (default: $KUBEGATE_CONFIG or ./kubegate.yaml)")
+        return p
+
+    serve = with_config(sub.add_parser("serve", help="run the gateway"))
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(handler=_serve)
+
+    token = sub.add_parser("token", help="issue tokens signed by this gateway")
+    token_sub = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    issue = with_config(token_sub.add_parser("issue", help="print a bearer token for a user"))
+    issue.add_argument("--user", required=True)
+    issue.add_argument("--group", action="append", default=[], help="a group (repeatable)")
+    issue.add_argument("--ttl", type=parse_duration, default=3600, help="lifetime, e.g. 1h (default 1h)")
+    issue.set_defaults(handler=_token_issue)
+
+    kc = with_config(sub.add_parser("kubeconfig", help="print a kubeconfig for a user, pointing at the gateway"))
+    kc.add_argument("--user", required=True)
+    kc.add_argument("--group", action="append", default=[], help="a group (repeatable)")
+    kc.add_argument("--cluster", default=None, help="a cluster behind the gateway (default: the default one)")
+    kc.add_argument("--namespace", default="default")
+    kc.add_argument("--ttl", type=parse_duration, default=8 * 3600, help="token lifetime (default 8h)")
+    kc.set_defaults(handler=_kubeconfig)
+
+    demo = sub.add_parser("demo", help="run kubegate in front of an emulated cluster and print a kubeconfig")
     demo.add_argument("--dir", default=None, help="state directory (default: ./state/demo)")
+    demo.add_argument("--port", type=int, default=8443, help="gateway port (default 8443; 0 for any)")
     demo.set_defaults(handler=_demo)
 
     emu = sub.add_parser("emulator", help="run only the Kubernetes API emulator (tests, demos)")
@@ -51,5 +163,5 @@ def main(argv: list[str] | None = None) -> int:
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
-        return 0 if argv is None and len(sys.argv) <= 1 else 2
+        return 0
     return handler(args)

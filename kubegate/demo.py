@@ -1,26 +1,68 @@
-"""`kubegate demo`: an emulated cluster to try kubectl against, in one command."""
+"""`kubegate demo`: kubegate in front of an emulated cluster, ready for kubectl in one command."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import signal
-import threading
 from pathlib import Path
 
+import yaml
+
 from kubegate.emulator import harness
+from kubegate.gateway import keys, kubeconfig, settings
+from kubegate.gateway.server import Gateway
+
+
+def write_config(state: Path, upstream: harness.RunningEmulator, port: int) -> Path:
+    config = {
+        "listen": {"host": "127.0.0.1", "port": port},
+        "metrics": {"host": "127.0.0.1", "port": 0},
+        "state_dir": str(state / "gateway"),
+        "clusters": [{"name": "demo", "server": upstream.url, "ca_file": str(upstream.ca_file),
+                      "token": upstream.gateway_token}],
+    }
+    path = state / "kubegate.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
 def run(args: argparse.Namespace) -> int:
     state = Path(args.dir or "state/demo").resolve()
     state.mkdir(parents=True, exist_ok=True)
     upstream = harness.start(state / "emulator")
-    kubeconfig = upstream.kubeconfig(state / "kubeconfig")
-    print(f"emulated cluster: {upstream.url}")
-    print(f"\nready. In another terminal:\n\n  export KUBECONFIG={kubeconfig}\n  kubectl get pods -A\n")
-    print("Ctrl-C stops the demo.", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    stop.wait()
-    upstream.stop()
+    config_path = write_config(state, upstream, args.port)
+    cfg = settings.load(config_path)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        gateway = Gateway(cfg)
+        await gateway.start()
+        cfg.listen.port = gateway.port  # kubeconfigs point at the port actually bound
+        written = yaml.safe_load(config_path.read_text())
+        written["public_url"] = cfg.url
+        config_path.write_text(yaml.safe_dump(written, sort_keys=False))
+        token = gateway.authenticator.own.issue("demo-admin", ["demo-admins"], ttl_seconds=8 * 3600)
+        kc = state / "kubeconfig"
+        kc.write_text(kubeconfig.render(cfg, keys.serving_tls(cfg).ca_file.read_text(), token,
+                                        user="demo-admin", cluster=None))
+        print(f"emulated cluster : {upstream.url} (its kubeconfig: {upstream.kubeconfig(state / 'emulator-admin.kubeconfig')})")
+        print(f"kubegate         : https://127.0.0.1:{gateway.port}  (settings: {config_path})")
+        print(f"metrics          : http://127.0.0.1:{gateway.metrics_port}/metrics")
+        print(f"audit log        : {cfg.audit_path}")
+        print(f"\nready. In another terminal:\n\n  export KUBECONFIG={kc}\n  .venv/bin/kubectl get pods -A\n"
+              f"  .venv/bin/kubectl auth whoami\n\nMore users: .venv/bin/kubegate kubeconfig -c {config_path} "
+              "--user alice --group dev\nCtrl-C stops the demo.", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await gateway.stop()
+
+    try:
+        asyncio.run(main())
+    finally:
+        upstream.stop()
     return 0

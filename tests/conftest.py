@@ -135,3 +135,61 @@ def python_client(server: str, ca_file: Path, token: str) -> k8s.ApiClient:
 
 def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# -- the gateway -------------------------------------------------------------------------------
+
+from kubegate.gateway import settings as gw_settings  # noqa: E402
+from kubegate.gateway.server import RunningGateway, StagesHook, start_in_thread  # noqa: E402
+
+
+def gateway_settings(state: Path, clusters: list[dict[str, Any]], **extra: Any) -> gw_settings.Settings:
+    data: dict[str, Any] = {"listen": {"port": 0}, "metrics": {"port": 0}, "state_dir": str(state),
+                            "clusters": clusters, **extra}
+    return gw_settings.from_mapping(data)
+
+
+def emulator_cluster(emu: harness.RunningEmulator, name: str = "emu", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "server": emu.url, "ca_file": str(emu.ca_file), "token": emu.gateway_token, **extra}
+
+
+@dataclass
+class GatewayHandle:
+    running: RunningGateway
+    upstream: harness.RunningEmulator
+    state: Path
+
+    @property
+    def url(self) -> str:
+        return self.running.url
+
+    @property
+    def ca_file(self) -> Path:
+        return self.running.gateway.tls.ca_file
+
+    def token(self, user: str, groups: list[str] | tuple[str, ...] = (), ttl: int = 3600) -> str:
+        return self.running.gateway.authenticator.own.issue(user, groups, ttl_seconds=ttl)
+
+    def kubeconfig(self, path: Path, user: str, groups: list[str] | tuple[str, ...] = (),
+                   server: str | None = None) -> Path:
+        harness.write_kubeconfig(path, server or self.url, self.ca_file.read_text(), self.token(user, groups),
+                                 user=user)
+        return path
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        path = self.running.gateway.settings.audit_path
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def start_gateway(state: Path, upstream: harness.RunningEmulator, *, clusters: list[dict[str, Any]] | None = None,
+                  stages_hook: StagesHook | None = None, **extra: Any) -> GatewayHandle:
+    cfg = gateway_settings(state, clusters or [emulator_cluster(upstream)], **extra)
+    return GatewayHandle(start_in_thread(cfg, stages_hook=stages_hook), upstream, state)
+
+
+@pytest.fixture(scope="session")
+def gateway(upstream: harness.RunningEmulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayHandle]:
+    """One gateway for the session, in front of the session's emulated cluster."""
+    handle = start_gateway(tmp_path_factory.mktemp("gateway"), upstream)
+    yield handle
+    handle.running.stop()

@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client as k8s
 
 from kubegate.emulator import harness
-from tests.conftest import Kubectl, python_client, unique
+from tests.conftest import GatewayHandle, Kubectl, python_client, unique
 
 
 @dataclass
@@ -21,13 +21,25 @@ class Cluster:
     username: str  # who the upstream should see as the caller
 
 
-@pytest.fixture(params=["direct"])
+GATEWAY_USER = ("compat-admin", ["platform-admins"])
+
+
+@pytest.fixture(params=["direct", "gateway"])
 def cluster(request: pytest.FixtureRequest, upstream: harness.RunningEmulator, kubectl_path: str,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The same cases run straight against the emulator and through kubegate in front of it."""
     home = tmp_path_factory.mktemp("kubectl")
-    kubeconfig = upstream.kubeconfig(home / "config")
-    api = python_client(upstream.url, upstream.ca_file, upstream.admin_token)
-    yield Cluster("direct", Kubectl(kubectl_path, kubeconfig), api, upstream, harness.ADMIN.username)
+    if request.param == "direct":
+        kubeconfig = upstream.kubeconfig(home / "config")
+        api = python_client(upstream.url, upstream.ca_file, upstream.admin_token)
+        username = harness.ADMIN.username
+    else:
+        gw: GatewayHandle = request.getfixturevalue("gateway")
+        user, groups = GATEWAY_USER
+        kubeconfig = gw.kubeconfig(home / "config", user, groups)
+        api = python_client(gw.url, gw.ca_file, gw.token(user, groups))
+        username = user
+    yield Cluster(request.param, Kubectl(kubectl_path, kubeconfig), api, upstream, username)
     api.close()
 
 

@@ -1,0 +1,33 @@
+"""Building audit.k8s.io/v1 Events from what the gateway knows about a request."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+
+def timestamp(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event(*, audit_id: str, stage: str, request_uri: str, verb: str, user: dict[str, Any] | None,
+          source_ips: list[str], user_agent: str, object_ref: dict[str, str] | None, code: int,
+          status_message: str, reason: str, received: float, now: float,
+          annotations: dict[str, str]) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+        "auditID": audit_id, "stage": stage, "requestURI": request_uri, "verb": verb,
+        "user": user or {"username": "system:anonymous", "groups": ["system:unauthenticated"]},
+        "sourceIPs": source_ips, "userAgent": user_agent,
+        "responseStatus": {"metadata": {}, "code": code},
+        "requestReceivedTimestamp": timestamp(received), "stageTimestamp": timestamp(now),
+        "annotations": annotations,
+    }
+    if user:
+        # kubegate forwards as the caller: the upstream sees this identity impersonated.
+        ev["impersonatedUser"] = user
+    if object_ref:
+        ev["objectRef"] = object_ref
+    if status_message:
+        ev["responseStatus"].update(status="Failure", message=status_message, reason=reason)
+    return ev

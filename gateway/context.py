@@ -1,0 +1,62 @@
+"""Per-request state: one typed object, reached through one accessor."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, MutableMapping
+
+from multidict import CIMultiDict
+
+from .errors import Denial
+from .identity import Identity
+from .requestinfo import RequestInfo
+from .upstreams import Upstream
+
+METADATA_KEY = "kubegate"
+
+
+@dataclass
+class RequestView:
+    """What the stages see of an HTTP request, independent of the proxy engine."""
+
+    method: str
+    raw_path: str  # as received, percent-encoding intact, without the query
+    query: str
+    headers: CIMultiDict[str]
+    body: bytes
+    client_ip: str
+    websocket: bool = False
+
+    @property
+    def user_agent(self) -> str:
+        return self.headers.get("User-Agent", "")
+
+
+@dataclass
+class GateContext:
+    request: RequestView
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    received: float = field(default_factory=time.time)
+    path: str = ""  # the raw path with any /clusters/<name> prefix removed
+    upstream: Upstream | None = None
+    identity: Identity | None = None
+    info: RequestInfo | None = None
+    denial: Denial | None = None
+    forwarded: bool = False
+    audited: bool = False
+    annotations: dict[str, str] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def decision(self) -> str:
+        if self.denial is not None:
+            return "deny" if self.denial.code < 500 else "error"
+        return "allow" if self.forwarded else "pending"
+
+
+def context_of(metadata: MutableMapping[str, Any]) -> GateContext | None:
+    """The request's context, kept in the proxy flow's metadata."""
+    ctx = metadata.get(METADATA_KEY)
+    return ctx if isinstance(ctx, GateContext) else None

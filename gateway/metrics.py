@@ -1,0 +1,34 @@
+"""Prometheus metrics: the one module that imports prometheus_client."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_STAGE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "kubegate_requests", "Requests by cluster, verb, resource, response code and decision.",
+            ["cluster", "verb", "resource", "code", "decision", "stage"], registry=self.registry)
+        self.stage_seconds = Histogram(
+            "kubegate_stage_duration_seconds", "Time spent in each stage of the request path.",
+            ["stage"], buckets=_STAGE_BUCKETS, registry=self.registry)
+        self.audit_failures = Counter(
+            "kubegate_audit_write_failures", "Audit events that could not be written at once.",
+            registry=self.registry)
+        self.upstream_errors = Counter(
+            "kubegate_upstream_errors", "Requests that failed between the gateway and a cluster.",
+            ["cluster", "code"], registry=self.registry)
+        self.ready = Gauge("kubegate_ready", "1 while the gateway serves requests.", registry=self.registry)
+
+    def observe_stages(self, seconds: dict[str, float]) -> None:
+        for stage, value in seconds.items():
+            self.stage_seconds.labels(stage).observe(value)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

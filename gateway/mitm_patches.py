@@ -1,0 +1,68 @@
+"""Two narrow changes to mitmproxy 12's HTTP layer that fail-closed serving needs.
+
+1. Error pages. When mitmproxy itself answers (upstream unreachable, TLS verification failed,
+   body too large, malformed HTTP), it writes an HTML page no hook can replace. kubectl shows
+   those as "unknown" errors; every answer from kubegate must be a Kubernetes Status. The HTTP/1
+   renderer is replaced (the gateway serves clients HTTP/1.1 only: mitmproxy's HTTP/2 error path
+   hard-codes text/html).
+2. Body limits. `body_size_limit` must cap request bodies (the gateway never streams a request
+   body: a streamed body reaches the upstream before the `request` hook runs) but not responses,
+   which the gateway streams itself and which may legitimately be large (lists).
+
+Both are checked by tests that drive the gateway (oversized body, upstream down, wrong CA,
+large list), so a mitmproxy upgrade that moves these internals fails loudly, not silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generator
+
+from mitmproxy import http
+from mitmproxy.net.http import http1
+from mitmproxy.proxy.layers import http as http_layer
+from mitmproxy.proxy.layers.http import _http1
+
+from kubegate import status as k8s_status
+
+_installed = False
+
+
+def status_for_proxy_error(code: int, message: str) -> k8s_status.Status:
+    """The Status the client gets (and the audit records) when the proxy layer itself fails."""
+    lowered = message.lower()
+    if code == 413 or "body exceeds" in lowered:
+        return k8s_status.failure(413, "kubegate: the request body is larger than this gateway accepts",
+                                  reason="RequestEntityTooLarge")
+    if "certificate" in lowered or "tls" in lowered or "ssl" in lowered:
+        return k8s_status.failure(502, "kubegate: the cluster's API server could not be verified "
+                                       f"(TLS): {message[:300]}", reason="InternalError")
+    if code == 502:
+        return k8s_status.failure(503, "kubegate: the cluster's API server is unreachable: "
+                                       f"{message[:300]}", reason="ServiceUnavailable")
+    if code == 400:
+        return k8s_status.failure(400, f"kubegate: malformed HTTP request: {message[:300]}", reason="BadRequest")
+    return k8s_status.failure(code, f"kubegate: {message[:300]}")
+
+
+def _status_error_response(status_code: int, message: str = "") -> bytes:
+    body = status_for_proxy_error(status_code, message)
+    resp = http.Response.make(body["code"], k8s_status.encode(body),
+                              http.Headers(Content_Type="application/json", Connection="close"))
+    return http1.assemble_response(resp)
+
+
+def _requests_only(original: Any) -> Any:
+    def check_body_size(self: Any, request: bool) -> Generator[Any, Any, bool]:
+        if not request:
+            return False
+        return (yield from original(self, request))
+    return check_body_size
+
+
+def install() -> None:
+    global _installed
+    if _installed:
+        return
+    _http1.make_error_response = _status_error_response
+    http_layer.HttpStream.check_body_size = _requests_only(http_layer.HttpStream.check_body_size)
+    _installed = True

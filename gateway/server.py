@@ -1,0 +1,177 @@
+"""Assembling and running a gateway: mitmproxy's bare Master with our one addon, plus a small
+listener for /metrics, /healthz and /readyz."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from aiohttp import web
+from mitmproxy import options
+from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
+from mitmproxy.master import Master
+
+from kubegate.audit.sink import JsonlSink
+
+from . import keys, mitm_patches, upstream_tls, upstreams
+from .addon import GatewayAddon
+from .authn import Authenticator
+from .metrics import CONTENT_TYPE, Metrics
+from .settings import Settings
+from .stages import Stage, default_stages
+
+log = logging.getLogger("kubegate.server")
+
+StagesHook = Callable[[list[Stage]], list[Stage]]
+
+
+class Gateway:
+    def __init__(self, settings: Settings, *, stages_hook: StagesHook | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        mitm_patches.install()
+        self.settings = settings
+        self.tls = keys.serving_tls(settings)
+        self.authenticator = Authenticator.from_settings(settings, keys.signing_key_pem(settings), clock)
+        self.upstreams = upstreams.build(settings)
+        for u in self.upstreams.all:
+            u.tls_context = upstream_tls.build_context(u)
+        self.sink = JsonlSink(settings.audit_path)
+        self.metrics = Metrics()
+        stages = default_stages(audit_ready=self.sink.healthy, authenticator=self.authenticator,
+                                upstreams=self.upstreams)
+        self.stages = stages_hook(stages) if stages_hook else stages
+        self.addon = GatewayAddon(self.stages, self.upstreams, self.sink, self.metrics)
+        self.master: Master | None = None
+        self.port = 0
+        self.metrics_port = 0
+        self._task: asyncio.Task[None] | None = None
+        self._metrics_runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        first = self.upstreams.default or self.upstreams.all[0]
+        listen = self.settings.listen
+        opts = options.Options(
+            mode=[f"reverse:https://{first.host}:{first.port}@{listen.host}:{listen.port}"],
+            confdir=str(self.settings.state / "mitmproxy"),
+        )
+        self.master = Master(opts)
+        # Our addon before TlsConfig: it sets up upstream TLS itself, which TlsConfig then leaves alone.
+        self.master.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(),
+                               self.addon, tlsconfig.TlsConfig())
+        opts.update(
+            connection_strategy="lazy",  # no upstream connection before a request is allowed
+            certs=[f"*={self.tls.bundle_file}"],
+            http2=False, http3=False,  # see mitm_patches: errors must be Status, which needs HTTP/1.1
+            body_size_limit=str(self.settings.max_request_body_bytes),
+            ssl_insecure=False,
+            keep_host_header=False,
+        )
+        logging.getLogger("mitmproxy.proxy.server").setLevel(logging.WARNING)
+        self._task = asyncio.create_task(self.master.run(), name="mitmproxy")
+        started = asyncio.create_task(self.addon.started.wait())
+        await asyncio.wait([started, self._task], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if not self.addon.started.is_set():
+            started.cancel()
+            if self._task.done() and self._task.exception():
+                raise RuntimeError(f"the proxy failed to start: {self._task.exception()}")
+            raise RuntimeError("the proxy did not start within 30 seconds")
+        proxy = self.master.addons.get("proxyserver")
+        addrs = proxy.listen_addrs() if proxy else []
+        if not addrs:
+            raise RuntimeError(f"cannot listen on {listen.host}:{listen.port}")
+        self.port = addrs[0][1]
+        if self.settings.metrics.port >= 0:
+            await self._start_metrics()
+        self.metrics.ready.set(1)
+        log.info("kubegate serving on https://%s:%d", listen.host, self.port)
+
+    async def _start_metrics(self) -> None:
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+        async def healthz(_: web.Request) -> web.Response:
+            return web.Response(text="ok")
+
+        async def readyz(_: web.Request) -> web.Response:
+            ready = self.addon.started.is_set() and self.sink.healthy()
+            return web.Response(text="ok" if ready else "not ready", status=200 if ready else 503)
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        self._metrics_runner = web.AppRunner(app, access_log=None)
+        await self._metrics_runner.setup()
+        site = web.TCPSite(self._metrics_runner, self.settings.metrics.host, self.settings.metrics.port)
+        await site.start()
+        self.metrics_port = self._metrics_runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        self.metrics.ready.set(0)
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+        if self.master is not None:
+            self.master.shutdown()
+        if self._task is not None:
+            await asyncio.wait([self._task], timeout=10)
+        self.sink.close()
+
+    async def serve_forever(self, stop: asyncio.Event) -> None:
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+
+@dataclass
+class RunningGateway:
+    """A gateway serving from a background thread (tests and the demo)."""
+
+    gateway: Gateway
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.gateway.port}"
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.gateway.stop(), self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+def start_in_thread(settings: Settings, *, stages_hook: StagesHook | None = None,
+                    clock: Callable[[], float] = time.time) -> RunningGateway:
+    loop = asyncio.new_event_loop()
+    ready: "asyncio.Future[Gateway]" = loop.create_future()
+
+    async def boot() -> None:
+        try:
+            gw = Gateway(settings, stages_hook=stages_hook, clock=clock)
+            await gw.start()
+        except BaseException as e:  # noqa: BLE001 - handed to the starting thread
+            ready.set_exception(e)
+        else:
+            ready.set_result(gw)
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.create_task(boot())
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="kubegate-gateway", daemon=True)
+    thread.start()
+
+    async def wait() -> Gateway:
+        return await ready
+
+    gateway = asyncio.run_coroutine_threadsafe(wait(), loop).result(timeout=60)
+    return RunningGateway(gateway, loop, thread)

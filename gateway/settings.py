@@ -1,0 +1,325 @@
+"""kubegate's settings: one YAML file, read and validated once at start.
+
+Every problem in the file is collected and reported together (`SettingsError.problems`),
+so an operator fixes a config in one round instead of one error per restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+DEFAULT_MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's own limit on a request body
+SIGNING_ALGORITHMS = ("ES256", "ES384", "EdDSA", "RS256")
+OIDC_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA")
+
+
+class SettingsError(Exception):
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source, self.problems = source, problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+    def report(self) -> str:
+        lines = [f"kubegate: {len(self.problems)} problem(s) in {self.source}:"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+@dataclass
+class Listen:
+    host: str = "127.0.0.1"
+    """Address to listen on. Default 127.0.0.1; use 0.0.0.0 behind a Service."""
+    port: int = 8443
+    """TCP port. 0 picks a free port (tests)."""
+
+
+@dataclass
+class Tls:
+    cert_file: str = ""
+    """PEM serving certificate (with its chain). Empty: a CA and certificate are generated once into state_dir/tls."""
+    key_file: str = ""
+    """PEM private key of cert_file."""
+    hosts: list[str] = field(default_factory=lambda: ["127.0.0.1", "localhost"])
+    """Names and IPs the generated certificate is valid for (ignored with cert_file)."""
+
+
+@dataclass
+class Issuer:
+    """Tokens kubegate issues itself (`kubegate token issue`, `kubegate kubeconfig`, the webshell)."""
+
+    issuer: str = "https://kubegate.local"
+    """The `iss` claim of issued tokens."""
+    audience: str = "kubegate"
+    """The `aud` claim issued tokens carry and that is required of them."""
+    signing_key_file: str = ""
+    """PEM private key (EC P-256/P-384, Ed25519 or RSA). Empty: generated once into state_dir/tls."""
+    algorithm: str = "ES256"
+    """Signing algorithm; must fit the key. One of ES256, ES384, EdDSA, RS256."""
+    max_ttl_seconds: int = 7 * 24 * 3600
+    """Longest lifetime an issued token may have. Default one week."""
+
+
+@dataclass
+class Oidc:
+    """An external OpenID Connect issuer, configured like kube-apiserver's --oidc-* flags."""
+
+    issuer: str = ""
+    """Exact `iss` value (https URL)."""
+    audiences: list[str] = field(default_factory=list)
+    """Accepted `aud` values; at least one is required."""
+    jwks_file: str = ""
+    """JWKS document on disk. Exactly one of jwks_file and jwks_url."""
+    jwks_url: str = ""
+    """JWKS URL, fetched with the system CAs (or jwks_ca_file), cached, refreshed on an unknown `kid`."""
+    jwks_ca_file: str = ""
+    """CA bundle to verify jwks_url with."""
+    jwks_refresh_seconds: int = 3600
+    """How long a fetched JWKS is trusted before it is fetched again."""
+    username_claim: str = "sub"
+    """Claim that names the user."""
+    username_prefix: str | None = None
+    """Prefix for usernames. Default, as kube-apiserver: "<issuer>#" unless username_claim is email; "-" for none."""
+    groups_claim: str = "groups"
+    """Claim holding the user's groups (a list or a string)."""
+    groups_prefix: str = ""
+    """Prefix for group names."""
+    algorithms: list[str] = field(default_factory=lambda: ["RS256", "ES256"])
+    """Signature algorithms accepted from this issuer (never `none`, never HMAC)."""
+
+
+@dataclass
+class Cluster:
+    name: str = ""
+    """Name used in /clusters/<name>/ and in policies. Letters, digits, '-', '.'."""
+    default: bool = False
+    """Serve this cluster on paths without a /clusters/<name> prefix. One cluster at most."""
+    server: str = ""
+    """https URL of kube-apiserver (or take it from kubeconfig)."""
+    ca_file: str = ""
+    """CA bundle that signs the apiserver's certificate."""
+    ca_data: str = ""
+    """The same, inline as base64 PEM (as in a kubeconfig)."""
+    tls_server_name: str = ""
+    """Name to verify the apiserver's certificate against, when it differs from the URL's host."""
+    token: str = ""
+    """The gateway's bearer token for this cluster (prefer token_file)."""
+    token_file: str = ""
+    """File holding the gateway's bearer token, re-read when it changes (projected tokens rotate)."""
+    client_cert_file: str = ""
+    """The gateway's client certificate (PEM), with client_key_file."""
+    client_key_file: str = ""
+    """Private key of client_cert_file."""
+    kubeconfig: str = ""
+    """Take server, CA and credential from this kubeconfig instead."""
+    context: str = ""
+    """Context of `kubeconfig` to use (default: its current-context)."""
+
+
+@dataclass
+class Audit:
+    path: str = ""
+    """JSONL file of audit.k8s.io/v1 events. Default: state_dir/audit.jsonl."""
+
+
+@dataclass
+class Metrics:
+    host: str = "127.0.0.1"
+    """Address of the /metrics, /healthz and /readyz listener."""
+    port: int = 9443
+    """Its port (plain HTTP). 0 picks a free port; -1 disables the listener."""
+
+
+@dataclass
+class Settings:
+    listen: Listen = field(default_factory=Listen)
+    public_url: str = ""
+    """URL clients use to reach the gateway, written into kubeconfigs. Default: https://<listen>."""
+    state_dir: str = "state"
+    """Where generated keys, certificates and the default audit log live."""
+    tls: Tls = field(default_factory=Tls)
+    issuer: Issuer = field(default_factory=Issuer)
+    oidc: list[Oidc] = field(default_factory=list)
+    clusters: list[Cluster] = field(default_factory=list)
+    audit: Audit = field(default_factory=Audit)
+    metrics: Metrics = field(default_factory=Metrics)
+    max_request_body_bytes: int = DEFAULT_MAX_BODY
+    """Largest request body accepted (and inspected). Larger: 413. Default 3 MiB, as kube-apiserver."""
+    base_dir: str = ""
+    """(not a key) the directory relative paths in the file are resolved against."""
+
+    def path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir or ".") / p
+
+    @property
+    def state(self) -> Path:
+        return self.path(self.state_dir)
+
+    @property
+    def audit_path(self) -> Path:
+        return self.path(self.audit.path) if self.audit.path else self.state / "audit.jsonl"
+
+    def default_cluster(self) -> Cluster | None:
+        return next((c for c in self.clusters if c.default), None)
+
+    def cluster(self, name: str) -> Cluster | None:
+        return next((c for c in self.clusters if c.name == name), None)
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.listen.host in ("0.0.0.0", "::") else self.listen.host
+        return self.public_url or f"https://{host}:{self.listen.port}"
+
+
+def _build(cls: type, data: Any, where: str, problems: list[str]) -> Any:
+    """A dataclass from a mapping, recording unknown keys and wrong types instead of failing."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        problems.append(f"{where}: must be a mapping")
+        return cls()
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "base_dir"}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        f = fields.get(key)
+        if f is None:
+            problems.append(f"{where}.{key}: unknown key")
+            continue
+        kwargs[key] = _coerce(f, value, f"{where}.{key}", problems)
+    return cls(**kwargs)
+
+
+_NESTED = {"listen": Listen, "tls": Tls, "issuer": Issuer, "audit": Audit, "metrics": Metrics}
+_LISTS = {"oidc": Oidc, "clusters": Cluster}
+
+
+def _coerce(f: dataclasses.Field[Any], value: Any, where: str, problems: list[str]) -> Any:
+    if f.name in _NESTED and isinstance(f.default_factory, type):  # type: ignore[misc]
+        return _build(_NESTED[f.name], value, where, problems)
+    if f.name in _LISTS and f.type in ("list[Oidc]", "list[Cluster]"):
+        if not isinstance(value, list):
+            problems.append(f"{where}: must be a list")
+            return []
+        return [_build(_LISTS[f.name], v, f"{where}[{i}]", problems) for i, v in enumerate(value)]
+    expected = {"str": str, "int": int, "bool": bool, "list[str]": list, "str | None": (str, type(None))}.get(
+        str(f.type))
+    if expected is not None and (not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
+        problems.append(f"{where}: expected {f.type}, got {type(value).__name__}")
+        return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    if f.type == "list[str]" and not all(isinstance(v, str) for v in value):
+        problems.append(f"{where}: every entry must be a string")
+        return [str(v) for v in value]
+    return value
+
+
+def _https_url(value: str, where: str, problems: list[str]) -> None:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        problems.append(f"{where}: must be an https:// URL, got {value!r}")
+
+
+def _readable(settings: Settings, value: str, where: str, problems: list[str]) -> None:
+    if value and not settings.path(value).is_file():
+        problems.append(f"{where}: file {settings.path(value)} does not exist")
+
+
+def validate(s: Settings) -> list[str]:
+    problems: list[str] = []
+    if not 0 <= s.listen.port <= 65535:
+        problems.append("listen.port: must be 0..65535")
+    if not -1 <= s.metrics.port <= 65535:
+        problems.append("metrics.port: must be -1..65535")
+    if s.public_url:
+        _https_url(s.public_url, "public_url", problems)
+    if bool(s.tls.cert_file) != bool(s.tls.key_file):
+        problems.append("tls: cert_file and key_file go together")
+    _readable(s, s.tls.cert_file, "tls.cert_file", problems)
+    _readable(s, s.tls.key_file, "tls.key_file", problems)
+    if s.issuer.algorithm not in SIGNING_ALGORITHMS:
+        problems.append(f"issuer.algorithm: must be one of {', '.join(SIGNING_ALGORITHMS)}")
+    _readable(s, s.issuer.signing_key_file, "issuer.signing_key_file", problems)
+    if s.issuer.max_ttl_seconds <= 0:
+        problems.append("issuer.max_ttl_seconds: must be positive")
+    if s.max_request_body_bytes < 1024:
+        problems.append("max_request_body_bytes: must be at least 1024")
+    seen_issuers = {s.issuer.issuer}
+    for i, o in enumerate(s.oidc):
+        where = f"oidc[{i}]"
+        _https_url(o.issuer, f"{where}.issuer", problems)
+        if o.issuer in seen_issuers:
+            problems.append(f"{where}.issuer: {o.issuer!r} is configured twice")
+        seen_issuers.add(o.issuer)
+        if not o.audiences:
+            problems.append(f"{where}.audiences: at least one audience is required")
+        if bool(o.jwks_file) == bool(o.jwks_url):
+            problems.append(f"{where}: exactly one of jwks_file and jwks_url is required")
+        if o.jwks_url:
+            _https_url(o.jwks_url, f"{where}.jwks_url", problems)
+        _readable(s, o.jwks_file, f"{where}.jwks_file", problems)
+        _readable(s, o.jwks_ca_file, f"{where}.jwks_ca_file", problems)
+        bad = [a for a in o.algorithms if a not in OIDC_ALGORITHMS]
+        if bad or not o.algorithms:
+            problems.append(f"{where}.algorithms: {bad or 'empty'}; allowed: {', '.join(OIDC_ALGORITHMS)}")
+    if not s.clusters:
+        problems.append("clusters: at least one cluster is required")
+    names: set[str] = set()
+    for i, c in enumerate(s.clusters):
+        where = f"clusters[{i}]"
+        if not c.name or not all(ch.isalnum() or ch in "-." for ch in c.name):
+            problems.append(f"{where}.name: required; letters, digits, '-' and '.' only")
+        elif c.name in names:
+            problems.append(f"{where}.name: {c.name!r} is used twice")
+        names.add(c.name)
+        if c.kubeconfig:
+            _readable(s, c.kubeconfig, f"{where}.kubeconfig", problems)
+            if c.server or c.token or c.token_file or c.client_cert_file:
+                problems.append(f"{where}: kubeconfig excludes server and credential keys")
+            continue
+        _https_url(c.server, f"{where}.server", problems)
+        if not (c.ca_file or c.ca_data):
+            problems.append(f"{where}: ca_file or ca_data is required (the apiserver is always verified)")
+        if c.ca_data:
+            try:
+                base64.b64decode(c.ca_data, validate=True)
+            except (binascii.Error, ValueError):
+                problems.append(f"{where}.ca_data: not valid base64")
+        creds = [bool(c.token), bool(c.token_file), bool(c.client_cert_file)]
+        if sum(creds) != 1:
+            problems.append(f"{where}: exactly one credential is required: token, token_file, or client_cert_file")
+        if bool(c.client_cert_file) != bool(c.client_key_file):
+            problems.append(f"{where}: client_cert_file and client_key_file go together")
+        for key in ("ca_file", "token_file", "client_cert_file", "client_key_file"):
+            _readable(s, getattr(c, key), f"{where}.{key}", problems)
+    if sum(c.default for c in s.clusters) > 1:
+        problems.append("clusters: at most one cluster may be the default")
+    return problems
+
+
+def from_mapping(data: Any, *, source: str = "<settings>", base_dir: str = "") -> Settings:
+    problems: list[str] = []
+    settings: Settings = _build(Settings, data, "settings", problems)
+    settings.base_dir = base_dir
+    if len(settings.clusters) == 1 and not any(c.default for c in settings.clusters):
+        settings.clusters[0].default = True  # a single cluster needs no prefix
+    problems += validate(settings)
+    if problems:
+        raise SettingsError(source, [p.removeprefix("settings.") for p in problems])
+    return settings
+
+
+def load(path: str | Path) -> Settings:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise SettingsError(str(path), [f"cannot read: {e.strerror}"]) from e
+    except yaml.YAMLError as e:
+        raise SettingsError(str(path), [f"not valid YAML: {e}"]) from e
+    return from_mapping(data, source=str(path), base_dir=str(path.parent.resolve()))
