@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Sequence
 
-from mitmproxy import http, tcp, tls
+from mitmproxy import connection, http, tcp, tls
 from multidict import CIMultiDict
 from OpenSSL import SSL
 
@@ -38,8 +38,7 @@ def _view(flow: http.HTTPFlow) -> RequestView:
     peer = flow.client_conn.peername
     return RequestView(
         method=req.method, raw_path=raw_path, query=query,
-        headers=CIMultiDict(req.headers.fields and [(k.decode("latin-1"), v.decode("latin-1"))
-                                                    for k, v in req.headers.fields]),
+        headers=CIMultiDict(req.headers.items(multi=True)),
         body=req.raw_content or b"", client_ip=peer[0] if peer else "",
         websocket=req.headers.get("upgrade", "").lower() == "websocket",
     )
@@ -171,6 +170,7 @@ class GatewayAddon:
 
     def tls_start_server(self, tls_start: tls.TlsData) -> None:
         server = tls_start.conn
+        assert isinstance(server, connection.Server)
         address = server.address
         upstream = self.upstreams.by_address(address[0], address[1]) if address else None
         if upstream is None:

@@ -64,5 +64,6 @@ def install() -> None:
     if _installed:
         return
     _http1.make_error_response = _status_error_response
-    http_layer.HttpStream.check_body_size = _requests_only(http_layer.HttpStream.check_body_size)
+    http_layer.HttpStream.check_body_size = _requests_only(  # type: ignore[method-assign]
+        http_layer.HttpStream.check_body_size)
     _installed = True

@@ -196,24 +196,35 @@ def _build(cls: type, data: Any, where: str, problems: list[str]) -> Any:
     return cls(**kwargs)
 
 
-_NESTED = {"listen": Listen, "tls": Tls, "issuer": Issuer, "audit": Audit, "metrics": Metrics}
-_LISTS = {"oidc": Oidc, "clusters": Cluster}
+# Field types as written in the annotations above (strings, under `from __future__ import annotations`).
+_NESTED: dict[str, type] = {"Listen": Listen, "Tls": Tls, "Issuer": Issuer, "Audit": Audit, "Metrics": Metrics}
+_LISTS: dict[str, type] = {"list[Oidc]": Oidc, "list[Cluster]": Cluster}
+_SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "bool": (bool,), "list[str]": (list,),
+                                         "str | None": (str, type(None))}
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
 
 
 def _coerce(f: dataclasses.Field[Any], value: Any, where: str, problems: list[str]) -> Any:
-    if f.name in _NESTED and isinstance(f.default_factory, type):  # type: ignore[misc]
-        return _build(_NESTED[f.name], value, where, problems)
-    if f.name in _LISTS and f.type in ("list[Oidc]", "list[Cluster]"):
+    kind = str(f.type)
+    if kind in _NESTED:
+        return _build(_NESTED[kind], value, where, problems)
+    if kind in _LISTS:
         if not isinstance(value, list):
             problems.append(f"{where}: must be a list")
             return []
-        return [_build(_LISTS[f.name], v, f"{where}[{i}]", problems) for i, v in enumerate(value)]
-    expected = {"str": str, "int": int, "bool": bool, "list[str]": list, "str | None": (str, type(None))}.get(
-        str(f.type))
-    if expected is not None and (not isinstance(value, expected) or (expected is int and isinstance(value, bool))):
-        problems.append(f"{where}: expected {f.type}, got {type(value).__name__}")
-        return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-    if f.type == "list[str]" and not all(isinstance(v, str) for v in value):
+        return [_build(_LISTS[kind], v, f"{where}[{i}]", problems) for i, v in enumerate(value)]
+    expected = _SCALARS.get(kind)
+    if expected is not None and (not isinstance(value, expected) or (int in expected and isinstance(value, bool))):
+        problems.append(f"{where}: expected {kind}, got {type(value).__name__}")
+        return _default(f)
+    if kind == "list[str]" and not all(isinstance(v, str) for v in value):
         problems.append(f"{where}: every entry must be a string")
         return [str(v) for v in value]
     return value

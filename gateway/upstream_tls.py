@@ -33,16 +33,16 @@ def build_context(upstream: Upstream) -> SSL.Context:
 def connection(upstream: Upstream, alpn: list[bytes]) -> SSL.Connection:
     """A client-side TLS connection to `upstream`, verifying its certificate names server_name."""
     conn = SSL.Connection(upstream.tls_context)
-    param = SSL._lib.SSL_get0_param(conn._ssl)  # type: ignore[attr-defined]
-    SSL._lib.X509_VERIFY_PARAM_set_hostflags(param, _HOSTFLAGS)  # type: ignore[attr-defined]
+    param = SSL._lib.SSL_get0_param(conn._ssl)
+    SSL._lib.X509_VERIFY_PARAM_set_hostflags(param, _HOSTFLAGS)
     try:
         ip = ipaddress.ip_address(upstream.server_name).packed
     except ValueError:
         name = upstream.server_name.encode("idna")
         conn.set_tlsext_host_name(name)
-        ok = SSL._lib.X509_VERIFY_PARAM_set1_host(param, name, len(name))  # type: ignore[attr-defined]
+        ok = SSL._lib.X509_VERIFY_PARAM_set1_host(param, name, len(name))
     else:
-        ok = SSL._lib.X509_VERIFY_PARAM_set1_ip(param, ip, len(ip))  # type: ignore[attr-defined]
+        ok = SSL._lib.X509_VERIFY_PARAM_set1_ip(param, ip, len(ip))
     if ok != 1:
         raise SSL.Error(f"cannot set up verification of {upstream.server_name!r}")
     if alpn:

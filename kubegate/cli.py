@@ -9,9 +9,13 @@ import os
 import re
 import signal
 import sys
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from kubegate import __version__
+
+if TYPE_CHECKING:
+    from kubegate.gateway.authn import TokenIssuer
+    from kubegate.gateway.settings import Settings
 
 Handler = Callable[[argparse.Namespace], int]
 DEFAULT_CONFIG = os.environ.get("KUBEGATE_CONFIG", "kubegate.yaml")
@@ -25,7 +29,7 @@ def parse_duration(text: str) -> int:
     return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
-def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _settings(args: argparse.Namespace) -> "Settings":
     from kubegate.gateway import settings
 
     try:
@@ -65,7 +69,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _issuer(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _issuer(args: argparse.Namespace) -> "tuple[Settings, TokenIssuer]":
     from kubegate.gateway import authn, keys
 
     cfg = _settings(args)
