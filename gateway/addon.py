@@ -26,6 +26,7 @@ from .context import METADATA_KEY, GateContext, RequestView, context_of
 from .errors import Denial, internal
 from .metrics import Metrics
 from .mitm_patches import status_for_proxy_error
+from .requestinfo import is_discovery
 from .stages import Stage
 from .upstreams import Upstreams
 
@@ -101,8 +102,9 @@ class GatewayAddon:
         try:
             if ctx is not None:
                 ctx.denial, ctx.forwarded = denial, False
+            path = (ctx.path or ctx.request.raw_path) if ctx else flow.request.path.partition("?")[0]
             flow.response = http.Response.make(denial.code, k8s_status.encode(denial.to_status()),
-                                               denial.headers())
+                                               denial.headers(warn=is_discovery(path)))
         except Exception:
             log.exception("cannot answer a denied request; killing it")
             flow.kill()

@@ -27,10 +27,16 @@ class Denial(Exception):
             details = {"retryAfterSeconds": self.retry_after}
         return k8s_status.failure(self.code, self.message, reason=self.reason, details=details)
 
-    def headers(self) -> dict[str, str]:
+    def headers(self, *, warn: bool = False) -> dict[str, str]:
+        """Response headers. `warn` repeats the message as a Warning header, for clients that
+        drop Status bodies: client-go reads discovery errors without decoding them, so kubectl
+        with a cold discovery cache would otherwise print only "Error from server (...): unknown"."""
         out = {"Content-Type": "application/json", "Cache-Control": "no-store"}
         if self.retry_after is not None:
             out["Retry-After"] = str(self.retry_after)
+        if warn:
+            text = self.message.encode("ascii", "replace").decode().replace("\\", "\\\\").replace('"', '\\"')
+            out["Warning"] = f'299 - "{text}"'
         return out
 
 

@@ -52,6 +52,14 @@ class RequestInfo:
         return f"{self.resource}/{self.subresource}" if self.subresource else self.resource
 
 
+_DISCOVERY = re.compile(r"^/(api(/[^/]+)?|apis(/[^/]+){0,2}|openapi/.*|version)/?$")
+
+
+def is_discovery(raw_path: str) -> bool:
+    """Discovery and OpenAPI documents: what clients read before any resource request."""
+    return _DISCOVERY.match(raw_path) is not None
+
+
 def _bad(message: str) -> Denial:
     return Denial(400, f"kubegate: {message}; the request was not forwarded", "BadRequest")
 

@@ -4,6 +4,7 @@ listener for /metrics, /healthz and /readyz."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
@@ -141,7 +142,21 @@ class RunningGateway:
         return f"https://127.0.0.1:{self.gateway.port}"
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.gateway.stop(), self.loop).result(timeout=30)
+        async def shutdown() -> None:
+            await self.gateway.stop()
+            # Client connections outlive the listener; end them (and their sockets) as asyncio.run would.
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # mitmproxy can leave a client transport half-closed for good (it answered 413 while
+            # the client was still uploading); abort what is left, or its socket outlives the loop.
+            for obj in gc.get_objects():
+                if isinstance(obj, asyncio.Transport) and getattr(obj, "_loop", None) is self.loop:
+                    obj.abort()
+            await asyncio.sleep(0.05)  # aborted transports finish closing on the next loop turns
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(timeout=30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
         if not self.thread.is_alive():

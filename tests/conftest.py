@@ -138,15 +138,22 @@ def unique(prefix: str = "t") -> str:
 
 
 # -- the gateway -------------------------------------------------------------------------------
+#
+# mitmproxy keeps its master and options in module-level globals (mitmproxy.ctx), which every new
+# Master rebinds: two gateways in one process would share TLS settings. In production there is one
+# gateway per process, so tests run each gateway as a real `kubegate serve` subprocess. Only tests
+# that must reach inside (a stage injected by the test) run one in-process, one at a time.
 
+import signal  # noqa: E402
+import subprocess as sp  # noqa: E402
+import sys  # noqa: E402
+
+import yaml  # noqa: E402
+
+from kubegate.gateway import keys as gw_keys  # noqa: E402
 from kubegate.gateway import settings as gw_settings  # noqa: E402
-from kubegate.gateway.server import RunningGateway, StagesHook, start_in_thread  # noqa: E402
-
-
-def gateway_settings(state: Path, clusters: list[dict[str, Any]], **extra: Any) -> gw_settings.Settings:
-    data: dict[str, Any] = {"listen": {"port": 0}, "metrics": {"port": 0}, "state_dir": str(state),
-                            "clusters": clusters, **extra}
-    return gw_settings.from_mapping(data)
+from kubegate.gateway.authn import TokenIssuer  # noqa: E402
+from kubegate.gateway.server import StagesHook, start_in_thread  # noqa: E402
 
 
 def emulator_cluster(emu: harness.RunningEmulator, name: str = "emu", **extra: Any) -> dict[str, Any]:
@@ -155,20 +162,24 @@ def emulator_cluster(emu: harness.RunningEmulator, name: str = "emu", **extra: A
 
 @dataclass
 class GatewayHandle:
-    running: RunningGateway
+    url: str
+    port: int
+    metrics_port: int
+    settings: gw_settings.Settings
     upstream: harness.RunningEmulator
-    state: Path
-
-    @property
-    def url(self) -> str:
-        return self.running.url
+    _stop: Any
+    log_file: Path | None = None
 
     @property
     def ca_file(self) -> Path:
-        return self.running.gateway.tls.ca_file
+        return self.settings.state / "tls" / "ca.crt"
+
+    @property
+    def issuer(self) -> TokenIssuer:
+        return TokenIssuer(self.settings.issuer, gw_keys.signing_key_pem(self.settings))
 
     def token(self, user: str, groups: list[str] | tuple[str, ...] = (), ttl: int = 3600) -> str:
-        return self.running.gateway.authenticator.own.issue(user, groups, ttl_seconds=ttl)
+        return self.issuer.issue(user, groups, ttl_seconds=ttl)
 
     def kubeconfig(self, path: Path, user: str, groups: list[str] | tuple[str, ...] = (),
                    server: str | None = None) -> Path:
@@ -177,14 +188,65 @@ class GatewayHandle:
         return path
 
     def audit_events(self) -> list[dict[str, Any]]:
-        path = self.running.gateway.settings.audit_path
+        path = self.settings.audit_path
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def stop(self) -> None:
+        self._stop()
+
+
+def write_gateway_config(state: Path, clusters: list[dict[str, Any]], **extra: Any) -> Path:
+    state.mkdir(parents=True, exist_ok=True)
+    data: dict[str, Any] = {"listen": {"port": 0}, "metrics": {"port": 0}, "state_dir": str(state),
+                            "clusters": clusters, **extra}
+    path = state / "kubegate.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
 
 
 def start_gateway(state: Path, upstream: harness.RunningEmulator, *, clusters: list[dict[str, Any]] | None = None,
-                  stages_hook: StagesHook | None = None, **extra: Any) -> GatewayHandle:
-    cfg = gateway_settings(state, clusters or [emulator_cluster(upstream)], **extra)
-    return GatewayHandle(start_in_thread(cfg, stages_hook=stages_hook), upstream, state)
+                  **extra: Any) -> GatewayHandle:
+    """`kubegate serve` in a subprocess; returns once it serves."""
+    config = write_gateway_config(state, clusters or [emulator_cluster(upstream)], **extra)
+    log_file = state / "gateway.log"
+    with open(log_file, "wb") as log:
+        proc = sp.Popen([sys.executable, "-m", "kubegate", "serve", "-c", str(config), "--log-level", "warning"],
+                        stdout=sp.PIPE, stderr=log, text=True)
+    assert proc.stdout is not None
+    line = ""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        line = proc.stdout.readline()
+        if line.startswith("kubegate serving on"):
+            break
+    if not line.startswith("kubegate serving on"):
+        proc.kill()
+        proc.wait(10)
+        proc.stdout.close()
+        raise AssertionError(f"kubegate serve did not start: {log_file.read_text()}")
+    port = int(line.split("https://127.0.0.1:")[1].split(",")[0])
+    metrics_port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+
+    def stop() -> None:
+        proc.send_signal(signal.SIGTERM)  # started here, ended by its PID
+        try:
+            proc.wait(timeout=15)
+        except sp.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+    settings = gw_settings.load(config)
+    return GatewayHandle(f"https://127.0.0.1:{port}", port, metrics_port, settings, upstream, stop, log_file)
+
+
+def start_gateway_in_process(state: Path, upstream: harness.RunningEmulator, *, stages_hook: StagesHook,
+                             **extra: Any) -> GatewayHandle:
+    settings = gw_settings.load(write_gateway_config(state, [emulator_cluster(upstream)], **extra))
+    running = start_in_thread(settings, stages_hook=stages_hook)
+    gw = running.gateway
+    return GatewayHandle(running.url, gw.port, gw.metrics_port, settings, upstream, running.stop)
 
 
 @pytest.fixture(scope="session")
@@ -192,4 +254,4 @@ def gateway(upstream: harness.RunningEmulator, tmp_path_factory: pytest.TempPath
     """One gateway for the session, in front of the session's emulated cluster."""
     handle = start_gateway(tmp_path_factory.mktemp("gateway"), upstream)
     yield handle
-    handle.running.stop()
+    handle.stop()
