@@ -13,6 +13,7 @@ from .upstreams import Upstream
 STRIPPED_NAMES = frozenset({"authorization", "proxy-authorization", "x-remote-user", "x-remote-group",
                             "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"})
 STRIPPED_PREFIXES = ("impersonate-", "x-remote-extra-")
+SESSION_EXTRA = "kubegate.io/session"
 
 _TOKEN_CHARS = frozenset(b"!#$&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
@@ -41,7 +42,10 @@ def plan(upstream: Upstream, identity: Identity, path: str, query: str, client_i
     headers += [("Impersonate-Group", g) for g in identity.upstream_groups()]
     if identity.uid:
         headers.append(("Impersonate-Uid", identity.uid))
-    for key, values in sorted(identity.extra.items()):
+    extra = dict(identity.extra)
+    if identity.session:  # lets the cluster's own audit log be joined with kubegate's
+        extra[SESSION_EXTRA] = (identity.session,)
+    for key, values in sorted(extra.items()):
         headers += [(f"Impersonate-Extra-{escape_extra_key(key)}", v) for v in values]
     if authorization := upstream.authorization():
         headers.append(("Authorization", authorization))

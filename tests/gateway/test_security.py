@@ -160,3 +160,11 @@ def test_every_request_is_audited_exactly_once(isolated: Isolated, kubectl_path:
     exec_event = next(e for e in events if e.get("objectRef", {}).get("subresource") == "exec")
     assert (exec_event["verb"], exec_event["user"]["username"]) == ("create", "alice")
     assert exec_event["responseStatus"]["code"] == 101
+
+
+def test_token_session_reaches_the_cluster_as_an_extra(isolated: Isolated) -> None:
+    token = isolated.gw.issuer.issue("alice", ["dev"], session="ws-42")
+    assert isolated.send("GET", PODS, token=token).status == 200
+    (record,) = isolated.upstream.requests
+    assert record.user is not None and record.user.extra == {"kubegate.io/session": ("ws-42",)}
+    assert record.header("Impersonate-Extra-kubegate.io%2Fsession") == ["ws-42"]

@@ -1,0 +1,143 @@
+"""Added latency at one connection: direct to the upstream vs bare mitmproxy vs kubegate.
+
+    .venv/bin/python bench/latency.py [--requests 3000] [--rounds 6]
+
+Every server runs in its own process; the client sends sequential GETs of one small object over
+one keep-alive HTTPS connection per target, rounds interleaved (direct, mitmproxy, kubegate,
+direct, ...) so that noise on a shared machine spreads over all three. Figures are reported as
+ratios to the direct baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from kubegate import pki
+from kubegate.gateway import keys, settings
+from kubegate.gateway.authn import TokenIssuer
+
+ROOT = Path(__file__).resolve().parent.parent
+OBJECT = "/api/v1/namespaces/default/configmaps/bench"
+
+
+def spawn(args: list[str], marker: str, log: Path) -> tuple[subprocess.Popen[str], str]:
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith(marker):
+            return proc, line.strip()
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise SystemExit(f"{args[:3]} did not start: {log.read_text()[-2000:]}")
+
+
+class Target:
+    def __init__(self, name: str, port: int, ca: Path, token: str) -> None:
+        self.name, self.token = name, token
+        self.conn = http.client.HTTPSConnection("127.0.0.1", port, context=ssl.create_default_context(cafile=str(ca)))
+        self.samples: list[float] = []
+
+    def get(self) -> float:
+        start = time.perf_counter()
+        self.conn.request("GET", OBJECT, headers={"Authorization": f"Bearer {self.token}"})
+        resp = self.conn.getresponse()
+        body = resp.read()
+        elapsed = time.perf_counter() - start
+        if resp.status != 200:
+            raise SystemExit(f"{self.name}: {resp.status} {body[:300]!r}")
+        return elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=3000, help="measured requests per target (default 3000)")
+    parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds (default 6)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="kubegate-bench-"))
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        emu, line = spawn([sys.executable, "-m", "kubegate.emulator", "--dir", str(work / "emu")],
+                          "emulator listening on", work / "emu.log")
+        procs.append(emu)
+        upstream_url = line.split()[-1]
+        kubeconfig = yaml.safe_load((work / "emu" / "kubeconfig").read_text())
+        admin = kubeconfig["users"][0]["user"]["token"]
+        emu_ca = work / "emu" / "ca.crt"
+        conn = http.client.HTTPSConnection("127.0.0.1", int(upstream_url.rsplit(":", 1)[1]),
+                                           context=ssl.create_default_context(cafile=str(emu_ca)))
+        conn.request("POST", "/api/v1/namespaces/default/configmaps",
+                     body=json.dumps({"metadata": {"name": "bench"}, "data": {"k": "v"}}),
+                     headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"})
+        assert conn.getresponse().status == 201
+
+        ca = pki.make_ca("bench-ca")
+        leaf = pki.make_leaf(ca, "proxy", ["127.0.0.1"])
+        ca.write(work / "proxy-ca.crt", work / "proxy-ca.key")
+        (work / "proxy-bundle.pem").write_bytes(leaf.cert_pem + leaf.key_pem)
+        plain, line = spawn([sys.executable, str(ROOT / "bench" / "plain_mitmproxy.py"), upstream_url, str(emu_ca),
+                             str(work / "proxy-bundle.pem")], "listening", work / "plain.log")
+        procs.append(plain)
+        plain_port = int(line.split()[-1])
+
+        config = work / "kubegate.yaml"
+        config.write_text(yaml.safe_dump({
+            "listen": {"port": 0}, "metrics": {"port": -1}, "state_dir": str(work / "gw"),
+            "clusters": [{"name": "bench", "server": upstream_url, "ca_file": str(emu_ca), "token": admin}]}))
+        gw, line = spawn([sys.executable, "-m", "kubegate", "serve", "-c", str(config), "--log-level", "warning"],
+                         "kubegate serving on", work / "gw.log")
+        procs.append(gw)
+        gw_port = int(line.split("https://127.0.0.1:")[1].split(",")[0])
+        cfg = settings.load(config)
+        user_token = TokenIssuer(cfg.issuer, keys.signing_key_pem(cfg)).issue("bench", ["bench"])
+
+        targets = [Target("direct", int(upstream_url.rsplit(":", 1)[1]), emu_ca, admin),
+                   Target("mitmproxy", plain_port, work / "proxy-ca.crt", admin),
+                   Target("kubegate", gw_port, work / "gw" / "tls" / "ca.crt", user_token)]
+        for t in targets:  # warm up: TLS handshake, caches, lazy imports
+            for _ in range(200):
+                t.get()
+        per_round = max(1, args.requests // args.rounds)
+        for _ in range(args.rounds):
+            for t in targets:
+                t.samples += [t.get() for _ in range(per_round)]
+
+        base = statistics.median(targets[0].samples)
+        print(f"{'target':<10} {'median ms':>10} {'p90 ms':>8} {'p99 ms':>8} {'x direct':>9} {'added ms':>9}")
+        for t in targets:
+            s = sorted(t.samples)
+            med = statistics.median(s)
+            print(f"{t.name:<10} {med * 1e3:>10.3f} {s[int(len(s) * .9)] * 1e3:>8.3f} {s[int(len(s) * .99)] * 1e3:>8.3f}"
+                  f" {med / base:>9.2f} {(med - base) * 1e3:>9.3f}")
+        gw_med, plain_med = statistics.median(targets[2].samples), statistics.median(targets[1].samples)
+        print(f"\nkubegate adds {(gw_med - plain_med) * 1e3:.3f} ms over bare mitmproxy "
+              f"({gw_med / plain_med:.2f}x), {(gw_med - base) * 1e3:.3f} ms over direct; "
+              f"{len(targets[0].samples)} requests per target in {args.rounds} rounds")
+        return 0
+    finally:
+        for proc in procs:  # started here, ended by their PIDs
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
