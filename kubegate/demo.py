@@ -14,6 +14,30 @@ from kubegate.gateway import keys, kubeconfig, settings
 from kubegate.gateway.server import Gateway
 
 
+def seed(upstream: harness.RunningEmulator) -> None:
+    """A small shop to look at: two namespaces, deployments and the pods they would run."""
+    emu = upstream.emulator
+    reg = emu.registry
+
+    def create(plural: str, group: str, ns: str, obj: dict[str, object]) -> None:
+        rt = reg.lookup(group, "v1", plural)
+        assert rt is not None
+        emu.store.create(rt, ns, obj)
+
+    for ns in ("shop", "payments"):
+        create("namespaces", "", "", {"metadata": {"name": ns, "labels": {"team": ns}}})
+    for ns, app, image, replicas in (("shop", "web", "nginx:1.27", 3), ("shop", "cart", "cart:2.4", 2),
+                                     ("payments", "ledger", "ledger:7.1", 2)):
+        labels = {"app": app}
+        create("deployments", "apps", ns, {"metadata": {"name": app, "labels": labels}, "spec": {
+            "replicas": replicas, "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels},
+                         "spec": {"containers": [{"name": app, "image": image}]}}}})
+        for i in range(replicas):
+            create("pods", "", ns, {"metadata": {"name": f"{app}-7d9c{i}x", "labels": labels},
+                                    "spec": {"containers": [{"name": app, "image": image}]}})
+
+
 def write_config(state: Path, upstream: harness.RunningEmulator, port: int) -> Path:
     config = {
         "listen": {"host": "127.0.0.1", "port": port},
@@ -31,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     state = Path(args.dir or "state/demo").resolve()
     state.mkdir(parents=True, exist_ok=True)
     upstream = harness.start(state / "emulator")
+    upstream.call(lambda: seed(upstream))
     config_path = write_config(state, upstream, args.port)
     cfg = settings.load(config_path)
 
