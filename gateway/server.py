@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -121,9 +122,15 @@ class Gateway:
             await asyncio.wait([self._task], timeout=10)
         self.sink.close()
 
-    async def serve_forever(self, stop: asyncio.Event) -> None:
+    async def serve_until_signalled(self, on_started: Callable[["Gateway"], None]) -> None:
+        """Serve until SIGINT or SIGTERM (the foreground process: `kubegate serve`, the demo)."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         await self.start()
         try:
+            on_started(self)
             await stop.wait()
         finally:
             await self.stop()

@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import re
-import signal
 import sys
 from typing import TYPE_CHECKING, Callable
 
@@ -46,20 +45,13 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        gateway = Gateway(cfg)
-        await gateway.start()
+    def started(gateway: Gateway) -> None:
         print(f"kubegate serving on https://{cfg.listen.host}:{gateway.port}"
               + (f", metrics on http://{cfg.metrics.host}:{gateway.metrics_port}/metrics"
                  if gateway.metrics_port else ""), flush=True)
-        try:
-            await stop.wait()
-        finally:
-            await gateway.stop()
+
+    async def main() -> None:
+        await Gateway(cfg).serve_until_signalled(started)
 
     try:
         asyncio.run(main())

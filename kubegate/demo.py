@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from pathlib import Path
 
 import yaml
@@ -59,13 +58,7 @@ def run(args: argparse.Namespace) -> int:
     config_path = write_config(state, upstream, args.port)
     cfg = settings.load(config_path)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        gateway = Gateway(cfg)
-        await gateway.start()
+    def started(gateway: Gateway) -> None:
         cfg.listen.port = gateway.port  # kubeconfigs point at the port actually bound
         written = yaml.safe_load(config_path.read_text())
         written["public_url"] = cfg.url
@@ -81,10 +74,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nready. In another terminal:\n\n  export KUBECONFIG={kc}\n  .venv/bin/kubectl get pods -A\n"
               f"  .venv/bin/kubectl auth whoami\n\nMore users: .venv/bin/kubegate kubeconfig -c {config_path} "
               "--user alice --group dev\nCtrl-C stops the demo.", flush=True)
-        try:
-            await stop.wait()
-        finally:
-            await gateway.stop()
+
+    async def main() -> None:
+        await Gateway(cfg).serve_until_signalled(started)
 
     try:
         asyncio.run(main())
