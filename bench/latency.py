@@ -98,13 +98,14 @@ def main() -> int:
         config = work / "kubegate.yaml"
         config.write_text(yaml.safe_dump({
             "listen": {"port": 0}, "metrics": {"port": -1}, "state_dir": str(work / "gw"),
+            "authz": {"policy_dir": str(ROOT / "policies" / "authz")},
             "clusters": [{"name": "bench", "server": upstream_url, "ca_file": str(emu_ca), "token": admin}]}))
         gw, line = spawn([sys.executable, "-m", "kubegate", "serve", "-c", str(config), "--log-level", "warning"],
                          "kubegate serving on", work / "gw.log")
         procs.append(gw)
         gw_port = int(line.split("https://127.0.0.1:")[1].split(",")[0])
         cfg = settings.load(config)
-        user_token = TokenIssuer(cfg.issuer, keys.signing_key_pem(cfg)).issue("bench", ["bench"])
+        user_token = TokenIssuer(cfg.issuer, keys.signing_key_pem(cfg)).issue("bench", ["kubegate:viewers"])
 
         targets = [Target("direct", int(upstream_url.rsplit(":", 1)[1]), emu_ca, admin),
                    Target("mitmproxy", plain_port, work / "proxy-ca.crt", admin),

@@ -24,6 +24,9 @@ class Metrics:
         self.upstream_errors = Counter(
             "kubegate_upstream_errors", "Requests that failed between the gateway and a cluster.",
             ["cluster", "code"], registry=self.registry)
+        self.policy_reloads = Counter(
+            "kubegate_policy_reloads", "Policy directory changes seen, by whether the new set was loaded.",
+            ["result"], registry=self.registry)
         self.ready = Gauge("kubegate_ready", "1 while the gateway serves requests.", registry=self.registry)
 
     def observe_stages(self, seconds: dict[str, float]) -> None:

@@ -22,6 +22,7 @@ from kubegate.audit.sink import JsonlSink
 from . import keys, mitm_patches, upstream_tls, upstreams
 from .addon import GatewayAddon
 from .authn import Authenticator
+from .authz import PolicyHolder
 from .metrics import CONTENT_TYPE, Metrics
 from .settings import Settings
 from .stages import Stage, default_stages
@@ -43,8 +44,11 @@ class Gateway:
             u.tls_context = upstream_tls.build_context(u)
         self.sink = JsonlSink(settings.audit_path)
         self.metrics = Metrics()
+        self.policy = PolicyHolder(
+            settings.path(settings.authz.policy_dir),
+            on_reload=lambda ok, _: self.metrics.policy_reloads.labels("loaded" if ok else "refused").inc())
         stages = default_stages(audit_ready=self.sink.healthy, authenticator=self.authenticator,
-                                upstreams=self.upstreams)
+                                upstreams=self.upstreams, policy=self.policy)
         self.stages = stages_hook(stages) if stages_hook else stages
         self.addon = GatewayAddon(self.stages, self.upstreams, self.sink, self.metrics)
         self.master: Master | None = None
@@ -52,6 +56,7 @@ class Gateway:
         self.metrics_port = 0
         self._task: asyncio.Task[None] | None = None
         self._metrics_runner: web.AppRunner | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         first = self.upstreams.default or self.upstreams.all[0]
@@ -88,6 +93,8 @@ class Gateway:
         self.port = addrs[0][1]
         if self.settings.metrics.port >= 0:
             await self._start_metrics()
+        self._watch = asyncio.create_task(self.policy.watch(self.settings.authz.reload_interval_seconds),
+                                          name="policy-watch")
         self.metrics.ready.set(1)
         log.info("kubegate serving on https://%s:%d", listen.host, self.port)
 
@@ -114,6 +121,8 @@ class Gateway:
 
     async def stop(self) -> None:
         self.metrics.ready.set(0)
+        if self._watch is not None:
+            self._watch.cancel()
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
         if self.master is not None:

@@ -129,6 +129,14 @@ class Audit:
 
 
 @dataclass
+class Authz:
+    policy_dir: str = "policies/authz"
+    """Directory of the authorization policy (model.conf and *.csv). Required: without a valid policy nothing is served."""
+    reload_interval_seconds: float = 2.0
+    """How often the directory is checked for changes (a changed, valid set replaces the old one)."""
+
+
+@dataclass
 class Metrics:
     host: str = "127.0.0.1"
     """Address of the /metrics, /healthz and /readyz listener."""
@@ -148,6 +156,7 @@ class Settings:
     oidc: list[Oidc] = field(default_factory=list)
     clusters: list[Cluster] = field(default_factory=list)
     audit: Audit = field(default_factory=Audit)
+    authz: Authz = field(default_factory=Authz)
     metrics: Metrics = field(default_factory=Metrics)
     max_request_body_bytes: int = DEFAULT_MAX_BODY
     """Largest request body accepted (and inspected). Larger: 413. Default 3 MiB, as kube-apiserver."""
@@ -197,9 +206,11 @@ def _build(cls: type, data: Any, where: str, problems: list[str]) -> Any:
 
 
 # Field types as written in the annotations above (strings, under `from __future__ import annotations`).
-_NESTED: dict[str, type] = {"Listen": Listen, "Tls": Tls, "Issuer": Issuer, "Audit": Audit, "Metrics": Metrics}
+_NESTED: dict[str, type] = {"Listen": Listen, "Tls": Tls, "Issuer": Issuer, "Audit": Audit, "Metrics": Metrics,
+                            "Authz": Authz}
 _LISTS: dict[str, type] = {"list[Oidc]": Oidc, "list[Cluster]": Cluster}
-_SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "bool": (bool,), "list[str]": (list,),
+_SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
+                                         "list[str]": (list,),
                                          "str | None": (str, type(None))}
 
 
@@ -258,6 +269,10 @@ def validate(s: Settings) -> list[str]:
     _readable(s, s.issuer.signing_key_file, "issuer.signing_key_file", problems)
     if s.issuer.max_ttl_seconds <= 0:
         problems.append("issuer.max_ttl_seconds: must be positive")
+    if not s.path(s.authz.policy_dir).is_dir():
+        problems.append(f"authz.policy_dir: {s.path(s.authz.policy_dir)} is not a directory")
+    if s.authz.reload_interval_seconds <= 0:
+        problems.append("authz.reload_interval_seconds: must be positive")
     if s.max_request_body_bytes < 1024:
         problems.append("max_request_body_bytes: must be at least 1024")
     seen_issuers = {s.issuer.issuer}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from .authn import Authenticator
+from .authz import PolicyHolder, describe_refusal
 from .context import GateContext
 from .errors import Denial
 from .requestinfo import classify
@@ -74,13 +75,31 @@ class Classify:
         ctx.info = classify(ctx.request.method, ctx.path, ctx.request.query)
 
 
-def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator,
-                   upstreams: Upstreams) -> list[Stage]:
+class Authorize:
+    """Least privilege: the policy in force must allow (identity, cluster, namespace, object, verb)."""
+
+    name = "authz"
+
+    def __init__(self, holder: PolicyHolder) -> None:
+        self.holder = holder
+
+    async def __call__(self, ctx: GateContext) -> None:
+        if ctx.identity is None or ctx.info is None or ctx.upstream is None:
+            raise Denial(500, "kubegate: authorization ran before authentication and routing", "InternalError")
+        decision = self.holder.current.decide(ctx.identity, ctx.upstream.name, ctx.info)
+        ctx.annotations["kubegate.io/authz"] = decision.reason
+        if not decision.allowed:
+            raise Denial(403, describe_refusal(ctx.identity.user, ctx.upstream.name, ctx.info, decision),
+                         "Forbidden")
+
+
+def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, upstreams: Upstreams,
+                   policy: PolicyHolder) -> list[Stage]:
     return [
         Ingress(audit_ready),         # audit writable; no smuggled Impersonate-* headers
         Authenticate(authenticator),  # bearer JWT → Identity, or 401
         Route(upstreams),             # /clusters/<name>/ → cluster, or 404
         Classify(),                   # method + path + query → RequestInfo, or 400
-        # authorization and the risk gates join here, in this order: authz, freeze, rules,
-        # limits, webhooks, approvals.
+        Authorize(policy),            # Casbin policy allows it, or 403 naming the rule situation
+        # the risk gates join here, in this order: freeze, rules, limits, webhooks, approvals.
     ]

@@ -53,8 +53,14 @@ def _serve(args: argparse.Namespace) -> int:
     async def main() -> None:
         await Gateway(cfg).serve_until_signalled(started)
 
+    from kubegate.gateway.policy import PolicyError
+
     try:
         asyncio.run(main())
+    except PolicyError as e:
+        print(f"kubegate: the authorization policy in {cfg.path(cfg.authz.policy_dir)} is invalid; nothing is "
+              "served:\n" + "\n".join(f"  - {p}" for p in e.problems), file=sys.stderr)
+        return 2
     except OSError as e:
         print(f"kubegate: cannot serve: {e}", file=sys.stderr)
         return 1

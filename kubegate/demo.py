@@ -37,8 +37,12 @@ def seed(upstream: harness.RunningEmulator) -> None:
                                     "spec": {"containers": [{"name": app, "image": image}]}})
 
 
+POLICY_DIR = Path(__file__).resolve().parents[1] / "policies" / "authz"
+
+
 def write_config(state: Path, upstream: harness.RunningEmulator, port: int) -> Path:
     config = {
+        "authz": {"policy_dir": str(POLICY_DIR)},
         "listen": {"host": "127.0.0.1", "port": port},
         "metrics": {"host": "127.0.0.1", "port": 0},
         "state_dir": str(state / "gateway"),
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         written = yaml.safe_load(config_path.read_text())
         written["public_url"] = cfg.url
         config_path.write_text(yaml.safe_dump(written, sort_keys=False))
-        token = gateway.authenticator.own.issue("demo-admin", ["demo-admins"], ttl_seconds=8 * 3600)
+        token = gateway.authenticator.own.issue("demo-admin", ["kubegate:cluster-admins"], ttl_seconds=8 * 3600)
         kc = state / "kubeconfig"
         kc.write_text(kubeconfig.render(cfg, keys.serving_tls(cfg).ca_file.read_text(), token,
                                         user="demo-admin", cluster=None))
@@ -73,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"audit log        : {cfg.audit_path}")
         print(f"\nready. In another terminal:\n\n  export KUBECONFIG={kc}\n  .venv/bin/kubectl get pods -A\n"
               f"  .venv/bin/kubectl auth whoami\n\nMore users: .venv/bin/kubegate kubeconfig -c {config_path} "
-              "--user alice --group dev\nCtrl-C stops the demo.", flush=True)
+              "--user alice --group kubegate:viewers\n(alice may read, but `kubectl delete` is Forbidden; policies: "
+              f"{POLICY_DIR})\nCtrl-C stops the demo.", flush=True)
 
     async def main() -> None:
         await Gateway(cfg).serve_until_signalled(started)

@@ -156,6 +156,11 @@ from kubegate.gateway.authn import TokenIssuer  # noqa: E402
 from kubegate.gateway.server import StagesHook, start_in_thread  # noqa: E402
 
 
+POLICY_DIR = Path(__file__).resolve().parents[1] / "policies" / "authz"
+# Who tests act as when authorization is not what they test: the starter policy's cluster admins.
+ADMIN_GROUPS = ("kubegate:cluster-admins",)
+
+
 def emulator_cluster(emu: harness.RunningEmulator, name: str = "emu", **extra: Any) -> dict[str, Any]:
     return {"name": name, "server": emu.url, "ca_file": str(emu.ca_file), "token": emu.gateway_token, **extra}
 
@@ -178,10 +183,10 @@ class GatewayHandle:
     def issuer(self) -> TokenIssuer:
         return TokenIssuer(self.settings.issuer, gw_keys.signing_key_pem(self.settings))
 
-    def token(self, user: str, groups: list[str] | tuple[str, ...] = (), ttl: int = 3600) -> str:
+    def token(self, user: str, groups: list[str] | tuple[str, ...] = ADMIN_GROUPS, ttl: int = 3600) -> str:
         return self.issuer.issue(user, groups, ttl_seconds=ttl)
 
-    def kubeconfig(self, path: Path, user: str, groups: list[str] | tuple[str, ...] = (),
+    def kubeconfig(self, path: Path, user: str, groups: list[str] | tuple[str, ...] = ADMIN_GROUPS,
                    server: str | None = None) -> Path:
         harness.write_kubeconfig(path, server or self.url, self.ca_file.read_text(), self.token(user, groups),
                                  user=user)
@@ -198,6 +203,7 @@ class GatewayHandle:
 def write_gateway_config(state: Path, clusters: list[dict[str, Any]], **extra: Any) -> Path:
     state.mkdir(parents=True, exist_ok=True)
     data: dict[str, Any] = {"listen": {"port": 0}, "metrics": {"port": 0}, "state_dir": str(state),
+                            "authz": {"policy_dir": str(POLICY_DIR), "reload_interval_seconds": 0.2},
                             "clusters": clusters, **extra}
     path = state / "kubegate.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -21,7 +21,7 @@ class Cluster:
     username: str  # who the upstream should see as the caller
 
 
-GATEWAY_USER = ("compat-admin", ["platform-admins"])
+GATEWAY_USER = ("compat-admin", ["kubegate:cluster-admins"])
 
 
 @pytest.fixture(params=["direct", "gateway"])

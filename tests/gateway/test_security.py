@@ -21,7 +21,7 @@ PODS = "/api/v1/namespaces/default/pods"
 
 
 def test_allowed_request_is_forwarded_as_the_caller(isolated: Isolated) -> None:
-    token = isolated.gw.token("alice", ["dev", "oncall"])
+    token = isolated.gw.token("alice", ["kubegate:viewers", "oncall"])
     resp = isolated.send("GET", PODS, token=token,
                          headers={"X-Remote-User": "admin", "X-Remote-Group": "system:masters",
                                   "X-Forwarded-For": "10.9.9.9"})
@@ -29,7 +29,7 @@ def test_allowed_request_is_forwarded_as_the_caller(isolated: Isolated) -> None:
     (record,) = isolated.upstream.requests
     assert record.authenticated == "system:serviceaccount:kubegate-system:kubegate"  # the gateway's credential
     assert record.impersonation == {"impersonate-user": ["alice"],
-                                    "impersonate-group": ["dev", "oncall", "system:authenticated"]}
+                                    "impersonate-group": ["kubegate:viewers", "oncall", "system:authenticated"]}
     assert token not in " ".join(v for _, v in record.headers)  # the client's token stays at the gateway
     assert record.header("X-Remote-User") == [] and record.header("X-Remote-Group") == []
     assert record.header("X-Forwarded-For") == ["127.0.0.1"]
@@ -145,7 +145,7 @@ def test_oversized_body_is_413_and_forwards_nothing(isolated: Isolated) -> None:
 
 
 def test_every_request_is_audited_exactly_once(isolated: Isolated, kubectl_path: str, tmp_path: Path) -> None:
-    kubectl = Kubectl(kubectl_path, isolated.gw.kubeconfig(tmp_path / "kc", "alice", ["dev"]))
+    kubectl = Kubectl(kubectl_path, isolated.gw.kubeconfig(tmp_path / "kc", "alice"))
     kubectl("get", "pods")
     kubectl("run", "p", "--image=x")
     kubectl("exec", "p", "--", "echo", "hi")
@@ -163,7 +163,7 @@ def test_every_request_is_audited_exactly_once(isolated: Isolated, kubectl_path:
 
 
 def test_token_session_reaches_the_cluster_as_an_extra(isolated: Isolated) -> None:
-    token = isolated.gw.issuer.issue("alice", ["dev"], session="ws-42")
+    token = isolated.gw.issuer.issue("alice", ["kubegate:viewers"], session="ws-42")
     assert isolated.send("GET", PODS, token=token).status == 200
     (record,) = isolated.upstream.requests
     assert record.user is not None and record.user.extra == {"kubegate.io/session": ("ws-42",)}

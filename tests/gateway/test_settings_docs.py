@@ -44,6 +44,7 @@ def test_example_configuration_is_valid(tmp_path: Path) -> None:
     for relative in ("certs/kubegate.crt", "certs/kubegate.key", "certs/token-signing.key", "certs/hz-1-ca.crt"):
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relative).write_text("x")
+    (tmp_path / "policies" / "authz").mkdir(parents=True)
     (tmp_path / "clusters").mkdir()
     (tmp_path / "clusters" / "sh-2.kubeconfig").write_text("apiVersion: v1")
     data["clusters"][0]["token_file"] = str(tmp_path / "token")

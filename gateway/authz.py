@@ -1,0 +1,227 @@
+"""Authorization decisions with Casbin: the one module that imports casbin.
+
+Allow rules live in a FastEnforcer indexed by subject and are asked once per principal (the
+caller, its groups, `*`, and every role those hold in the request's scope). Deny rules live in a
+second enforcer asked once with the whole principal set, so a deny can say "everyone who lacks
+role X". Each enforcer's `enforce_ex` names the rule it matched, which becomes the audit
+annotation and the reason in a 403.
+
+pycasbin re-parses its matcher on every call (~100 µs), so decisions are cached per request
+tuple, and role expansion per (user, groups, scope). Both caches belong to one Authorizer: a
+policy reload builds a new Authorizer and swaps it in whole, so nothing stale survives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import casbin
+from casbin.persist.adapter import Adapter
+
+from . import policy
+from .identity import Identity
+from .policy import Binding, PolicySet, Rule
+from .requestinfo import RequestInfo
+
+log = logging.getLogger("kubegate.authz")
+
+DECISION_CACHE = 100_000
+PRINCIPAL_CACHE = 20_000
+_REQUIRED_MODEL = ("r = sub, dom, obj, act, name", "p = sub, dom, obj, act, name")
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    rule: Rule | None
+
+    @property
+    def reason(self) -> str:
+        if self.rule is None:
+            return "no rule allows it"
+        return f"{'allowed' if self.allowed else 'denied'} by {self.rule.source}"
+
+
+def request_object(info: RequestInfo) -> str:
+    """The OBJECT policies name: resource[.group][/subresource], or the URL path."""
+    if not info.is_resource:
+        return info.path
+    obj = f"{info.resource}.{info.api_group}" if info.api_group else info.resource
+    return f"{obj}/{info.subresource}" if info.subresource else obj
+
+
+def describe_refusal(user: str, cluster: str, info: RequestInfo, decision: Decision) -> str:
+    if info.is_resource:
+        what = f"{info.verb} {request_object(info)}" + (f' "{info.name}"' if info.name else "")
+        where = (f'in namespace "{info.namespace}" of cluster "{cluster}"' if info.namespace
+                 else f'of cluster "{cluster}"')
+    else:
+        what, where = f"{info.verb} {info.path}", f'on cluster "{cluster}"'
+    return f'kubegate: user "{user}" may not {what} {where} ({decision.reason})'
+
+
+class _RulesAdapter(Adapter):
+    def __init__(self, rules: list[Rule]) -> None:
+        self.rules = rules
+
+    def load_policy(self, model: Any) -> None:
+        for rule in self.rules:
+            model.add_policy("p", "p", list(rule.fields()))
+
+
+def _enforcer(ps: PolicySet, rules: list[Rule], *, indexed: bool, subject_match: Callable[[Any, str], bool]) -> Any:
+    model = casbin.model.Model()
+    model.load_model_from_text(ps.model_text)
+    adapter = _RulesAdapter(rules)
+    enforcer = (casbin.FastEnforcer(model, adapter, cache_key_order=[0]) if indexed
+                else casbin.Enforcer(model, adapter))
+    enforcer.add_function("subjectMatch", subject_match)
+    enforcer.add_function("scopeMatch", policy.scope_match)
+    enforcer.add_function("objectMatch", policy.object_match)
+    enforcer.add_function("verbMatch", policy.verb_match)
+    enforcer.add_function("nameMatch", policy.name_match)
+    return enforcer
+
+
+ExtraBindings = Callable[[str], Iterable[Binding]]
+
+
+class Authorizer:
+    def __init__(self, ps: PolicySet, extra_bindings: ExtraBindings | None = None) -> None:
+        missing = [line for line in _REQUIRED_MODEL if line not in ps.model_text]
+        if missing:
+            raise policy.PolicyError([f"{ps.directory}/model.conf: must define {', '.join(missing)}"])
+        self.policy = ps
+        allows = [r for r in ps.rules if r.effect == "allow"]
+        denies = [r for r in ps.rules if r.effect == "deny"]
+        self._allow = _enforcer(ps, allows, indexed=True, subject_match=lambda a, b: a == b)
+        self._deny = _enforcer(ps, denies, indexed=False, subject_match=policy.subject_in)
+        self._rules = {(r.effect, r.fields()): r for r in reversed(ps.rules)}  # first definition wins
+        self._edges: dict[str, list[Binding]] = {}
+        for b in ps.bindings:
+            self._edges.setdefault(b.subject, []).append(b)
+        self._allow_subjects = frozenset(r.subject for r in allows)
+        self._names_matter = any(r.name != "*" for r in ps.rules)
+        self.extra_bindings = extra_bindings
+        self._decisions: OrderedDict[tuple[Any, ...], Decision] = OrderedDict()
+        self._principals: OrderedDict[tuple[Any, ...], frozenset[str]] = OrderedDict()
+
+    def invalidate(self) -> None:
+        """Drop cached decisions (time-bound grants changed)."""
+        self._decisions.clear()
+        self._principals.clear()
+
+    def principals(self, identity: Identity, scope: str) -> frozenset[str]:
+        key = (identity.user, identity.groups, scope)
+        cached = self._principals.get(key)
+        if cached is not None:
+            return cached
+        start = {"*", f"user:{identity.user}", *(f"group:{g}" for g in identity.upstream_groups())}
+        seen, queue = set(start), list(start)
+        extra = list(self.extra_bindings(identity.user)) if self.extra_bindings else []
+        while queue:
+            subject = queue.pop()
+            edges = self._edges.get(subject, [])
+            if subject == f"user:{identity.user}":
+                edges = [*edges, *extra]
+            for b in edges:
+                if b.role not in seen and policy.scope_match(scope, b.scope):
+                    seen.add(b.role)
+                    queue.append(b.role)
+        result = frozenset(seen)
+        self._principals[key] = result
+        if len(self._principals) > PRINCIPAL_CACHE:
+            self._principals.popitem(last=False)
+        return result
+
+    def decide(self, identity: Identity, cluster: str, info: RequestInfo) -> Decision:
+        scope = f"{cluster}:{info.namespace}"
+        obj = request_object(info)
+        name = info.name if self._names_matter else ""
+        key = (identity.user, identity.groups, scope, obj, info.verb, name)
+        cached = self._decisions.get(key)
+        if cached is not None:
+            self._decisions.move_to_end(key)
+            return cached
+        decision = self._evaluate(self.principals(identity, scope), scope, obj, info.verb, info.name)
+        self._decisions[key] = decision
+        if len(self._decisions) > DECISION_CACHE:
+            self._decisions.popitem(last=False)
+        return decision
+
+    def _evaluate(self, principals: frozenset[str], scope: str, obj: str, verb: str, name: str) -> Decision:
+        denied, explain = self._deny.enforce_ex(principals, scope, obj, verb, name)
+        if denied:
+            return Decision(False, self._rules.get(("deny", tuple(explain))))
+        for subject in sorted(principals & self._allow_subjects):
+            allowed, explain = self._allow.enforce_ex(subject, scope, obj, verb, name)
+            if allowed:
+                return Decision(True, self._rules.get(("allow", tuple(explain))))
+        return Decision(False, None)
+
+    def decide_for(self, user: str, groups: Iterable[str], cluster: str, info: RequestInfo) -> Decision:
+        return self.decide(Identity(user=user, groups=tuple(groups)), cluster, info)
+
+
+def fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
+    """What a policy directory holds now. A ConfigMap mount swaps a `..data` symlink: resolving
+    the directory and stat-ing every file sees that swap as a change."""
+    real = Path(os.path.realpath(directory))
+    out = []
+    for path in sorted(real.rglob("*")):
+        if path.is_file() and not any(part.startswith("..") for part in path.relative_to(real).parts):
+            st = path.stat()
+            out.append((str(path.relative_to(real)), st.st_mtime_ns, st.st_size))
+    return (str(real), 0, 0), *out
+
+
+class PolicyHolder:
+    """The Authorizer in force, and the watch that replaces it when the policy files change."""
+
+    def __init__(self, directory: Path, extra_bindings: ExtraBindings | None = None,
+                 on_reload: Callable[[bool, list[str]], None] | None = None) -> None:
+        self.directory = directory
+        self.extra_bindings = extra_bindings
+        self.on_reload = on_reload
+        self.current = Authorizer(policy.load_checked(directory), extra_bindings)
+        self._seen = fingerprint(directory)
+        self.loaded_at = time.time()
+
+    def reload_if_changed(self) -> bool | None:
+        """None: nothing changed; True: a new set is in force; False: the new set was refused."""
+        try:
+            now = fingerprint(self.directory)
+        except OSError as e:
+            log.error("cannot read policy directory %s: %s; the loaded policy keeps serving", self.directory, e)
+            return None
+        if now == self._seen:
+            return None
+        self._seen = now
+        try:
+            candidate = Authorizer(policy.load_checked(self.directory), self.extra_bindings)
+        except (policy.PolicyError, ValueError, OSError) as e:
+            problems = e.problems if isinstance(e, policy.PolicyError) else [str(e)]
+            log.error("refused the new policy in %s (%d problem(s)); the previous policy keeps serving: %s",
+                      self.directory, len(problems), "; ".join(problems[:10]))
+            if self.on_reload:
+                self.on_reload(False, problems)
+            return False
+        self.current = candidate  # one reference swap: a request sees the old set or the new one
+        self.loaded_at = time.time()
+        log.info("loaded policy from %s (%d rules, %d bindings)", self.directory, len(candidate.policy.rules),
+                 len(candidate.policy.bindings))
+        if self.on_reload:
+            self.on_reload(True, [])
+        return True
+
+    async def watch(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.reload_if_changed()
