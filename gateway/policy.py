@@ -247,7 +247,9 @@ def _check_object(obj: str, where: Source, problems: list[str]) -> bool:
         return True
     group = resource.split(".", 1)[1] if "." in resource else ""
     if group in BUILTIN_GROUPS and resource not in BUILTIN_RESOURCES:
-        hint = next((r for r in sorted(BUILTIN_RESOURCES) if r.startswith(resource.rstrip("s"))), None)
+        bare = resource.split(".", 1)[0]
+        hint = next((r for r in sorted(BUILTIN_RESOURCES) if r.split(".", 1)[0] in (bare + "s", bare + "es")),
+                    next((r for r in sorted(BUILTIN_RESOURCES) if r.startswith(bare)), None))
         problems.append(f"{where}: unknown resource {resource!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
         return False
     return True

@@ -99,6 +99,37 @@ def _kubeconfig(args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy_check(args: argparse.Namespace) -> int:
+    from kubegate.gateway import policy
+
+    ps = policy.load(args.dir)
+    for problem in ps.problems:
+        print(f"{problem}", file=sys.stderr)
+    if ps.problems:
+        print(f"{len(ps.problems)} problem(s) in {args.dir}", file=sys.stderr)
+        return 1
+    print(f"{args.dir}: {len(ps.rules)} rules, {len(ps.bindings)} bindings: OK")
+    return 0
+
+
+def _policy_test(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kubegate.gateway import policy, policytest
+
+    ps = policy.load(args.dir)
+    if ps.problems:
+        print("\n".join(ps.problems) + "\nthe policy does not pass `kubegate policy check`", file=sys.stderr)
+        return 1
+    cases, problems = policytest.load_cases(Path(args.dir))
+    if problems or not cases:
+        print("\n".join(problems or [f"{args.dir}/tests: no test cases"]), file=sys.stderr)
+        return 1
+    outcomes = policytest.run(ps, cases)
+    print(policytest.report(outcomes))
+    return 0 if all(o.passed for o in outcomes) else 1
+
+
 def _emulator(args: argparse.Namespace) -> int:
     from kubegate.emulator.__main__ import main as emulator_main
 
@@ -146,6 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
     kc.add_argument("--namespace", default="default")
     kc.add_argument("--ttl", type=parse_duration, default=8 * 3600, help="token lifetime (default 8h)")
     kc.set_defaults(handler=_kubeconfig)
+
+    pol = sub.add_parser("policy", help="check and test authorization policy files")
+    pol_sub = pol.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
+    check = pol_sub.add_parser("check", help="validate every policy file; file:line problems, exit 1 on any")
+    check.add_argument("dir", nargs="?", default="policies/authz")
+    check.set_defaults(handler=_policy_check)
+    ptest = pol_sub.add_parser("test", help="run the test cases in DIR/tests/*.yaml; exit 1 on a failure")
+    ptest.add_argument("dir", nargs="?", default="policies/authz")
+    ptest.set_defaults(handler=_policy_test)
 
     demo = sub.add_parser("demo", help="run kubegate in front of an emulated cluster and print a kubeconfig")
     demo.add_argument("--dir", default=None, help="state directory (default: ./state/demo)")

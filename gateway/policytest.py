@@ -1,0 +1,130 @@
+"""`kubegate policy test`: policy test cases kept beside the policies, run like unit tests.
+
+A test file (`tests/*.yaml` in the policy directory) lists cases:
+
+    cases:
+      - name: viewers read pods
+        user: vic
+        groups: [kubegate:viewers]
+        cluster: hz-1
+        verb: get
+        resource: pods            # resource[.group][/subresource], or a URL path such as /version
+        namespace: shop           # omit for cluster-scoped objects
+        name: web-0               # optional
+        expect: allow             # or deny
+        rule: authz/roles.csv:14  # optional: the rule that must decide (none: no rule allows it)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .authz import Authorizer, Decision
+from .policy import PolicySet
+from .requestinfo import RequestInfo
+
+_KEYS = {"name", "user", "groups", "cluster", "verb", "resource", "namespace", "object", "expect", "rule"}
+
+
+@dataclass
+class Case:
+    source: str
+    name: str
+    user: str
+    groups: list[str]
+    cluster: str
+    info: RequestInfo
+    expect: str
+    rule: str | None
+
+
+@dataclass
+class Outcome:
+    case: Case
+    decision: Decision | None
+    failure: str  # "" when it passed
+
+    @property
+    def passed(self) -> bool:
+        return not self.failure
+
+
+def _info(raw: dict[str, Any]) -> RequestInfo:
+    resource = str(raw["resource"])
+    verb = str(raw["verb"])
+    if resource.startswith("/"):
+        return RequestInfo(path=resource, verb=verb, is_resource=False)
+    main, _, sub = resource.partition("/")
+    res, _, group = main.partition(".")
+    return RequestInfo(path="", verb=verb, is_resource=True, api_group=group, namespace=str(raw.get("namespace", "")),
+                       resource=res, subresource=sub, name=str(raw.get("object", "")))
+
+
+def load_cases(directory: Path) -> tuple[list[Case], list[str]]:
+    cases: list[Case] = []
+    problems: list[str] = []
+    for path in sorted((directory / "tests").glob("*.y*ml")):
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            problems.append(f"{path}: not valid YAML: {e}")
+            continue
+        for i, raw in enumerate(doc.get("cases") or []):
+            where = f"{path.name}[{i}]"
+            if not isinstance(raw, dict):
+                problems.append(f"{where}: a case must be a mapping")
+                continue
+            unknown = set(raw) - _KEYS
+            missing = {"name", "user", "cluster", "verb", "resource", "expect"} - set(raw)
+            if unknown or missing or raw.get("expect") not in ("allow", "deny"):
+                problems.append(f"{where}: unknown keys {sorted(unknown)}, missing {sorted(missing)}, "
+                                "expect must be allow or deny" if unknown or missing else
+                                f"{where}: expect must be allow or deny")
+                continue
+            cases.append(Case(where, str(raw["name"]), str(raw["user"]), [str(g) for g in raw.get("groups") or []],
+                              str(raw["cluster"]), _info(raw), str(raw["expect"]),
+                              str(raw["rule"]) if "rule" in raw else None))
+    return cases, problems
+
+
+def run(ps: PolicySet, cases: list[Case]) -> list[Outcome]:
+    authorizer = Authorizer(ps)
+    outcomes = []
+    for case in cases:
+        decision = authorizer.decide_for(case.user, case.groups, case.cluster, case.info)
+        got = "allow" if decision.allowed else "deny"
+        failure = ""
+        if got != case.expect:
+            failure = f"expected {case.expect}, got {got} ({decision.reason})"
+        elif case.rule is not None:
+            actual = str(decision.rule.source) if decision.rule else "none"
+            if actual != case.rule:
+                failure = f"expected the decision from {case.rule}, got it from {actual}"
+        outcomes.append(Outcome(case, decision, failure))
+    return outcomes
+
+
+def _request(case: Case) -> str:
+    info = case.info
+    target = info.path if not info.is_resource else (
+        info.resource + (f".{info.api_group}" if info.api_group else "") + (f"/{info.subresource}" if info.subresource else ""))
+    where = f"{case.cluster}:{info.namespace}" if info.namespace else case.cluster
+    return f"{case.user} {info.verb} {target} @{where}"
+
+
+def report(outcomes: list[Outcome]) -> str:
+    rows = [("#", "CASE", "REQUEST", "EXPECT", "GOT", "RESULT")]
+    for i, o in enumerate(outcomes, 1):
+        got = ("allow" if o.decision.allowed else "deny") if o.decision else "-"
+        rows.append((str(i), o.case.name, _request(o.case), o.case.expect, got, "Pass" if o.passed else "Fail"))
+    widths = [max(len(r[c]) for r in rows) for c in range(6)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    failed = [o for o in outcomes if not o.passed]
+    for o in failed:
+        lines.append(f"\nFAIL {o.case.source} {o.case.name}:\n  {o.failure}")
+    lines.append(f"\n{len(outcomes) - len(failed)} passed, {len(failed)} failed")
+    return "\n".join(lines)
