@@ -1,6 +1,6 @@
 """Authorization decisions with Casbin: the one module that imports casbin.
 
-Allow rules live in a FastEnforcer indexed by subject and are asked once per principal (the
+Allow rules live in one enforcer per subject and are asked once per principal (the
 caller, its groups, `*`, and every role those hold in the request's scope). Deny rules live in a
 second enforcer asked once with the whole principal set, so a deny can say "everyone who lacks
 role X". Each enforcer's `enforce_ex` names the rule it matched, which becomes the audit
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import casbin
+from casbin.model import Model
 from casbin.persist.adapter import Adapter
 
 from . import policy
@@ -76,12 +77,10 @@ class _RulesAdapter(Adapter):
             model.add_policy("p", "p", list(rule.fields()))
 
 
-def _enforcer(ps: PolicySet, rules: list[Rule], *, indexed: bool, subject_match: Callable[[Any, str], bool]) -> Any:
-    model = casbin.model.Model()
+def _enforcer(ps: PolicySet, rules: list[Rule], *, subject_match: Callable[[Any, str], bool]) -> Any:
+    model = Model()
     model.load_model_from_text(ps.model_text)
-    adapter = _RulesAdapter(rules)
-    enforcer = (casbin.FastEnforcer(model, adapter, cache_key_order=[0]) if indexed
-                else casbin.Enforcer(model, adapter))
+    enforcer = casbin.Enforcer(model, _RulesAdapter(rules))
     enforcer.add_function("subjectMatch", subject_match)
     enforcer.add_function("scopeMatch", policy.scope_match)
     enforcer.add_function("objectMatch", policy.object_match)
@@ -101,14 +100,22 @@ class Authorizer:
         self.policy = ps
         allows = [r for r in ps.rules if r.effect == "allow"]
         denies = [r for r in ps.rules if r.effect == "deny"]
-        self._allow = _enforcer(ps, allows, indexed=True, subject_match=lambda a, b: a == b)
-        self._deny = _enforcer(ps, denies, indexed=False, subject_match=policy.subject_in)
+        self._allow_by_subject: dict[str, list[Rule]] = {}
+        for r in allows:
+            self._allow_by_subject.setdefault(r.subject, []).append(r)
+        # One enforcer per subject: Casbin scans every rule it holds on each call, so each
+        # principal is asked only about its own rules (FastEnforcer's index does not fit rules
+        # whose scope is a glob).
+        self._allow = {s: _enforcer(ps, rs, subject_match=lambda a, b: a == b)
+                       for s, rs in self._allow_by_subject.items()}
+        self._deny = _enforcer(ps, denies, subject_match=policy.subject_in)
         self._rules = {(r.effect, r.fields()): r for r in reversed(ps.rules)}  # first definition wins
         self._edges: dict[str, list[Binding]] = {}
         for b in ps.bindings:
             self._edges.setdefault(b.subject, []).append(b)
-        self._allow_subjects = frozenset(r.subject for r in allows)
-        self._names_matter = any(r.name != "*" for r in ps.rules)
+        self._denies = denies
+        self._named_objects = [r.obj for r in ps.rules if r.name != "*"]
+        self._names_matter: dict[str, bool] = {}
         self.extra_bindings = extra_bindings
         self._decisions: OrderedDict[tuple[Any, ...], Decision] = OrderedDict()
         self._principals: OrderedDict[tuple[Any, ...], frozenset[str]] = OrderedDict()
@@ -144,8 +151,11 @@ class Authorizer:
     def decide(self, identity: Identity, cluster: str, info: RequestInfo) -> Decision:
         scope = f"{cluster}:{info.namespace}"
         obj = request_object(info)
-        name = info.name if self._names_matter else ""
-        key = (identity.user, identity.groups, scope, obj, info.verb, name)
+        names_matter = self._names_matter.get(obj)
+        if names_matter is None:  # only rules naming objects make the name part of the decision
+            names_matter = any(policy.object_match(obj, p) for p in self._named_objects)
+            self._names_matter[obj] = names_matter
+        key = (identity.user, identity.groups, scope, obj, info.verb, info.name if names_matter else "")
         cached = self._decisions.get(key)
         if cached is not None:
             self._decisions.move_to_end(key)
@@ -156,14 +166,25 @@ class Authorizer:
             self._decisions.popitem(last=False)
         return decision
 
+    @staticmethod
+    def _may_match(rule: Rule, scope: str, obj: str, verb: str, name: str) -> bool:
+        # The same functions the Casbin matcher calls: a pre-check that spares Casbin's per-call
+        # cost (it re-parses its matcher every time) for principals with no candidate rule.
+        return (policy.verb_match(verb, rule.verbs) and policy.object_match(obj, rule.obj)
+                and policy.scope_match(scope, rule.scope) and policy.name_match(name, rule.name))
+
     def _evaluate(self, principals: frozenset[str], scope: str, obj: str, verb: str, name: str) -> Decision:
-        denied, explain = self._deny.enforce_ex(principals, scope, obj, verb, name)
-        if denied:
-            return Decision(False, self._rules.get(("deny", tuple(explain))))
-        for subject in sorted(principals & self._allow_subjects):
-            allowed, explain = self._allow.enforce_ex(subject, scope, obj, verb, name)
-            if allowed:
-                return Decision(True, self._rules.get(("allow", tuple(explain))))
+        if any(policy.subject_in(principals, r.subject) and self._may_match(r, scope, obj, verb, name)
+               for r in self._denies):
+            denied, explain = self._deny.enforce_ex(principals, scope, obj, verb, name)
+            if denied:
+                return Decision(False, self._rules.get(("deny", tuple(explain))))
+        for subject in sorted(principals):
+            candidates = self._allow_by_subject.get(subject, ())
+            if any(self._may_match(r, scope, obj, verb, name) for r in candidates):
+                allowed, explain = self._allow[subject].enforce_ex(subject, scope, obj, verb, name)
+                if allowed:
+                    return Decision(True, self._rules.get(("allow", tuple(explain))))
         return Decision(False, None)
 
     def decide_for(self, user: str, groups: Iterable[str], cluster: str, info: RequestInfo) -> Decision:
