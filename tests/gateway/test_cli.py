@@ -105,3 +105,21 @@ def test_two_defaults_are_refused() -> None:
     with pytest.raises(settings.SettingsError, match="at most one cluster may be the default"):
         settings.from_mapping({"clusters": [
             {"name": n, "server": "https://k", "ca_data": "eA==", "token": "t", "default": True} for n in "ab"]})
+
+
+def test_serve_refuses_an_invalid_policy(tmp_path: Path, upstream: object) -> None:
+    import shutil
+
+    from tests.conftest import POLICY_DIR, emulator_cluster, write_gateway_config
+
+    bad = tmp_path / "authz"
+    shutil.copytree(POLICY_DIR, bad)
+    (bad / "roles.csv").write_text((bad / "roles.csv").read_text() + "p, role:viewer, *:*, pod, get, *, allow\n")
+    config = write_gateway_config(tmp_path / "gw", [emulator_cluster(upstream)],  # type: ignore[arg-type]
+                                  authz={"policy_dir": str(bad)})
+    proc = kubegate("serve", "-c", str(config))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    import re
+
+    assert "the authorization policy" in proc.stderr
+    assert re.search(r"authz/roles\.csv:\d+: unknown resource 'pod'", proc.stderr), proc.stderr
