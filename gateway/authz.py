@@ -215,6 +215,12 @@ class PolicyHolder:
         self._seen = fingerprint(directory)
         self.loaded_at = time.time()
 
+    def set_extra_bindings(self, extra_bindings: ExtraBindings) -> None:
+        """Bindings from outside the files (approved access requests), for this and every later set."""
+        self.extra_bindings = extra_bindings
+        self.current.extra_bindings = extra_bindings
+        self.current.invalidate()
+
     def reload_if_changed(self) -> bool | None:
         """None: nothing changed; True: a new set is in force; False: the new set was refused."""
         try:
