@@ -10,6 +10,21 @@ def timestamp(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def access_event(kind: str, request_id: str, actor: str, user: str, role: str, scope: str, reason: str,
+                 now: float) -> dict[str, Any]:
+    """An access request's step, recorded apart from the HTTP request that may have caused it."""
+    return {
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": f"access-{request_id}-{kind}",
+        "stage": "ResponseComplete", "verb": kind, "requestURI": f"/kubegate/v1/accessrequests/{request_id}",
+        "user": {"username": actor}, "objectRef": {"resource": "accessrequests", "apiGroup": "kubegate.io",
+                                                   "name": request_id},
+        "requestReceivedTimestamp": timestamp(now), "stageTimestamp": timestamp(now),
+        "annotations": {"kubegate.io/access-event": kind, "kubegate.io/access-user": user,
+                        "kubegate.io/access-role": role, "kubegate.io/access-scope": scope,
+                        "kubegate.io/access-reason": reason[:500]},
+    }
+
+
 def event(*, audit_id: str, stage: str, request_uri: str, verb: str, user: dict[str, Any] | None,
           source_ips: list[str], user_agent: str, object_ref: dict[str, str] | None, code: int,
           status_message: str, reason: str, received: float, now: float,

@@ -9,7 +9,7 @@ from typing import Any, MutableMapping
 
 from multidict import CIMultiDict
 
-from .errors import Denial
+from .errors import Answer, Denial
 from .identity import Identity
 from .requestinfo import RequestInfo
 from .upstreams import Upstream
@@ -51,6 +51,8 @@ class GateContext:
 
     @property
     def decision(self) -> str:
+        if isinstance(self.denial, Answer):
+            return "local"
         if self.denial is not None:
             return "deny" if self.denial.code < 500 else "error"
         return "allow" if self.forwarded else "pending"

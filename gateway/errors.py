@@ -40,6 +40,16 @@ class Denial(Exception):
         return out
 
 
+@dataclass
+class Answer(Denial):
+    """The gateway answers the request itself (its own API); nothing is forwarded."""
+
+    body: dict[str, object] = field(default_factory=dict)
+
+    def to_status(self) -> k8s_status.Status:
+        return self.body  # type: ignore[return-value]
+
+
 def internal(stage: str, exc: BaseException) -> Denial:
     """What a bug inside the gateway becomes: a 500 that forwards nothing."""
     return Denial(500, f"kubegate: internal error in stage {stage!r} ({type(exc).__name__}); "

@@ -21,6 +21,9 @@ from kubegate.audit.sink import JsonlSink
 
 from . import keys, mitm_patches, upstream_tls, upstreams
 from .addon import GatewayAddon
+from kubegate.audit import events
+
+from .access import AccessRequest, AccessService, MemoryRequestStore
 from .authn import Authenticator
 from .authz import PolicyHolder
 from .metrics import CONTENT_TYPE, Metrics
@@ -47,8 +50,9 @@ class Gateway:
         self.policy = PolicyHolder(
             settings.path(settings.authz.policy_dir),
             on_reload=lambda ok, _: self.metrics.policy_reloads.labels("loaded" if ok else "refused").inc())
+        self.access = AccessService(MemoryRequestStore(), self.policy, clock=clock, audit=self._audit_access)
         stages = default_stages(audit_ready=self.sink.healthy, authenticator=self.authenticator,
-                                upstreams=self.upstreams, policy=self.policy)
+                                upstreams=self.upstreams, policy=self.policy, access=self.access)
         self.stages = stages_hook(stages) if stages_hook else stages
         self.addon = GatewayAddon(self.stages, self.upstreams, self.sink, self.metrics)
         self.master: Master | None = None
@@ -57,6 +61,14 @@ class Gateway:
         self._task: asyncio.Task[None] | None = None
         self._metrics_runner: web.AppRunner | None = None
         self._watch: asyncio.Task[None] | None = None
+
+    def _audit_access(self, event: str, request: AccessRequest, actor: str) -> None:
+        """Each step of an access request (requested, approved, denied, expired) is an audit event."""
+        try:
+            self.sink.write(events.access_event(event, request.id, actor, request.user, request.role,
+                                                request.scope, request.reason, time.time()))
+        except OSError:
+            self.metrics.audit_failures.inc()
 
     async def start(self) -> None:
         first = self.upstreams.default or self.upstreams.all[0]

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import json
+
+from .access import AccessError, AccessRequest, AccessService
 from .authn import Authenticator
 from .authz import PolicyHolder, describe_refusal
 from .context import GateContext
-from .errors import Denial
+from .errors import Answer, Denial
 from .requestinfo import classify
 from .upstreams import Upstreams
 
@@ -55,6 +58,56 @@ class Authenticate:
         ctx.identity = await self.authenticator.authenticate(ctx.request.headers.get("Authorization"))
 
 
+class AccessApi:
+    """kubegate's own API for time-bound access requests, under /kubegate/v1/accessrequests."""
+
+    name = "access-api"
+    PREFIX = "/kubegate/v1/accessrequests"
+
+    def __init__(self, access: AccessService) -> None:
+        self.access = access
+
+    async def __call__(self, ctx: GateContext) -> None:
+        path = ctx.request.raw_path
+        if not (path == self.PREFIX or path.startswith(self.PREFIX + "/")):
+            return
+        assert ctx.identity is not None
+        parts = path[len(self.PREFIX):].strip("/").split("/") if path != self.PREFIX else []
+        method = ctx.request.method
+        try:
+            if not parts and method == "GET":
+                items = [a for a in self.access.store.all()]
+                raise Answer(200, "", body={"kind": "AccessRequestList", "items": [_access_json(a) for a in items]})
+            if not parts and method == "POST":
+                try:
+                    spec = json.loads(ctx.request.body or b"{}")
+                    req = self.access.request(ctx.identity, str(spec["role"]), str(spec["cluster"]),
+                                              str(spec.get("namespace", "*")), int(spec["durationSeconds"]),
+                                              str(spec.get("reason", "")))
+                except (ValueError, KeyError, TypeError) as e:
+                    raise AccessError(400, f"a request needs role, cluster, durationSeconds and reason ({e})") from e
+                ctx.annotations["kubegate.io/access-request"] = req.id
+                raise Answer(201, "", body=_access_json(req))
+            if len(parts) == 1 and method == "GET":
+                found = self.access.store.get(parts[0])
+                if found is None:
+                    raise AccessError(404, f"no access request {parts[0]!r}")
+                raise Answer(200, "", body=_access_json(found))
+            if len(parts) == 2 and parts[1] in ("approve", "deny") and method == "POST":
+                act = self.access.approve if parts[1] == "approve" else self.access.deny
+                ctx.annotations["kubegate.io/access-request"] = parts[0]
+                raise Answer(200, "", body=_access_json(act(parts[0], ctx.identity)))
+        except AccessError as e:
+            raise Denial(e.code, f"kubegate: {e.message}") from None
+        raise Denial(404, f"kubegate: no such access API call: {method} {path}", "NotFound")
+
+
+def _access_json(a: AccessRequest) -> dict[str, object]:
+    return {"kind": "AccessRequest", "id": a.id, "user": a.user, "role": a.role, "cluster": a.cluster,
+            "namespace": a.namespace, "reason": a.reason, "durationSeconds": a.duration_seconds,
+            "status": a.status, "decidedBy": a.decided_by, "expiresAt": a.expires_at or None}
+
+
 class Route:
     """Pick the cluster: /clusters/<name>/... or the default cluster."""
 
@@ -80,13 +133,15 @@ class Authorize:
 
     name = "authz"
 
-    def __init__(self, holder: PolicyHolder) -> None:
-        self.holder = holder
+    def __init__(self, holder: PolicyHolder, access: AccessService) -> None:
+        self.holder, self.access = holder, access
 
     async def __call__(self, ctx: GateContext) -> None:
         if ctx.identity is None or ctx.info is None or ctx.upstream is None:
             raise Denial(500, "kubegate: authorization ran before authentication and routing", "InternalError")
-        decision = self.holder.current.decide(ctx.identity, ctx.upstream.name, ctx.info)
+        authorizer = self.holder.current
+        self.access.sync(authorizer)  # approved grants in, expired ones out
+        decision = authorizer.decide(ctx.identity, ctx.upstream.name, ctx.info)
         ctx.annotations["kubegate.io/authz"] = decision.reason
         if not decision.allowed:
             raise Denial(403, describe_refusal(ctx.identity.user, ctx.upstream.name, ctx.info, decision),
@@ -94,12 +149,13 @@ class Authorize:
 
 
 def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, upstreams: Upstreams,
-                   policy: PolicyHolder) -> list[Stage]:
+                   policy: PolicyHolder, access: AccessService) -> list[Stage]:
     return [
         Ingress(audit_ready),         # audit writable; no smuggled Impersonate-* headers
         Authenticate(authenticator),  # bearer JWT → Identity, or 401
+        AccessApi(access),            # /kubegate/v1/accessrequests: answered here, never forwarded
         Route(upstreams),             # /clusters/<name>/ → cluster, or 404
         Classify(),                   # method + path + query → RequestInfo, or 400
-        Authorize(policy),            # Casbin policy allows it, or 403 naming the rule situation
+        Authorize(policy, access),    # Casbin policy (+ approved grants) allows it, or 403 naming the rule
         # the risk gates join here, in this order: freeze, rules, limits, webhooks, approvals.
     ]

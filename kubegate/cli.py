@@ -187,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     ptest.add_argument("dir", nargs="?", default="policies/authz")
     ptest.set_defaults(handler=_policy_test)
 
+    from kubegate import access_cli
+
+    access_cli.add_parser(sub, parse_duration)
+
     demo = sub.add_parser("demo", help="run kubegate in front of an emulated cluster and print a kubeconfig")
     demo.add_argument("--dir", default=None, help="state directory (default: ./state/demo)")
     demo.add_argument("--port", type=int, default=8443, help="gateway port (default 8443; 0 for any)")

@@ -1,0 +1,77 @@
+"""Time-bound access end to end: kubegate access CLI, the gateway's API, and real kubectl."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from kubegate.emulator import harness
+from tests.conftest import GatewayHandle, Kubectl, start_gateway
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayHandle, Path]]:
+    state = tmp_path_factory.mktemp("access")
+    upstream = harness.start(state / "emulator")
+    upstream.kubeconfig(state / "admin")
+    gw = start_gateway(state / "gw", upstream)
+    yield gw, state
+    gw.stop()
+    upstream.stop()
+
+
+def access(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kubegate", "access", *args, "--kubeconfig", str(kubeconfig)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_request_approve_use(env: tuple[GatewayHandle, Path], kubectl_path: str) -> None:
+    gw, state = env
+    dan_kc = gw.kubeconfig(state / "dan", "dan", ("team-shop",))
+    sam_kc = gw.kubeconfig(state / "sam", "sam", ("kubegate:sre",))
+    vic_kc = gw.kubeconfig(state / "vic", "vic", ("kubegate:viewers",))
+    Kubectl(kubectl_path, gw.kubeconfig(state / "ada", "ada")).__call__("create", "namespace", "payments")
+    dan = Kubectl(kubectl_path, dan_kc)
+    assert dan("create", "configmap", "c1", "-n", "payments", check=False).returncode == 1
+
+    out = access(dan_kc, "request", "--role", "developer", "--cluster", "emu", "--namespace", "payments",
+                 "--for", "10m", "--reason", "hotfix INC-7")
+    assert out.returncode == 0, out.stderr
+    request_id = out.stdout.split()[0]
+    assert "pending" in out.stdout
+
+    own = access(dan_kc, "approve", request_id)
+    assert own.returncode == 1 and "nobody may decide on their own access request" in own.stderr
+    viewer = access(vic_kc, "approve", request_id)
+    assert viewer.returncode == 1 and 'user "vic" may not approve role developer' in viewer.stderr
+    assert dan("create", "configmap", "c1", "-n", "payments", check=False).returncode == 1  # still pending
+
+    approved = access(sam_kc, "approve", request_id)
+    assert approved.returncode == 0 and "approved" in approved.stdout and "by sam" in approved.stdout
+    assert "configmap/c1 created" in dan("create", "configmap", "c1", "-n", "payments").stdout
+    assert dan("create", "configmap", "c2", "-n", "default", check=False).returncode == 1  # only where granted
+
+    listed = access(vic_kc, "list")
+    assert request_id in listed.stdout and "approved" in listed.stdout
+    steps = [e["annotations"]["kubegate.io/access-event"] for e in gw.audit_events()
+             if "kubegate.io/access-event" in e.get("annotations", {})]
+    assert steps == ["requested", "approved"]
+    api_calls = [e for e in gw.audit_events() if e["requestURI"].startswith("/kubegate/v1/accessrequests")
+                 and "kubegate.io/access-event" not in e["annotations"]]
+    assert {e["annotations"]["kubegate.io/decision"] for e in api_calls} == {"local", "deny"}
+
+
+def test_malformed_request_is_400(env: tuple[GatewayHandle, Path]) -> None:
+    from tests.gateway.conftest import send
+
+    gw, _ = env
+    resp = send(gw.port, gw.ca_file, "POST", "/kubegate/v1/accessrequests", body=b"{not json",
+                headers={"Authorization": f"Bearer {gw.token('dan', ('team-shop',))}"})
+    assert resp.status == 400 and resp.json()["code"] == 400
+    resp = send(gw.port, gw.ca_file, "POST", "/kubegate/v1/accessrequests",
+                body=b'{"role":"developer","cluster":"emu","durationSeconds":60,"reason":"x"}')
+    assert resp.status == 401  # the access API needs a token like everything else
