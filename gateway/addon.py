@@ -41,7 +41,6 @@ def _view(flow: http.HTTPFlow) -> RequestView:
         method=req.method, raw_path=raw_path, query=query,
         headers=CIMultiDict(req.headers.items(multi=True)),
         body=req.raw_content or b"", client_ip=peer[0] if peer else "",
-        websocket=req.headers.get("upgrade", "").lower() == "websocket",
     )
 
 

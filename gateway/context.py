@@ -27,7 +27,6 @@ class RequestView:
     headers: CIMultiDict[str]
     body: bytes
     client_ip: str
-    websocket: bool = False
 
     @property
     def user_agent(self) -> str:

@@ -80,10 +80,11 @@ def load_cases(directory: Path) -> tuple[list[Case], list[str]]:
                 continue
             unknown = set(raw) - _KEYS
             missing = {"name", "user", "cluster", "verb", "resource", "expect"} - set(raw)
-            if unknown or missing or raw.get("expect") not in ("allow", "deny"):
-                problems.append(f"{where}: unknown keys {sorted(unknown)}, missing {sorted(missing)}, "
-                                "expect must be allow or deny" if unknown or missing else
-                                f"{where}: expect must be allow or deny")
+            wrong = [f"unknown keys {sorted(unknown)}"] if unknown else []
+            wrong += [f"missing {sorted(missing)}"] if missing else []
+            wrong += ["expect must be allow or deny"] if raw.get("expect") not in ("allow", "deny") else []
+            if wrong:
+                problems.append(f"{where}: {'; '.join(wrong)}")
                 continue
             cases.append(Case(where, str(raw["name"]), str(raw["user"]), [str(g) for g in raw.get("groups") or []],
                               str(raw["cluster"]), _info(raw), str(raw["expect"]),

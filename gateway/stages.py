@@ -7,9 +7,8 @@ raises becomes a 500 that forwards nothing (see pipeline.run).
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import json
+from typing import Protocol
 
 from .access import AccessError, AccessRequest, AccessService
 from .authn import Authenticator
@@ -76,8 +75,8 @@ class AccessApi:
         method = ctx.request.method
         try:
             if not parts and method == "GET":
-                items = [a for a in self.access.store.all()]
-                raise Answer(200, "", body={"kind": "AccessRequestList", "items": [_access_json(a) for a in items]})
+                raise Answer(200, "", body={"kind": "AccessRequestList",
+                                            "items": [_access_json(a) for a in self.access.store.all()]})
             if not parts and method == "POST":
                 try:
                     spec = json.loads(ctx.request.body or b"{}")

@@ -71,9 +71,9 @@ def auth(own: TokenIssuer, oidc: OidcIssuer, clock: Clock, header: str | None) -
     return asyncio.run(Authenticator(own, [oidc], clock).authenticate(header))
 
 
-def idp_token(key: Any, **overrides: Any) -> str:
+def idp_token(key: Any, now: float = NOW, **overrides: Any) -> str:
     claims = {"iss": "https://idp.example.com", "aud": "kubegate", "sub": "u-123", "email": "ann@example.com",
-              "email_verified": True, "groups": ["sre"], "iat": int(NOW), "exp": int(NOW) + 600, **overrides}
+              "email_verified": True, "groups": ["sre"], "iat": int(now), "exp": int(now) + 600, **overrides}
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
 
 
@@ -108,16 +108,17 @@ def test_expiry_follows_the_clock(own: TokenIssuer, oidc: OidcIssuer, clock: Clo
         asyncio.run(authenticator.authenticate(f"Bearer {token}"))
 
 
-def _bad_tokens(own: TokenIssuer, own_key: bytes, idp_key: Any) -> dict[str, str]:
+def _bad_tokens(own: TokenIssuer, own_key: bytes, idp_key: Any, now: float = NOW) -> dict[str, str]:
+    """Header values that must each get 401, built around `now` (fixed here, the real clock live)."""
     public_pem = own.public_key.public_bytes(serialization.Encoding.PEM,
                                              serialization.PublicFormat.SubjectPublicKeyInfo)
     claims = {"iss": own.cfg.issuer, "aud": own.cfg.audience, "sub": "root", "groups": ["system:masters"],
-              "iat": int(NOW), "exp": int(NOW) + 600}
+              "iat": int(now), "exp": int(now) + 600}
     unsigned = f"{b64(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{b64(json.dumps(claims).encode())}."
     hs_input = f"{b64(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{b64(json.dumps(claims).encode())}"
     hs_sig = b64(hmac.new(public_pem, hs_input.encode(), hashlib.sha256).digest())
     stranger = TokenIssuer(own.cfg, pem(ec.generate_private_key(ec.SECP256R1())), own.clock)
-    past = TokenIssuer(own.cfg, own_key, lambda: NOW - 7200)  # the right key, two hours ago, for one hour
+    past = TokenIssuer(own.cfg, own_key, lambda: now - 7200)  # the right key, two hours ago, for one hour
     key = serialization.load_pem_private_key(own_key, password=None)
     return {
         "garbage": "Bearer not-a-jwt",
@@ -129,15 +130,15 @@ def _bad_tokens(own: TokenIssuer, own_key: bytes, idp_key: Any) -> dict[str, str
         "expired": f"Bearer {past.issue('root', ttl_seconds=3600)}",
         "wrong-audience": f"Bearer {jwt.encode({**claims, 'aud': 'other'}, key, algorithm='ES256')}",
         "wrong-issuer": f"Bearer {jwt.encode({**claims, 'iss': 'https://evil'}, key, algorithm='ES256')}",
-        "not-yet-valid": f"Bearer {jwt.encode({**claims, 'nbf': int(NOW) + 3600}, key, algorithm='ES256')}",
+        "not-yet-valid": f"Bearer {jwt.encode({**claims, 'nbf': int(now) + 3600}, key, algorithm='ES256')}",
         "no-exp": f"Bearer {jwt.encode({k: v for k, v in claims.items() if k != 'exp'}, key, algorithm='ES256')}",
         "oidc-unknown-kid": "Bearer " + jwt.encode({**claims, "iss": "https://idp.example.com", "aud": "kubegate",
                                                     "email": "x@y"}, idp_key, algorithm="RS256",
                                                    headers={"kid": "nope"}),
-        "oidc-unverified-email": f"Bearer {idp_token(idp_key, email_verified=False)}",
+        "oidc-unverified-email": f"Bearer {idp_token(idp_key, now, email_verified=False)}",
         "oidc-rs-key-as-hmac": "Bearer " + _hmac_with(idp_key.public_key(), {
-            "iss": "https://idp.example.com", "aud": "kubegate", "email": "x@y", "iat": int(NOW),
-            "exp": int(NOW) + 60}),
+            "iss": "https://idp.example.com", "aud": "kubegate", "email": "x@y", "iat": int(now),
+            "exp": int(now) + 60}),
     }
 
 

@@ -95,3 +95,14 @@ def test_policy_test_fails_readably_on_a_wrong_expectation(tmp_path: Path) -> No
     assert proc.returncode == 1
     assert "viewers delete pods" in proc.stdout and "Fail" in proc.stdout
     assert "FAIL wrong.yaml[0] viewers delete pods:\n  expected allow, got deny (no rule allows it)" in proc.stdout
+
+
+def test_policy_test_reports_malformed_cases(tmp_path: Path) -> None:
+    d = tmp_path / "authz"
+    shutil.copytree(POLICY_DIR, d)
+    (d / "tests" / "starter.yaml").write_text(
+        "cases:\n  - {name: x, user: vic, cluster: hz-1, verb: get, expect: maybe, colour: blue}\n")
+    proc = kubegate("policy", "test", str(d))
+    assert proc.returncode == 1
+    assert ("starter.yaml[0]: unknown keys ['colour']; missing ['resource']; expect must be allow or deny"
+            in proc.stderr)
