@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 
@@ -22,6 +23,19 @@ def access_event(kind: str, request_id: str, actor: str, user: str, role: str, s
         "annotations": {"kubegate.io/access-event": kind, "kubegate.io/access-user": user,
                         "kubegate.io/access-role": role, "kubegate.io/access-scope": scope,
                         "kubegate.io/access-reason": reason[:500]},
+    }
+
+
+def breaker_event(kind: str, key: str, actor: str, label: str, reason: str, now: float) -> dict[str, Any]:
+    """A circuit breaker opened ("tripped", by the request that found its budget empty) or "reset"."""
+    return {
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+        "auditID": f"breaker-{kind}-{uuid.uuid4()}",
+        "stage": "ResponseComplete", "verb": kind, "requestURI": "/kubegate/v1/breakers",
+        "user": {"username": actor}, "objectRef": {"resource": "breakers", "apiGroup": "kubegate.io", "name": key},
+        "requestReceivedTimestamp": timestamp(now), "stageTimestamp": timestamp(now),
+        "annotations": {"kubegate.io/breaker-event": kind, "kubegate.io/breaker": key,
+                        "kubegate.io/breaker-policy": label, "kubegate.io/breaker-reason": reason[:500]},
     }
 
 

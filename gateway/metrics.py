@@ -25,8 +25,22 @@ class Metrics:
             "kubegate_upstream_errors", "Requests that failed between the gateway and a cluster.",
             ["cluster", "code"], registry=self.registry)
         self.policy_reloads = Counter(
-            "kubegate_policy_reloads", "Policy directory changes seen, by whether the new set was loaded.",
-            ["result"], registry=self.registry)
+            "kubegate_policy_reloads", "Policy directory changes seen, by policy and whether the new set was loaded.",
+            ["result", "policy"], registry=self.registry)
+        self.gate_refusals = Counter(
+            "kubegate_gate_refusals", "Requests refused by a risk gate, by gate, reason and rule/budget/limit name.",
+            ["gate", "reason", "name"], registry=self.registry)
+        self.budget_remaining = Gauge(
+            "kubegate_budget_remaining", "Deletes left in each budget window, as last seen by this replica.",
+            ["budget", "scope", "window"], registry=self.registry)
+        self.breaker_open = Gauge(
+            "kubegate_breaker_open", "1 while a delete budget's circuit breaker is open (as last seen here).",
+            ["budget", "scope"], registry=self.registry)
+        self.breaker_trips = Counter(
+            "kubegate_breaker_trips", "Circuit breakers opened by this replica.", ["budget"], registry=self.registry)
+        self.store_errors = Counter(
+            "kubegate_store_unavailable", "State store calls that failed, by what they were for.",
+            ["use"], registry=self.registry)
         self.ready = Gauge("kubegate_ready", "1 while the gateway serves requests.", registry=self.registry)
 
     def observe_stages(self, seconds: dict[str, float]) -> None:

@@ -23,9 +23,17 @@ from . import keys, mitm_patches, upstream_tls, upstreams
 from .addon import GatewayAddon
 from kubegate.audit import events
 
-from .access import AccessRequest, AccessService, MemoryRequestStore
+from .access import AccessRequest, AccessService
 from .authn import Authenticator
 from .authz import PolicyHolder
+from .breaker_api import BreakerApi
+from .context import GateContext
+from .gate_policy import GatePolicyHolder
+from .identity import Identity
+from .rate_gate import RateGate
+from .store import BreakerState, MemoryStore, StateStore, StoreUnavailable
+from .store_redis import RedisStore
+from .upstream_client import UpstreamClient
 from .metrics import CONTENT_TYPE, Metrics
 from .settings import Settings
 from .stages import Stage, default_stages
@@ -49,10 +57,21 @@ class Gateway:
         self.metrics = Metrics()
         self.policy = PolicyHolder(
             settings.path(settings.authz.policy_dir),
-            on_reload=lambda ok, _: self.metrics.policy_reloads.labels("loaded" if ok else "refused").inc())
-        self.access = AccessService(MemoryRequestStore(), self.policy, clock=clock, audit=self._audit_access)
-        stages = default_stages(audit_ready=self.sink.healthy, authenticator=self.authenticator,
-                                upstreams=self.upstreams, policy=self.policy, access=self.access)
+            on_reload=lambda ok, _: self.metrics.policy_reloads.labels("loaded" if ok else "refused", "authz").inc())
+        self.gates = GatePolicyHolder(
+            settings.path(settings.gates.policy_dir),
+            on_reload=lambda ok, _: self.metrics.policy_reloads.labels("loaded" if ok else "refused", "gates").inc())
+        self.clock = clock
+        self.store = build_store(settings)
+        self.counter = UpstreamClient()
+        self.access = AccessService(self.store, self.policy, clock=clock, audit=self._audit_access)
+        stages = default_stages(
+            audit_ready=self.sink.healthy, authenticator=self.authenticator, upstreams=self.upstreams,
+            policy=self.policy, access=self.access,
+            breakers=BreakerApi(self.store, self.policy, clock=clock, metrics=self.metrics,
+                                on_reset=self._audit_breaker_reset),
+            limits=RateGate(self.gates, self.store, self.counter, clock=clock, metrics=self.metrics,
+                            on_trip=self._audit_breaker_trip))
         self.stages = stages_hook(stages) if stages_hook else stages
         self.addon = GatewayAddon(self.stages, self.upstreams, self.sink, self.metrics)
         self.master: Master | None = None
@@ -60,7 +79,7 @@ class Gateway:
         self.metrics_port = 0
         self._task: asyncio.Task[None] | None = None
         self._metrics_runner: web.AppRunner | None = None
-        self._watch: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def _audit_access(self, event: str, request: AccessRequest, actor: str) -> None:
         """Each step of an access request (requested, approved, denied, expired) is an audit event."""
@@ -69,6 +88,28 @@ class Gateway:
                                                 request.scope, request.reason, time.time()))
         except OSError:
             self.metrics.audit_failures.inc()
+
+    def _audit_breaker_trip(self, state: BreakerState, ctx: GateContext) -> None:
+        actor = ctx.identity.user if ctx.identity else "kubegate"
+        self._write_audit(events.breaker_event("tripped", state.key, actor, state.label, state.reason, time.time()))
+
+    def _audit_breaker_reset(self, state: BreakerState, who: Identity) -> None:
+        self._write_audit(events.breaker_event("reset", state.key, who.user, state.label, state.reason, time.time()))
+
+    def _write_audit(self, event: dict[str, object]) -> None:
+        try:
+            self.sink.write(event)
+        except OSError:
+            self.metrics.audit_failures.inc()
+
+    async def _expire_grants(self, interval: float) -> None:
+        """Grants lapse on the request path too; this audits an expiry when nobody is asking."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.access.expire()
+            except StoreUnavailable as e:
+                log.warning("cannot expire access grants now: %s", e)
 
     async def start(self) -> None:
         first = self.upstreams.default or self.upstreams.all[0]
@@ -105,8 +146,10 @@ class Gateway:
         self.port = addrs[0][1]
         if self.settings.metrics.port >= 0:
             await self._start_metrics()
-        self._watch = asyncio.create_task(self.policy.watch(self.settings.authz.reload_interval_seconds),
-                                          name="policy-watch")
+        interval = self.settings.authz.reload_interval_seconds
+        self._tasks = [asyncio.create_task(self.policy.watch(interval), name="policy-watch"),
+                       asyncio.create_task(self.gates.watch(interval), name="gate-policy-watch"),
+                       asyncio.create_task(self._expire_grants(5.0), name="grant-expiry")]
         self.metrics.ready.set(1)
         log.info("kubegate serving on https://%s:%d", listen.host, self.port)
 
@@ -133,14 +176,16 @@ class Gateway:
 
     async def stop(self) -> None:
         self.metrics.ready.set(0)
-        if self._watch is not None:
-            self._watch.cancel()
+        for task in self._tasks:
+            task.cancel()
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
         if self.master is not None:
             self.master.shutdown()
         if self._task is not None:
             await asyncio.wait([self._task], timeout=10)
+        await self.counter.close()
+        await self.store.close()
         self.sink.close()
 
     async def serve_until_signalled(self, on_started: Callable[["Gateway"], None]) -> None:
@@ -155,6 +200,16 @@ class Gateway:
             await stop.wait()
         finally:
             await self.stop()
+
+
+def build_store(settings: Settings) -> StateStore:
+    """Redis when configured (state shared by every replica), else this process's memory."""
+    cfg = settings.store
+    if not cfg.redis_url:
+        return MemoryStore()
+    password = settings.path(cfg.password_file).read_text().strip() if cfg.password_file else None
+    return RedisStore(cfg.redis_url, prefix=cfg.key_prefix, timeout_seconds=cfg.timeout_seconds,
+                      password=password, ca_file=str(settings.path(cfg.ca_file)) if cfg.ca_file else None)
 
 
 @dataclass

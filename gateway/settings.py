@@ -137,6 +137,28 @@ class Authz:
 
 
 @dataclass
+class Store:
+    """Where state shared by replicas lives: access grants, delete budgets, QPS buckets, breakers."""
+
+    redis_url: str = ""
+    """redis:// or rediss:// URL shared by every replica. Empty: state lives in this process (a single replica)."""
+    password_file: str = ""
+    """File holding the Redis password (instead of writing it into redis_url)."""
+    ca_file: str = ""
+    """CA bundle to verify a rediss:// server with."""
+    key_prefix: str = "kubegate:"
+    """Prefix of every key kubegate writes. On Redis Cluster give it a hash tag, e.g. "{kubegate}:"."""
+    timeout_seconds: float = 0.5
+    """How long a gate waits for Redis before treating it as unavailable (see gates.on_store_failure)."""
+
+
+@dataclass
+class Gates:
+    policy_dir: str = "policies/gates"
+    """Directory of the risk-gate policy (limits.yaml: delete budgets, breakers, QPS limits). Missing files: no such gates."""
+
+
+@dataclass
 class Metrics:
     host: str = "127.0.0.1"
     """Address of the /metrics, /healthz and /readyz listener."""
@@ -158,6 +180,8 @@ class Settings:
     audit: Audit = field(default_factory=Audit)
     authz: Authz = field(default_factory=Authz)
     metrics: Metrics = field(default_factory=Metrics)
+    store: Store = field(default_factory=Store)
+    gates: Gates = field(default_factory=Gates)
     max_request_body_bytes: int = DEFAULT_MAX_BODY
     """Largest request body accepted (and inspected). Larger: 413. Default 3 MiB, as kube-apiserver."""
     base_dir: str = ""
@@ -207,7 +231,7 @@ def _build(cls: type, data: Any, where: str, problems: list[str]) -> Any:
 
 # Field types as written in the annotations above (strings, under `from __future__ import annotations`).
 _NESTED: dict[str, type] = {"Listen": Listen, "Tls": Tls, "Issuer": Issuer, "Audit": Audit, "Metrics": Metrics,
-                            "Authz": Authz}
+                            "Authz": Authz, "Store": Store, "Gates": Gates}
 _LISTS: dict[str, type] = {"list[Oidc]": Oidc, "list[Cluster]": Cluster}
 _SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
                                          "list[str]": (list,),
@@ -273,6 +297,14 @@ def validate(s: Settings) -> list[str]:
         problems.append(f"authz.policy_dir: {s.path(s.authz.policy_dir)} is not a directory")
     if s.authz.reload_interval_seconds <= 0:
         problems.append("authz.reload_interval_seconds: must be positive")
+    if s.store.redis_url and urlsplit(s.store.redis_url).scheme not in ("redis", "rediss", "unix"):
+        problems.append(f"store.redis_url: must be a redis://, rediss:// or unix:// URL, got {s.store.redis_url!r}")
+    _readable(s, s.store.password_file, "store.password_file", problems)
+    _readable(s, s.store.ca_file, "store.ca_file", problems)
+    if s.store.timeout_seconds <= 0:
+        problems.append("store.timeout_seconds: must be positive")
+    if not s.path(s.gates.policy_dir).is_dir():
+        problems.append(f"gates.policy_dir: {s.path(s.gates.policy_dir)} is not a directory")
     if s.max_request_body_bytes < 1024:
         problems.append("max_request_body_bytes: must be at least 1024")
     seen_issuers = {s.issuer.issuer}

@@ -16,6 +16,7 @@ from .authz import PolicyHolder, describe_refusal
 from .context import GateContext
 from .errors import Answer, Denial
 from .requestinfo import classify
+from .store import StoreUnavailable
 from .upstreams import Upstreams
 
 
@@ -75,12 +76,12 @@ class AccessApi:
         method = ctx.request.method
         try:
             if not parts and method == "GET":
-                raise Answer(200, "", body={"kind": "AccessRequestList",
-                                            "items": [_access_json(a) for a in self.access.store.all()]})
+                visible = [a for a in await self.access.all() if self.access.may_see(ctx.identity, a)]
+                raise Answer(200, "", body={"kind": "AccessRequestList", "items": [_access_json(a) for a in visible]})
             if not parts and method == "POST":
                 try:
                     spec = json.loads(ctx.request.body or b"{}")
-                    req = self.access.request(ctx.identity, str(spec["role"]), str(spec["cluster"]),
+                    req = await self.access.request(ctx.identity, str(spec["role"]), str(spec["cluster"]),
                                               str(spec.get("namespace", "*")), int(spec["durationSeconds"]),
                                               str(spec.get("reason", "")))
                 except (ValueError, KeyError, TypeError) as e:
@@ -88,16 +89,19 @@ class AccessApi:
                 ctx.annotations["kubegate.io/access-request"] = req.id
                 raise Answer(201, "", body=_access_json(req))
             if len(parts) == 1 and method == "GET":
-                found = self.access.store.get(parts[0])
-                if found is None:
+                found = await self.access.get(parts[0])
+                if found is None or not self.access.may_see(ctx.identity, found):
                     raise AccessError(404, f"no access request {parts[0]!r}")
                 raise Answer(200, "", body=_access_json(found))
             if len(parts) == 2 and parts[1] in ("approve", "deny") and method == "POST":
                 act = self.access.approve if parts[1] == "approve" else self.access.deny
                 ctx.annotations["kubegate.io/access-request"] = parts[0]
-                raise Answer(200, "", body=_access_json(act(parts[0], ctx.identity)))
+                raise Answer(200, "", body=_access_json(await act(parts[0], ctx.identity)))
         except AccessError as e:
             raise Denial(e.code, f"kubegate: {e.message}") from None
+        except StoreUnavailable as e:
+            raise Denial(503, f"kubegate: access requests are unavailable: {e}", "ServiceUnavailable",
+                         retry_after=5) from None
         raise Denial(404, f"kubegate: no such access API call: {method} {path}", "NotFound")
 
 
@@ -139,7 +143,7 @@ class Authorize:
         if ctx.identity is None or ctx.info is None or ctx.upstream is None:
             raise Denial(500, "kubegate: authorization ran before authentication and routing", "InternalError")
         authorizer = self.holder.current
-        self.access.sync(authorizer)  # approved grants in, expired ones out
+        await self.access.sync(authorizer)  # approved grants in, expired ones out
         decision = authorizer.decide(ctx.identity, ctx.upstream.name, ctx.info)
         ctx.annotations["kubegate.io/authz"] = decision.reason
         if not decision.allowed:
@@ -148,13 +152,16 @@ class Authorize:
 
 
 def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, upstreams: Upstreams,
-                   policy: PolicyHolder, access: AccessService) -> list[Stage]:
+                   policy: PolicyHolder, access: AccessService, breakers: Stage, limits: Stage) -> list[Stage]:
     return [
         Ingress(audit_ready),         # audit writable; no smuggled Impersonate-* headers
         Authenticate(authenticator),  # bearer JWT → Identity, or 401
         AccessApi(access),            # /kubegate/v1/accessrequests: answered here, never forwarded
+        breakers,                     # /kubegate/v1/breakers: list and reset circuit breakers
         Route(upstreams),             # /clusters/<name>/ → cluster, or 404
         Classify(),                   # method + path + query → RequestInfo, or 400
         Authorize(policy, access),    # Casbin policy (+ approved grants) allows it, or 403 naming the rule
-        # the risk gates join here, in this order: freeze, rules, limits, webhooks, approvals.
+        # freeze and rules (change gates) join here
+        limits,                       # QPS limits (429 + Retry-After), delete budgets and breakers (429)
+        # webhooks and approvals join here
     ]

@@ -53,12 +53,17 @@ def _serve(args: argparse.Namespace) -> int:
     async def main() -> None:
         await Gateway(cfg).serve_until_signalled(started)
 
+    from kubegate.gateway.gate_policy import GatePolicyError
     from kubegate.gateway.policy import PolicyError
 
     try:
         asyncio.run(main())
     except PolicyError as e:
         print(f"kubegate: the authorization policy in {cfg.path(cfg.authz.policy_dir)} is invalid; nothing is "
+              "served:\n" + "\n".join(f"  - {p}" for p in e.problems), file=sys.stderr)
+        return 2
+    except GatePolicyError as e:
+        print(f"kubegate: the gate policy in {cfg.path(cfg.gates.policy_dir)} is invalid; nothing is "
               "served:\n" + "\n".join(f"  - {p}" for p in e.problems), file=sys.stderr)
         return 2
     except OSError as e:
@@ -99,16 +104,46 @@ def _kubeconfig(args: argparse.Namespace) -> int:
     return 0
 
 
-def _policy_check(args: argparse.Namespace) -> int:
-    from kubegate.gateway import policy
+def _policy_dirs(directory: str) -> tuple[str | None, str | None]:
+    """(authorization dir, gate dir) in DIR: DIR itself when it is one, else its authz/ and gates/."""
+    from pathlib import Path
 
-    ps = policy.load(args.dir)
-    for problem in ps.problems:
-        print(f"{problem}", file=sys.stderr)
-    if ps.problems:
-        print(f"{len(ps.problems)} problem(s) in {args.dir}", file=sys.stderr)
+    from kubegate.gateway import limits_policy
+
+    root = Path(directory)
+    if (root / "model.conf").exists():
+        return directory, None
+    if (root / limits_policy.FILE).exists() or root.name == "gates":
+        return None, directory
+    authz, gates = root / "authz", root / "gates"
+    return (str(authz) if authz.is_dir() else None), (str(gates) if gates.is_dir() else None)
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kubegate.gateway import gate_policy, policy
+
+    authz_dir, gates_dir = _policy_dirs(args.dir)
+    if authz_dir is None and gates_dir is None:
+        print(f"kubegate: {args.dir} holds no policy (model.conf, limits.yaml, or authz/ and gates/)", file=sys.stderr)
         return 1
-    print(f"{args.dir}: {len(ps.rules)} rules, {len(ps.bindings)} bindings: OK")
+    problems: list[str] = []
+    summary = []
+    if authz_dir is not None:
+        ps = policy.load(authz_dir)
+        problems += ps.problems
+        summary.append(f"{authz_dir}: {len(ps.rules)} rules, {len(ps.bindings)} bindings")
+    if gates_dir is not None:
+        gates, gate_problems = gate_policy.load(Path(gates_dir))
+        problems += gate_problems
+        summary.append(f"{gates_dir}: {len(gates.limits.budgets)} delete budgets, {len(gates.limits.qps)} QPS limits")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s) in {args.dir}", file=sys.stderr)
+        return 1
+    print("\n".join(f"{line}: OK" for line in summary))
     return 0
 
 
@@ -181,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     pol = sub.add_parser("policy", help="check and test authorization policy files")
     pol_sub = pol.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
     check = pol_sub.add_parser("check", help="validate every policy file; file:line problems, exit 1 on any")
-    check.add_argument("dir", nargs="?", default="policies/authz")
+    check.add_argument("dir", nargs="?", default="policies",
+                       help="a policy directory (authz or gates), or one holding authz/ and gates/ (default: policies)")
     check.set_defaults(handler=_policy_check)
     ptest = pol_sub.add_parser("test", help="run the test cases in DIR/tests/*.yaml; exit 1 on a failure")
     ptest.add_argument("dir", nargs="?", default="policies/authz")

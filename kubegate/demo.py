@@ -38,11 +38,13 @@ def seed(upstream: harness.RunningEmulator) -> None:
 
 
 POLICY_DIR = Path(__file__).resolve().parents[1] / "policies" / "authz"
+GATES_DIR = POLICY_DIR.parent / "gates"
 
 
 def write_config(state: Path, upstream: harness.RunningEmulator, port: int) -> Path:
     config = {
         "authz": {"policy_dir": str(POLICY_DIR)},
+        "gates": {"policy_dir": str(GATES_DIR)},
         "listen": {"host": "127.0.0.1", "port": port},
         "metrics": {"host": "127.0.0.1", "port": 0},
         "state_dir": str(state / "gateway"),

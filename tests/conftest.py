@@ -18,6 +18,7 @@ import pytest
 from kubernetes import client as k8s
 
 from kubegate.emulator import harness
+from tests.redis_server import RedisServer
 
 KUBECTL_MINOR = "1.37"
 
@@ -124,6 +125,14 @@ def fresh_upstream(tmp_path: Path) -> Iterator[harness.RunningEmulator]:
     running.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server for the session; tests keep apart by key prefix."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
 def python_client(server: str, ca_file: Path, token: str) -> k8s.ApiClient:
     config = k8s.Configuration()
     config.host = server
@@ -200,20 +209,27 @@ class GatewayHandle:
         self._stop()
 
 
-def write_gateway_config(state: Path, clusters: list[dict[str, Any]], **extra: Any) -> Path:
+def write_gateway_config(state: Path, clusters: list[dict[str, Any]], *, limits: str = "",
+                         **extra: Any) -> Path:
+    """A gateway config in `state`. Its gate policy directory holds `limits` as limits.yaml (none by
+    default: tests that do not test the rate gates are not slowed or stopped by them)."""
     state.mkdir(parents=True, exist_ok=True)
+    gates = state / "gates"
+    gates.mkdir(exist_ok=True)
+    if limits:
+        (gates / "limits.yaml").write_text(limits)
     data: dict[str, Any] = {"listen": {"port": 0}, "metrics": {"port": 0}, "state_dir": str(state),
                             "authz": {"policy_dir": str(POLICY_DIR), "reload_interval_seconds": 0.2},
-                            "clusters": clusters, **extra}
+                            "gates": {"policy_dir": str(gates)}, "clusters": clusters, **extra}
     path = state / "kubegate.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
 
 def start_gateway(state: Path, upstream: harness.RunningEmulator, *, clusters: list[dict[str, Any]] | None = None,
-                  **extra: Any) -> GatewayHandle:
+                  limits: str = "", **extra: Any) -> GatewayHandle:
     """`kubegate serve` in a subprocess; returns once it serves."""
-    config = write_gateway_config(state, clusters or [emulator_cluster(upstream)], **extra)
+    config = write_gateway_config(state, clusters or [emulator_cluster(upstream)], limits=limits, **extra)
     log_file = state / "gateway.log"
     with open(log_file, "wb") as log:
         proc = sp.Popen([sys.executable, "-m", "kubegate", "serve", "-c", str(config), "--log-level", "warning"],
@@ -247,10 +263,12 @@ def start_gateway(state: Path, upstream: harness.RunningEmulator, *, clusters: l
     return GatewayHandle(f"https://127.0.0.1:{port}", port, metrics_port, settings, upstream, stop, log_file)
 
 
-def start_gateway_in_process(state: Path, upstream: harness.RunningEmulator, *, stages_hook: StagesHook,
+def start_gateway_in_process(state: Path, upstream: harness.RunningEmulator, *,
+                             stages_hook: StagesHook | None = None, clock: Any = time.time, limits: str = "",
                              **extra: Any) -> GatewayHandle:
-    settings = gw_settings.load(write_gateway_config(state, [emulator_cluster(upstream)], **extra))
-    running = start_in_thread(settings, stages_hook=stages_hook)
+    """A gateway in this process (one at a time: see above), for tests that inject a stage or a clock."""
+    settings = gw_settings.load(write_gateway_config(state, [emulator_cluster(upstream)], limits=limits, **extra))
+    running = start_in_thread(settings, stages_hook=stages_hook, clock=clock)
     gw = running.gateway
     return GatewayHandle(running.url, gw.port, gw.metrics_port, settings, upstream, running.stop)
 

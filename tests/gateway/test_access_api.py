@@ -55,8 +55,11 @@ def test_request_approve_use(env: tuple[GatewayHandle, Path], kubectl_path: str)
     assert "configmap/c1 created" in dan("create", "configmap", "c1", "-n", "payments").stdout
     assert dan("create", "configmap", "c2", "-n", "default", check=False).returncode == 1  # only where granted
 
+    for who in (dan_kc, sam_kc):  # the requester and those who may decide see it, with its reason
+        listed = access(who, "list")
+        assert request_id in listed.stdout and "approved" in listed.stdout and "hotfix INC-7" in listed.stdout
     listed = access(vic_kc, "list")
-    assert request_id in listed.stdout and "approved" in listed.stdout
+    assert listed.returncode == 0 and request_id not in listed.stdout
     steps = [e["annotations"]["kubegate.io/access-event"] for e in gw.audit_events()
              if "kubegate.io/access-event" in e.get("annotations", {})]
     assert steps == ["requested", "approved"]

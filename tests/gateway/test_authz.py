@@ -108,7 +108,7 @@ def test_broken_policy_is_refused_and_a_valid_change_applies(authz_env: tuple[Ga
     import urllib.request
 
     def refused() -> bool:
-        return 'kubegate_policy_reloads_total{result="refused"} 1.0' in urllib.request.urlopen(metrics_url).read().decode()
+        return 'kubegate_policy_reloads_total{policy="authz",result="refused"} 1.0' in urllib.request.urlopen(metrics_url).read().decode()
 
     # A broken set: the old policy keeps answering.
     _swap(mount, lambda d: (d / "roles.csv").write_text((d / "roles.csv").read_text() + "p, role:viewer, *:*, pod, get\n"))

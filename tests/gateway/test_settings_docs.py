@@ -45,6 +45,9 @@ def test_example_configuration_is_valid(tmp_path: Path) -> None:
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relative).write_text("x")
     (tmp_path / "policies" / "authz").mkdir(parents=True)
+    (tmp_path / "policies" / "gates").mkdir(parents=True)
+    data["store"]["password_file"] = str(tmp_path / "redis-password")
+    (tmp_path / "redis-password").write_text("secret")
     (tmp_path / "clusters").mkdir()
     (tmp_path / "clusters" / "sh-2.kubeconfig").write_text("apiVersion: v1")
     data["clusters"][0]["token_file"] = str(tmp_path / "token")
@@ -54,3 +57,4 @@ def test_example_configuration_is_valid(tmp_path: Path) -> None:
     assert [c.name for c in cfg.clusters] == ["hz-1", "sh-2"]
     assert cfg.default_cluster() is cfg.clusters[0]
     assert cfg.oidc[0].groups_prefix == "sso:"
+    assert cfg.store.redis_url.startswith("redis://")

@@ -1,0 +1,69 @@
+"""YAML policy files read with their line numbers, so every problem can say file:line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class Located(dict[str, Any]):
+    """A YAML mapping that remembers where it starts."""
+
+    line: int = 0
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _mapping(loader: _Loader, node: yaml.MappingNode) -> Located:
+    out = Located({str(k): v for k, v in loader.construct_mapping(node, deep=True).items()})
+    out.line = node.start_mark.line + 1
+    return out
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def load(path: Path) -> tuple[Any, str | None]:
+    """(data, None), or (None, "file:line: what is wrong") when it is not readable YAML."""
+    try:
+        return yaml.load(path.read_text(), Loader=_Loader), None  # noqa: S506 - a SafeLoader subclass
+    except OSError as e:
+        return None, f"{path}: cannot read: {e.strerror}"
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        return None, f"{where}: not valid YAML: {getattr(e, 'problem', None) or e}"
+
+
+def where(path: Path, node: Any) -> str:
+    return f"{path}:{node.line}" if isinstance(node, Located) else str(path)
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(value: Any) -> float | None:
+    """Seconds from 30, "30s", "5m", "1h", "7d" or "1h30m"; None if it is not a duration."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if value >= 0 else None
+    if not isinstance(value, str) or not value:
+        return None
+    total, number = 0.0, ""
+    for ch in value.strip():
+        if ch.isdigit() or ch == ".":
+            number += ch
+        elif ch in DURATION_UNITS and number:
+            try:
+                total += float(number) * DURATION_UNITS[ch]
+            except ValueError:
+                return None
+            number = ""
+        else:
+            return None
+    return total if not number else None
