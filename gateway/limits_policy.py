@@ -44,13 +44,7 @@ _RESOURCE = re.compile(r"^([a-z0-9-]+)(\.[a-z0-9.-]+)?$")
 class Window:
     seconds: float
     limit: int
-
-    @property
-    def label(self) -> str:
-        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-            if self.seconds % size == 0:
-                return f"{int(self.seconds // size)}{unit}"
-        return f"{self.seconds:g}s"
+    label: str  # the period as the policy writes it: "1m", "24h"
 
 
 @dataclass(frozen=True)
@@ -194,7 +188,7 @@ def _budget(r: _Reader, node: Any, i: int) -> Budget | None:
             elif any(w.seconds == seconds for w in windows):
                 r.problem(node, f"{what}.windows: {period} is given twice")
             else:
-                windows.append(Window(seconds, limit))
+                windows.append(Window(seconds, limit, str(period).strip()))
     windows.sort(key=lambda w: w.seconds)
     for shorter, longer in zip(windows, windows[1:]):
         # A longer window that allows no more than a shorter one always stops first: the shorter is dead.

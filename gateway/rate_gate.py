@@ -104,8 +104,10 @@ class RateGate:
             ctx.annotations["kubegate.io/limits"] = f"{what} not enforced: state store unavailable"
             return
         self._refused("store-unavailable", what)
+        # No Retry-After: client-go would retry silently ten times (a minute of kubectl hanging);
+        # the user reads why at once, controllers retry through their own back-off.
         raise Denial(503, f"kubegate: {info.verb} is refused while the gateway's state store is unavailable "
-                          f"({what} cannot be enforced): {e}", "ServiceUnavailable", retry_after=5)
+                          f"({what} cannot be enforced): {e}", "ServiceUnavailable")
 
     async def _qps(self, limits: LimitsPolicy, ctx: GateContext, identity: Identity, cluster: str,
                    info: RequestInfo) -> None:

@@ -9,6 +9,8 @@ clock that lags another replica's refills nothing rather than going negative.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
@@ -19,81 +21,105 @@ from redis.exceptions import RedisError, ResponseError
 
 from .store import BreakerSpec, BreakerState, Bucket, StoreUnavailable, TakeResult, wait_for
 
+_MAX_BATCH = 256  # takes per pipeline
+
 # Idle buckets expire this long after they would be full again (a missing bucket reads as full).
 _IDLE_GRACE_SECONDS = 600
 
+# Every take is one script call with one JSON argument and one JSON reply: packing dozens of
+# separate arguments per call cost more client CPU than the script itself (bench/limits.py).
 _LEVELS = """
-local function levels(n, now, argbase)
+-- Buckets that share a hash key (the windows of one budget) live as fields of one hash, read and
+-- written with one call each: a Redis call from Lua costs more than the arithmetic around it.
+local function levels(spec)
+  local fields = {}
+  for _, b in ipairs(spec.b) do
+    local k = b[4]
+    fields[k] = fields[k] or {}
+    table.insert(fields[k], b[5] .. ':t')
+    table.insert(fields[k], b[5] .. ':l')
+  end
+  local got = {}
+  for k, names in pairs(fields) do
+    local values = redis.call('HMGET', KEYS[k], unpack(names))
+    local m = {}
+    for j = 1, #names do m[names[j]] = values[j] end
+    got[k] = m
+  end
   local out = {}
-  for i = 1, n do
-    local cap = tonumber(ARGV[argbase + 2 * i - 1])
-    local rate = tonumber(ARGV[argbase + 2 * i])
-    local t = redis.call('HMGET', KEYS[i], 'tokens', 'last')
-    local level = cap
-    if t[1] then
-      local elapsed = now - tonumber(t[2])
+  for i, b in ipairs(spec.b) do
+    local m = got[b[4]]
+    local tokens, last = m[b[5] .. ':t'], m[b[5] .. ':l']
+    local level = b[1]
+    if tokens then
+      local elapsed = spec.now - tonumber(last)
       if elapsed < 0 then elapsed = 0 end
-      level = math.min(cap, tonumber(t[1]) + elapsed * rate)
+      level = math.min(b[1], tonumber(tokens) + elapsed * b[2])
     end
     out[i] = level
   end
   return out
 end
-local function strings(xs)
-  local out = {}
-  for i = 1, #xs do out[i] = string.format('%.17g', xs[i]) end
-  return out
-end
 """
 
-# KEYS: bucket 1..n, [breaker key, breaker index]
-# ARGV: now, cost, n, (capacity, rate) * n, has_breaker, cooldown, label, reason, grace, check_only, bucket labels * n
+# KEYS: the buckets' hash keys 1..nk, breaker key, breaker index
+# ARGV[1]: {"now", "cost", "nk", "b": [[capacity, rate, label, key index, field], ...],
+#           "br": [cooldown, label, reason] | absent, "check": bool, "grace": seconds}
+# reply: {"o": "ok"|"short"|"breaker"|"tripped", "i": blocking bucket (1-based), "lv": levels,
+#         "st": [opened_at, cooldown, label, reason] when a breaker refused}
 _TAKE = _LEVELS + """
-local now, cost, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local lv = levels(n, now, 3)
-local b = 4 + 2 * n
-local has_breaker = ARGV[b] == '1'
-local bkey, index = KEYS[n + 1], KEYS[n + 2]
-if has_breaker then
+local spec = cjson.decode(ARGV[1])
+local n = #spec.b
+local lv = levels(spec)
+local bkey, index = KEYS[spec.nk + 1], KEYS[spec.nk + 2]
+if spec.br then
   local st = redis.call('HMGET', bkey, 'opened_at', 'cooldown', 'label', 'reason')
   if st[1] then
     local cooldown = tonumber(st[2])
-    if cooldown > 0 and now >= tonumber(st[1]) + cooldown then
+    if cooldown > 0 and spec.now >= tonumber(st[1]) + cooldown then
       redis.call('DEL', bkey)
       redis.call('SREM', index, bkey)
     else
-      return {'breaker', 0, strings(lv), st[1], st[2], st[3], st[4]}
+      return cjson.encode({o = 'breaker', i = 0, lv = lv, st = {tonumber(st[1]), cooldown, st[3], st[4]}})
     end
   end
 end
 for i = 1, n do
-  if lv[i] < cost then
-    if has_breaker then
-      local reason = ARGV[b + 3]
+  if lv[i] < spec.cost then
+    if spec.br then
+      local reason = spec.br[3]
       local s, e = string.find(reason, '{window}', 1, true)
-      if s then reason = string.sub(reason, 1, s - 1) .. ARGV[b + 5 + i] .. string.sub(reason, e + 1) end
-      redis.call('HSET', bkey, 'opened_at', ARGV[1], 'cooldown', ARGV[b + 1], 'label', ARGV[b + 2],
-                 'reason', reason)
+      if s then reason = string.sub(reason, 1, s - 1) .. spec.b[i][3] .. string.sub(reason, e + 1) end
+      redis.call('HSET', bkey, 'opened_at', string.format('%.17g', spec.now),
+                 'cooldown', string.format('%.17g', spec.br[1]), 'label', spec.br[2], 'reason', reason)
       redis.call('SADD', index, bkey)
-      return {'tripped', i, strings(lv), ARGV[1], ARGV[b + 1], ARGV[b + 2], reason}
+      return cjson.encode({o = 'tripped', i = i, lv = lv, st = {spec.now, spec.br[1], spec.br[2], reason}})
     end
-    return {'short', i, strings(lv)}
+    return cjson.encode({o = 'short', i = i, lv = lv})
   end
 end
-if ARGV[b + 5] == '1' then return {'ok', 0, strings(lv)} end
-local grace = tonumber(ARGV[b + 4])
-local left = {}
-for i = 1, n do
-  local cap, rate = tonumber(ARGV[3 + 2 * i - 1]), tonumber(ARGV[3 + 2 * i])
-  left[i] = lv[i] - cost
-  redis.call('HSET', KEYS[i], 'tokens', string.format('%.17g', left[i]), 'last', ARGV[1])
-  redis.call('EXPIRE', KEYS[i], math.ceil((cap - left[i]) / rate) + grace)
+if spec.check then return cjson.encode({o = 'ok', i = 0, lv = lv}) end
+local left, writes, ttl = {}, {}, {}
+local now = string.format('%.17g', spec.now)
+for i, b in ipairs(spec.b) do
+  left[i] = lv[i] - spec.cost
+  local k = b[4]
+  writes[k] = writes[k] or {}
+  table.insert(writes[k], b[5] .. ':t')
+  table.insert(writes[k], string.format('%.17g', left[i]))
+  table.insert(writes[k], b[5] .. ':l')
+  table.insert(writes[k], now)
+  ttl[k] = math.max(ttl[k] or 0, math.ceil((b[1] - left[i]) / b[2]) + spec.grace)
 end
-return {'ok', 0, strings(left)}
+for k, args in pairs(writes) do
+  redis.call('HSET', KEYS[k], unpack(args))
+  redis.call('EXPIRE', KEYS[k], ttl[k])
+end
+return cjson.encode({o = 'ok', i = 0, lv = left})
 """
 
 _PEEK = _LEVELS + """
-return strings(levels(tonumber(ARGV[2]), tonumber(ARGV[1]), 2))
+return cjson.encode(levels(cjson.decode(ARGV[1])))
 """
 
 # KEYS: breaker index. ARGV: now. Drops cooled-down breakers, returns the open ones.
@@ -142,6 +168,11 @@ return 1
 """
 
 
+def _list(value: Any) -> list[Any]:
+    """cjson encodes an empty Lua table as {}: read it as the empty list it is."""
+    return value if isinstance(value, list) else []
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -166,6 +197,8 @@ class RedisStore:
         self.prefix = prefix
         self.url = url
         self._take = self.redis.register_script(_TAKE)
+        self._queue: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+        self._flushing = False
         self._peek = self.redis.register_script(_PEEK)
         self._breakers = self.redis.register_script(_BREAKERS)
         self._reset = self.redis.register_script(_RESET)
@@ -191,40 +224,116 @@ class RedisStore:
         parts = urlsplit(self.url)  # host and port only: never a password in a message
         return f"{parts.hostname}:{parts.port or 6379}" if parts.hostname else parts.path
 
-    async def take(self, buckets: Sequence[Bucket], cost: float, now: float,
-                   breaker: BreakerSpec | None = None, reason: str = "", check_only: bool = False) -> TakeResult:
-        keys = [self._k("bucket", b.key) for b in buckets]
-        args: list[Any] = [repr(float(now)), repr(float(cost)), len(buckets)]
+    def _bucket_spec(self, buckets: Sequence[Bucket]) -> tuple[list[str], list[list[Any]]]:
+        """(hash keys, per-bucket [capacity, rate, label, key index, field]). A bucket key
+        `a/b/1m` is field `1m` of hash `a/b`, so the windows of one budget share a hash."""
+        keys: list[str] = []
+        spec = []
         for b in buckets:
-            args += [repr(float(b.capacity)), repr(float(b.rate))]
+            head, _, tail = b.key.rpartition("/")
+            key = self._k("bucket", head or tail)
+            if key not in keys:
+                keys.append(key)
+            spec.append([b.capacity, b.rate, b.label, keys.index(key) + 1, tail if head else "_"])
+        return keys, spec
+
+    def _take_call(self, buckets: Sequence[Bucket], cost: float, now: float, breaker: BreakerSpec | None,
+                   reason: str, check_only: bool) -> tuple[list[str], list[Any]]:
+        keys, bucket_spec = self._bucket_spec(buckets)
+        spec: dict[str, Any] = {"now": now, "cost": cost, "check": check_only, "grace": _IDLE_GRACE_SECONDS,
+                                "nk": len(keys), "b": bucket_spec}
         if breaker is not None:
-            keys += [self._k("breaker", breaker.key), self._index]
-            args += ["1", repr(float(breaker.cooldown_seconds)), breaker.label, reason]
-        else:
-            keys += [self._k("breaker", "-"), self._index]
-            args += ["0", "0", "", ""]
-        args += [_IDLE_GRACE_SECONDS, "1" if check_only else "0"] + [b.label for b in buckets]
-        out = await self._call(self._take, keys, args)
-        outcome, index, levels = _text(out[0]), int(out[1]), tuple(float(_text(x)) for x in out[2])
+            spec["br"] = [breaker.cooldown_seconds, breaker.label, reason]
+        keys += [self._k("breaker", breaker.key if breaker else "-"), self._index]
+        return keys, [json.dumps(spec)]
+
+    @staticmethod
+    def _take_result(out: Any, buckets: Sequence[Bucket], cost: float, breaker: BreakerSpec | None) -> TakeResult:
+        reply = json.loads(out)
+        outcome, levels = reply["o"], tuple(float(x) for x in _list(reply["lv"]))
         if outcome == "ok":
             return TakeResult(True, levels)
         state = None
         if outcome in ("breaker", "tripped"):
             assert breaker is not None
-            state = BreakerState(breaker.key, _text(out[5]), float(_text(out[3])), _text(out[6]),
-                                 float(_text(out[4])))
+            opened_at, cooldown, label, why = reply["st"]
+            state = BreakerState(breaker.key, label, float(opened_at), why, float(cooldown))
         if outcome == "breaker":
             return TakeResult(False, levels, breaker=state)
-        blocked = index - 1
+        blocked = int(reply["i"]) - 1
         return TakeResult(False, levels, blocked, wait_for(levels[blocked], cost, buckets[blocked]), state,
                           tripped=outcome == "tripped")
 
+    async def take(self, buckets: Sequence[Bucket], cost: float, now: float,
+                   breaker: BreakerSpec | None = None, reason: str = "", check_only: bool = False) -> TakeResult:
+        """One take, sent in the next pipeline: takes issued while a pipeline is in flight (other
+        requests' gates) travel together in the following one, one round trip for all of them."""
+        keys, args = self._take_call(buckets, cost, now, breaker, reason, check_only)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((keys, args, future))
+        if not self._flushing:
+            # Nothing in flight: this caller sends at once (its own take, and any queued meanwhile);
+            # what arrives while it waits is sent by a task, so no caller carries others' batches.
+            self._flushing = True
+            try:
+                await self._send_batch()
+            finally:
+                if self._queue:
+                    asyncio.get_running_loop().create_task(self._flush())
+                else:
+                    self._flushing = False
+        return self._take_result(await future, buckets, cost, breaker)
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                await self._send_batch()
+        finally:
+            self._flushing = False
+
+    async def _send_batch(self) -> None:
+        batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+        try:
+            if len(batch) == 1:
+                outs = [await self._call(self._take, batch[0][0], batch[0][1])]
+            else:
+                outs = await self._pipeline([(keys, args) for keys, args, _ in batch])
+        except Exception as e:  # every waiting gate learns of it (StoreUnavailable: each fails per policy)
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(e)
+        except BaseException:  # the sending caller was cancelled: the others must not wait forever
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(StoreUnavailable("the Redis call carrying this take was cancelled"))
+            raise
+        else:
+            for (*_, future), out in zip(batch, outs):
+                if not future.done():
+                    future.set_result(out)
+
+    async def _pipeline(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    await self._take(keys=keys, args=args, client=pipe)
+                return list(await pipe.execute())
+        except ResponseError:
+            raise  # a script bug: the gate fails closed with a 500
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(f"Redis at {self._where()} did not answer: {e}") from e
+
+    async def take_many(self, requests: Sequence[tuple[Sequence[Bucket], BreakerSpec | None, float]],
+                        now: float) -> list[TakeResult]:
+        """Several independent takes in one pipeline: one round trip, each take still atomic."""
+        calls = [self._take_call(buckets, cost, now, breaker, "", False) for buckets, breaker, cost in requests]
+        outs = await self._pipeline(calls)
+        return [self._take_result(out, b, cost, br) for out, (b, br, cost) in zip(outs, requests)]
+
     async def peek(self, buckets: Sequence[Bucket], now: float) -> tuple[float, ...]:
-        args: list[Any] = [repr(float(now)), len(buckets)]
-        for b in buckets:
-            args += [repr(float(b.capacity)), repr(float(b.rate))]
-        out = await self._call(self._peek, [self._k("bucket", b.key) for b in buckets], args)
-        return tuple(float(_text(x)) for x in out)
+        keys, bucket_spec = self._bucket_spec(buckets)
+        out = await self._call(self._peek, keys, [json.dumps({"now": now, "b": bucket_spec})])
+        return tuple(float(x) for x in _list(json.loads(out)))
 
     def _breaker_state(self, redis_key: str, fields: Sequence[Any]) -> BreakerState:
         return BreakerState(redis_key.removeprefix(self._k("breaker", "")), _text(fields[2]),

@@ -3,61 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import base64
-import json
-import os
-import ssl
-import sys
-import tempfile
-import urllib.error
-import urllib.request
-from pathlib import Path
 from typing import Any
 
-import yaml
+from kubegate.gateway_api import call_gateway
 
 PREFIX = "/kubegate/v1/accessrequests"
-
-
-def _gateway(kubeconfig: str | None) -> tuple[str, ssl.SSLContext, str]:
-    """(gateway base URL, TLS context, bearer token) from the kubeconfig's current context."""
-    path = Path(kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or Path.home() / ".kube/config")
-    cfg = yaml.safe_load(path.read_text())
-    ctx_name = cfg.get("current-context")
-    context = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
-    cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == context["cluster"])
-    user = next(u["user"] for u in cfg["users"] if u["name"] == context["user"])
-    server = cluster["server"].rstrip("/")
-    if "/clusters/" in server:
-        server = server.split("/clusters/")[0]
-    tls = ssl.create_default_context()
-    if cluster.get("certificate-authority-data"):
-        with tempfile.NamedTemporaryFile("wb", suffix=".crt", delete=False) as f:
-            f.write(base64.b64decode(cluster["certificate-authority-data"]))
-        tls.load_verify_locations(f.name)
-        os.unlink(f.name)
-    elif cluster.get("certificate-authority"):
-        tls.load_verify_locations(cluster["certificate-authority"])
-    token = user.get("token") or ""
-    if not token:
-        raise SystemExit("kubegate: the kubeconfig's user has no token (use one from `kubegate kubeconfig`)")
-    return server, tls, token
-
-
-def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    base, tls, token = _gateway(args.kubeconfig)
-    req = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body else None,
-                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, context=tls, timeout=30) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        try:
-            message = json.loads(e.read()).get("message", str(e))
-        except ValueError:
-            message = str(e)
-        print(f"Error from kubegate ({e.code}): {message}", file=sys.stderr)
-        raise SystemExit(1) from None
 
 
 def _show(item: dict[str, Any]) -> str:
@@ -67,21 +17,22 @@ def _show(item: dict[str, Any]) -> str:
 
 
 def request(args: argparse.Namespace) -> int:
-    item = _call(args, "POST", PREFIX, {"role": args.role, "cluster": args.cluster, "namespace": args.namespace,
-                                        "durationSeconds": args.duration, "reason": args.reason})
+    item = call_gateway(args.kubeconfig, "POST", PREFIX, {
+        "role": args.role, "cluster": args.cluster, "namespace": args.namespace,
+        "durationSeconds": args.duration, "reason": args.reason})
     print(_show(item))
     print(f"ask an approver: kubegate access approve {item['id']}")
     return 0
 
 
 def list_(args: argparse.Namespace) -> int:
-    for item in _call(args, "GET", PREFIX)["items"]:
+    for item in call_gateway(args.kubeconfig, "GET", PREFIX)["items"]:
         print(_show(item))
     return 0
 
 
 def decide(args: argparse.Namespace) -> int:
-    print(_show(_call(args, "POST", f"{PREFIX}/{args.id}/{args.access_command}")))
+    print(_show(call_gateway(args.kubeconfig, "POST", f"{PREFIX}/{args.id}/{args.access_command}")))
     return 0
 
 

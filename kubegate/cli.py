@@ -227,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     access_cli.add_parser(sub, parse_duration)
 
+    from kubegate import breaker_cli
+
+    breaker_cli.add_parser(sub)
+
     demo = sub.add_parser("demo", help="run kubegate in front of an emulated cluster and print a kubeconfig")
     demo.add_argument("--dir", default=None, help="state directory (default: ./state/demo)")
     demo.add_argument("--port", type=int, default=8443, help="gateway port (default 8443; 0 for any)")

@@ -11,8 +11,8 @@ import pytest
 from kubegate.gateway.store import BreakerSpec, Bucket, StateStore
 
 Run = Callable[[Any], Any]
-MINUTE = Bucket("pods:1m", capacity=5, rate=5 / 60, label="1m (5)")
-HOUR = Bucket("pods:1h", capacity=8, rate=8 / 3600, label="1h (8)")
+MINUTE = Bucket("pods/1m", capacity=5, rate=5 / 60, label="1m (5)")
+HOUR = Bucket("pods/1h", capacity=8, rate=8 / 3600, label="1h (8)")
 
 
 def test_take_counts_down_and_refuses_at_zero(on_store: Run) -> None:
@@ -164,3 +164,21 @@ def test_check_only_charges_nothing_but_opens_the_breaker_when_short(on_store: R
     assert fits.allowed and level == (5.0,)
     assert not too_many.allowed and too_many.tripped
     assert not after.allowed and after.breaker is not None and after.breaker.reason == "a delete of 6"
+
+
+def test_redis_take_many_is_one_pipeline_of_atomic_takes(redis_server: Any) -> None:
+    from kubegate.gateway.store_redis import RedisStore
+
+    async def scenario() -> Any:
+        store = RedisStore(redis_server.url, prefix="many:")
+        try:
+            breaker = BreakerSpec("b", 0)
+            return await store.take_many([([MINUTE], breaker, 3.0), ([MINUTE, HOUR], None, 2.0),
+                                          ([MINUTE], breaker, 1.0)], now=0.0)
+        finally:
+            await store.close()
+
+    first, second, third = asyncio.run(scenario())
+    assert first.allowed and first.remaining == (2.0,)
+    assert second.allowed and second.remaining == (0.0, 6.0)
+    assert not third.allowed and third.tripped

@@ -1,0 +1,158 @@
+"""Rate gates shared by two gateway processes through one real redis-server, and Redis failing.
+
+Exactness: 64 concurrent deleters spread over two replicas against one budget of N must get
+exactly N deletes to the cluster, counted in the emulator's request log, run after run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import aiohttp
+import pytest
+from kubernetes import client as k8s
+
+from kubegate.emulator import harness
+from tests.conftest import GatewayHandle, Kubectl, python_client, start_gateway
+from tests.redis_server import RedisServer
+
+BUDGET = 23
+PODS = 100
+DELETERS = 64
+QPS, BURST = 4, 6
+
+LIMITS = f"""
+budgets:
+  - name: pod-deletes
+    resources: [pods]
+    per: [cluster, namespace]   # each round uses its own namespace, so its own budget
+    windows: {{24h: {BUDGET}}}
+qps:
+  - name: lists
+    resources: [configmaps]
+    verbs: [list]
+    per: [user]
+    qps: {QPS}
+    burst: {BURST}
+"""
+
+
+class Pair:
+    def __init__(self, a: GatewayHandle, b: GatewayHandle, upstream: harness.RunningEmulator) -> None:
+        self.a, self.b, self.upstream = a, b, upstream
+        self.direct = k8s.CoreV1Api(python_client(upstream.url, upstream.ca_file, upstream.admin_token))
+
+    def seed(self, namespace: str, count: int) -> list[str]:
+        self.direct.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
+        names = [f"p{i:03d}" for i in range(count)]
+        for name in names:
+            self.direct.create_namespaced_pod(namespace, k8s.V1Pod(
+                metadata=k8s.V1ObjectMeta(name=name),
+                spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="c", image="busybox")])))
+        return names
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    state = tmp_path_factory.mktemp("replicas")
+    redis = RedisServer(state / "redis").start()
+    upstream = harness.start(state / "emulator")
+    store = {"redis_url": redis.url, "key_prefix": f"r{uuid.uuid4().hex[:6]}:"}
+    a = start_gateway(state / "a", upstream, limits=LIMITS, store=store)
+    # the second replica serves with the first one's certificate and token-signing key, as replicas do
+    tls = state / "a" / "tls"
+    b = start_gateway(state / "b", upstream, limits=LIMITS, store=store,
+                      tls={"cert_file": str(tls / "serving.crt"), "key_file": str(tls / "serving.key")},
+                      issuer={"signing_key_file": str(tls / "token-signing.key")})
+    try:
+        yield Pair(a, b, upstream)
+    finally:
+        b.stop()
+        a.stop()
+        upstream.stop()
+        redis.stop()
+
+
+async def _hammer(pair: Pair, method: str, paths: list[str], token: str, *, workers: int = DELETERS) -> list[int]:
+    """`workers` concurrent clients, alternating between the two replicas, one request per path."""
+    ctx = ssl.create_default_context(cafile=str(pair.a.ca_file))
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for p in paths:
+        queue.put_nowait(p)
+    codes: list[int] = []
+
+    async def worker(i: int, session: aiohttp.ClientSession) -> None:
+        base = (pair.a if i % 2 == 0 else pair.b).url
+        while not queue.empty():
+            path = queue.get_nowait()
+            async with session.request(method, base + path, ssl=ctx,
+                                       headers={"Authorization": f"Bearer {token}"}) as resp:
+                await resp.read()
+                codes.append(resp.status)
+
+    connector = aiohttp.TCPConnector(limit=workers)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(worker(i, session) for i in range(workers)))
+    return codes
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_concurrent_deleters_on_two_replicas_get_exactly_the_budget(pair: Pair, round_: int) -> None:
+    namespace = f"round-{round_}-{uuid.uuid4().hex[:4]}"
+    names = pair.seed(namespace, PODS)
+    pair.upstream.clear_requests()
+    token = pair.a.token("ada")
+    paths = [f"/api/v1/namespaces/{namespace}/pods/{n}" for n in names]
+    codes = asyncio.run(_hammer(pair, "DELETE", paths, token))
+    reached = [r for r in pair.upstream.requests if r.method == "DELETE" and f"/namespaces/{namespace}/" in r.path]
+    assert len(reached) == BUDGET
+    assert sorted(codes) == [200] * BUDGET + [429] * (PODS - BUDGET)
+    assert len(pair.direct.list_namespaced_pod(namespace).items) == PODS - BUDGET
+
+
+def test_qps_limit_holds_across_replicas(pair: Pair) -> None:
+    pair.upstream.clear_requests()
+    token = pair.a.token("lee")  # a user of its own: its own bucket
+    started = time.monotonic()
+    codes = asyncio.run(_hammer(pair, "GET", ["/api/v1/namespaces/default/configmaps"] * 400, token))
+    elapsed = time.monotonic() - started
+    passed = sum(1 for r in pair.upstream.requests if r.method == "GET" and r.path.endswith("/configmaps")
+                 and r.user is not None and r.user.username == "lee")
+    assert passed == codes.count(200)
+    # never more than the bucket allows in the time the run took (one token of slack for the clock edges)
+    assert BURST <= passed <= BURST + QPS * elapsed + 1
+    assert codes.count(429) == 400 - passed
+
+
+@pytest.mark.kubectl
+def test_redis_down_stops_deletes_with_503_reads_go_on_and_it_recovers(tmp_path: Path, kubectl_path: str) -> None:
+    redis = RedisServer(tmp_path / "redis").start()
+    upstream = harness.start(tmp_path / "emulator")
+    gw = start_gateway(tmp_path / "gw", upstream, limits=LIMITS, store={"redis_url": redis.url})
+    try:
+        kubectl = Kubectl(kubectl_path, gw.kubeconfig(tmp_path / "ada", "ada"))
+        Pair(gw, gw, upstream).seed("shop", 3)
+        assert 'pod "p000" deleted' in kubectl("delete", "pod", "p000", "-n", "shop").stdout
+        redis.stop()
+        refused = kubectl("delete", "pod", "p001", "-n", "shop", check=False)
+        assert refused.returncode == 1
+        assert "Error from server (ServiceUnavailable)" in refused.stderr
+        assert "delete is refused while the gateway's state store is unavailable (delete budgets cannot be " \
+               f"enforced): Redis at 127.0.0.1:{redis.port} did not answer" in refused.stderr
+        listed = kubectl("get", "pods", "-n", "shop", "-o", "name").stdout.split()
+        assert listed == ["pod/p001", "pod/p002"]
+        redis.start()  # same address, no restart of the gateway
+        assert 'pod "p001" deleted' in kubectl("delete", "pod", "p001", "-n", "shop").stdout
+        deletes = [r.path for r in upstream.requests if r.method == "DELETE"]
+        assert deletes == ["/api/v1/namespaces/shop/pods/p000", "/api/v1/namespaces/shop/pods/p001"]
+        refusal = [e for e in gw.audit_events() if e.get("responseStatus", {}).get("code") == 503]
+        assert len(refusal) == 1 and refusal[0]["annotations"]["kubegate.io/stage"] == "limits"
+    finally:
+        gw.stop()
+        upstream.stop()
+        redis.stop()
