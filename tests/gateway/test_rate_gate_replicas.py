@@ -156,3 +156,24 @@ def test_redis_down_stops_deletes_with_503_reads_go_on_and_it_recovers(tmp_path:
         gw.stop()
         upstream.stop()
         redis.stop()
+
+
+@pytest.mark.kubectl
+def test_kubectl_waits_out_retry_after_and_succeeds(pair: Pair, kubectl_path: str, tmp_path: Path) -> None:
+    """client-go honours Retry-After on 429: a burst of kubectl runs past the QPS limit all succeed."""
+    kubeconfig = pair.a.kubeconfig(tmp_path / "kim", "kim")
+    kubectl = Kubectl(kubectl_path, kubeconfig)
+    kubectl("api-resources")  # discovery cached first: the burst below is only the limited lists
+    runs = 3 * BURST
+    procs = [kubectl.stream("get", "configmaps", "-n", "default", "-o", "name") for _ in range(runs)]
+    for p in procs:
+        p.proc.wait(timeout=120)
+    codes = [p.proc.returncode for p in procs]
+    for p in procs:
+        p.stop()
+    assert codes == [0] * runs
+    lists = [e for e in pair.a.audit_events() + pair.b.audit_events()
+             if e["user"]["username"] == "kim" and e["verb"] == "list"]
+    refused = [e for e in lists if e.get("responseStatus", {}).get("code") == 429]
+    assert refused, "the burst never reached the limit"
+    assert len(lists) - len(refused) == runs  # each run's list passed exactly once in the end
