@@ -6,7 +6,8 @@ second enforcer asked once with the whole principal set, so a deny can say "ever
 role X". Each enforcer's `enforce_ex` names the rule it matched, which becomes the audit
 annotation and the reason in a 403.
 
-pycasbin re-parses its matcher on every call (~100 µs), so decisions are cached per request
+pycasbin re-parses its matcher on every call (~100 µs; `_Enforcer` builds it once instead), and
+walks every rule of an enforcer through an interpreter, so decisions are cached per request
 tuple, and role expansion per (user, groups, scope). Both caches belong to one Authorizer: a
 policy reload builds a new Authorizer and swaps it in whole, so nothing stale survives it.
 """
@@ -77,10 +78,26 @@ class _RulesAdapter(Adapter):
             model.add_policy("p", "p", list(rule.fields()))
 
 
+class _Enforcer(casbin.Enforcer):
+    """pycasbin builds its matcher (an ast.parse and an evaluator) on every enforce call; an
+    enforcer's matcher text never changes, so it is built once and given each call's functions."""
+
+    _expression: Any = None
+    _expression_text = ""
+
+    def _get_expression(self, expr: str, functions: Any = None) -> Any:
+        if self._expression is None or expr != self._expression_text:
+            self._expression = casbin.Enforcer._get_expression(expr, functions)
+            self._expression_text = expr
+        else:
+            self._expression.functions = functions
+        return self._expression
+
+
 def _enforcer(ps: PolicySet, rules: list[Rule], *, subject_match: Callable[[Any, str], bool]) -> Any:
     model = Model()
     model.load_model_from_text(ps.model_text)
-    enforcer = casbin.Enforcer(model, _RulesAdapter(rules))
+    enforcer = _Enforcer(model, _RulesAdapter(rules))
     enforcer.add_function("subjectMatch", subject_match)
     enforcer.add_function("scopeMatch", policy.scope_match)
     enforcer.add_function("objectMatch", policy.object_match)

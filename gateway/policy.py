@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import functools
 import io
 import re
 from dataclasses import dataclass, field
@@ -117,6 +118,7 @@ class PolicyError(Exception):
 
 # -- matching (shared by the Casbin matcher functions and by the checks) ------------------------
 
+@functools.lru_cache(maxsize=65536)  # pure, called per rule per decision on few distinct values
 def expand_verbs(pattern: str) -> frozenset[str]:
     out: set[str] = set()
     for part in pattern.split("|"):
@@ -124,6 +126,7 @@ def expand_verbs(pattern: str) -> frozenset[str]:
     return frozenset(out)
 
 
+@functools.lru_cache(maxsize=65536)  # pure, called per rule per decision on few distinct values
 def verb_match(verb: str, pattern: str) -> bool:
     return pattern == "*" or verb in expand_verbs(pattern)
 
@@ -139,6 +142,7 @@ def _glob(value: str, pattern: str, separator: str | None) -> bool:
     return len(vparts) == len(pparts) and all(fnmatch.fnmatchcase(v, p) for v, p in zip(vparts, pparts))
 
 
+@functools.lru_cache(maxsize=65536)  # pure, called per rule per decision on few distinct values
 def object_match(obj: str, pattern: str) -> bool:
     if "|" in pattern:
         return any(object_match(obj, p) for p in pattern.split("|"))
@@ -151,12 +155,14 @@ def object_match(obj: str, pattern: str) -> bool:
     return _glob(obj, pattern, "/")
 
 
+@functools.lru_cache(maxsize=65536)  # pure, called per rule per decision on few distinct values
 def scope_match(scope: str, pattern: str) -> bool:
     cluster, _, namespace = scope.partition(":")
     pcluster, _, pnamespace = pattern.partition(":")
     return fnmatch.fnmatchcase(cluster, pcluster) and fnmatch.fnmatchcase(namespace, pnamespace)
 
 
+@functools.lru_cache(maxsize=65536)  # pure, called per rule per decision on few distinct values
 def name_match(name: str, pattern: str) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in pattern.split("|"))
 

@@ -78,3 +78,42 @@ def test_malformed_request_is_400(env: tuple[GatewayHandle, Path]) -> None:
     resp = send(gw.port, gw.ca_file, "POST", "/kubegate/v1/accessrequests",
                 body=b'{"role":"developer","cluster":"emu","durationSeconds":60,"reason":"x"}')
     assert resp.status == 401  # the access API needs a token like everything else
+
+
+@pytest.mark.kubectl
+def test_a_ten_minute_grant_lets_kubectl_act_and_lapses_on_a_fake_clock(tmp_path: Path, kubectl_path: str) -> None:
+    import time
+
+    from tests.conftest import start_gateway_in_process
+
+    class Clock:
+        now = time.time()
+
+        def __call__(self) -> float:
+            return self.now
+
+    clock = Clock()
+    upstream = harness.start(tmp_path / "emulator")
+    gw = start_gateway_in_process(tmp_path / "gw", upstream, clock=clock)
+    try:
+        Kubectl(kubectl_path, gw.kubeconfig(tmp_path / "ada", "ada"))("create", "namespace", "payments")
+        dan_kc = gw.kubeconfig(tmp_path / "dan", "dan", ("team-shop",))
+        dan = Kubectl(kubectl_path, dan_kc)
+        before = dan("create", "configmap", "c1", "-n", "payments", check=False)
+        assert before.returncode == 1 and 'user "dan" may not create configmaps' in before.stderr
+        out = access(dan_kc, "request", "--role", "developer", "--cluster", "emu", "--namespace", "payments",
+                     "--for", "10m", "--reason", "hotfix INC-9")
+        approved = access(gw.kubeconfig(tmp_path / "sam", "sam", ("kubegate:sre",)), "approve", out.stdout.split()[0])
+        assert approved.returncode == 0, approved.stderr
+        assert "configmap/c1 created" in dan("create", "configmap", "c1", "-n", "payments").stdout
+        clock.now += 9 * 60
+        assert "configmap/c2 created" in dan("create", "configmap", "c2", "-n", "payments").stdout
+        clock.now += 61  # past the ten minutes: no restart, no request needed to notice
+        refused = dan("create", "configmap", "c3", "-n", "payments", check=False)
+        assert refused.returncode == 1 and 'user "dan" may not create configmaps' in refused.stderr
+        steps = [e["annotations"]["kubegate.io/access-event"] for e in gw.audit_events()
+                 if "kubegate.io/access-event" in e.get("annotations", {})]
+        assert steps == ["requested", "approved", "expired"]
+    finally:
+        gw.stop()
+        upstream.stop()
