@@ -32,7 +32,14 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
-def serving_tls(settings: Settings) -> ServingTls:
+class MissingKeys(Exception):
+    """A command that only reads the gateway's keys found none: it must not invent new ones."""
+
+
+def serving_tls(settings: Settings, *, create: bool = True) -> ServingTls:
+    if not create and not settings.tls.cert_file and not (settings.state / "tls" / "ca.crt").exists():
+        raise MissingKeys(f"no gateway CA in {settings.state / 'tls'}: run this where the gateway keeps its "
+                          "state_dir, or configure tls.cert_file")
     tls_dir = _private_dir(settings.state / "tls")
     bundle = tls_dir / "serving-bundle.pem"
     if settings.tls.cert_file:
@@ -51,9 +58,14 @@ def serving_tls(settings: Settings) -> ServingTls:
     return ServingTls(cert, key, ca, bundle)
 
 
-def signing_key_pem(settings: Settings) -> bytes:
+def signing_key_pem(settings: Settings, *, create: bool = True) -> bytes:
+    """The token-signing key; generated on first use by the gateway (`create`), never by a
+    command that merely issues tokens: a fresh key would sign tokens the gateway rejects."""
     if settings.issuer.signing_key_file:
         return settings.path(settings.issuer.signing_key_file).read_bytes()
+    if not create and not (settings.state / "tls" / "token-signing.key").exists():
+        raise MissingKeys(f"no token-signing key in {settings.state / 'tls'}: run this where the gateway keeps "
+                          "its state_dir, or configure issuer.signing_key_file")
     path = _private_dir(settings.state / "tls") / "token-signing.key"
     if not path.exists():
         key = ec.generate_private_key(ec.SECP256R1())

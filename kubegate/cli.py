@@ -76,7 +76,10 @@ def _issuer(args: argparse.Namespace) -> "tuple[Settings, TokenIssuer]":
     from kubegate.gateway import authn, keys
 
     cfg = _settings(args)
-    return cfg, authn.TokenIssuer(cfg.issuer, keys.signing_key_pem(cfg))
+    try:
+        return cfg, authn.TokenIssuer(cfg.issuer, keys.signing_key_pem(cfg, create=False))
+    except keys.MissingKeys as e:
+        raise SystemExit(f"kubegate: {e}") from None
 
 
 def _token_issue(args: argparse.Namespace) -> int:
@@ -95,8 +98,11 @@ def _kubeconfig(args: argparse.Namespace) -> int:
     cfg, issuer = _issuer(args)
     try:
         token = issuer.issue(args.user, args.group, ttl_seconds=args.ttl)
-        text = kubeconfig.render(cfg, keys.serving_tls(cfg).ca_file.read_text(), token,
+        text = kubeconfig.render(cfg, keys.serving_tls(cfg, create=False).ca_file.read_text(), token,
                                  user=args.user, cluster=args.cluster, namespace=args.namespace)
+    except keys.MissingKeys as e:
+        print(f"kubegate: {e}", file=sys.stderr)
+        return 1
     except ValueError as e:
         print(f"kubegate: {e}", file=sys.stderr)
         return 2

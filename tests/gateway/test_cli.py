@@ -78,6 +78,19 @@ def test_kubeconfig_for_an_unknown_cluster_is_refused(gateway: GatewayHandle) ->
     assert proc.returncode == 2 and "no cluster named 'nope'" in proc.stderr
 
 
+@pytest.mark.parametrize("command", [["token", "issue"], ["kubeconfig"]])
+def test_issuing_without_the_gateways_keys_is_refused_not_improvised(gateway: GatewayHandle, tmp_path: Path,
+                                                                    command: list[str]) -> None:
+    """On a machine without the gateway's state, a new key would sign tokens the gateway rejects."""
+    config = yaml.safe_load((gateway.settings.state / "kubegate.yaml").read_text())
+    config["state_dir"] = str(tmp_path / "elsewhere")
+    (tmp_path / "kubegate.yaml").write_text(yaml.safe_dump(config))
+    proc = kubegate(*command, "-c", str(tmp_path / "kubegate.yaml"), "--user", "a")
+    assert proc.returncode == 1
+    assert f"no token-signing key in {tmp_path / 'elsewhere' / 'tls'}" in proc.stderr
+    assert not (tmp_path / "elsewhere" / "tls" / "token-signing.key").exists()
+
+
 def test_token_issue_is_accepted_by_the_gateway(gateway: GatewayHandle) -> None:
     from tests.gateway.conftest import send
 
