@@ -26,6 +26,22 @@ def access_event(kind: str, request_id: str, actor: str, user: str, role: str, s
     }
 
 
+def approval_event(kind: str, ticket_id: str, actor: str, user: str, ticket_kind: str, change: str,
+                   reasons: str, now: float) -> dict[str, Any]:
+    """An approval ticket's step, recorded apart from the HTTP request that caused it."""
+    return {
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+        "auditID": f"approval-{ticket_id}-{kind}-{uuid.uuid4().hex[:8]}",
+        "stage": "ResponseComplete", "verb": kind, "requestURI": f"/kubegate/v1/approvals/{ticket_id}",
+        "user": {"username": actor}, "objectRef": {"resource": "approvals", "apiGroup": "kubegate.io",
+                                                   "name": ticket_id},
+        "requestReceivedTimestamp": timestamp(now), "stageTimestamp": timestamp(now),
+        "annotations": {"kubegate.io/approval-event": kind, "kubegate.io/approval-user": user,
+                        "kubegate.io/approval-type": ticket_kind, "kubegate.io/approval-change": change,
+                        "kubegate.io/approval-reasons": reasons[:1000]},
+    }
+
+
 def breaker_event(kind: str, key: str, actor: str, label: str, reason: str, now: float) -> dict[str, Any]:
     """A circuit breaker opened ("tripped", by the request that found its budget empty) or "reset"."""
     return {

@@ -46,6 +46,10 @@ class GateContext:
     forwarded: bool = False
     audited: bool = False
     annotations: dict[str, str] = field(default_factory=dict)
+    # Change gates that want a second person add why here; the approvals stage acts on it.
+    approval_reasons: list[str] = field(default_factory=list)
+    break_glass: bool = False  # one of the reasons is a freeze window
+    body_view: Any = None  # the decoded body (bodies.Body), once a gate has needed it
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property

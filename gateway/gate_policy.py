@@ -1,4 +1,5 @@
-"""The risk-gate policy directory (policies/gates): loaded whole, checked, hot-reloaded.
+"""The risk-gate policy directory (policies/gates: limits.yaml, freeze.yaml, rules.yaml,
+webhooks.yaml): loaded whole, checked, hot-reloaded.
 
 Like the authorization policy, a changed directory is read and checked completely before it
 replaces the set in force; a set with any problem is refused and the last good one keeps serving.
@@ -13,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import limits_policy
+from . import change_policy, limits_policy
 from .authz import fingerprint
+from .change_policy import ChangePolicy
 from .limits_policy import LimitsPolicy
 
 log = logging.getLogger("kubegate.gates")
@@ -29,11 +31,13 @@ class GatePolicyError(Exception):
 @dataclass(frozen=True)
 class GatePolicy:
     limits: LimitsPolicy = field(default_factory=LimitsPolicy)
+    change: ChangePolicy = field(default_factory=ChangePolicy)
 
 
 def load(directory: Path) -> tuple[GatePolicy, list[str]]:
     limits, problems = limits_policy.load(directory)
-    return GatePolicy(limits), problems
+    change, change_problems = change_policy.load(directory)
+    return GatePolicy(limits, change), problems + change_problems
 
 
 def load_checked(directory: Path) -> GatePolicy:
@@ -74,8 +78,9 @@ class GatePolicyHolder:
             return False
         self.current = candidate
         self.loaded_at = time.time()
-        log.info("loaded gate policy from %s (%d budgets, %d QPS limits)", self.directory,
-                 len(candidate.limits.budgets), len(candidate.limits.qps))
+        log.info("loaded gate policy from %s (%d budgets, %d QPS limits, %d freeze windows, %d rules, "
+                 "%d webhooks)", self.directory, len(candidate.limits.budgets), len(candidate.limits.qps),
+                 len(candidate.change.freeze), len(candidate.change.rules), len(candidate.change.webhooks))
         if self.on_reload:
             self.on_reload(True, [])
         return True

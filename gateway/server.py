@@ -26,7 +26,9 @@ from kubegate.audit import events
 from .access import AccessRequest, AccessService
 from .authn import Authenticator
 from .authz import PolicyHolder
+from .approvals import ApprovalService, Ticket
 from .breaker_api import BreakerApi
+from .change_gates import ApprovalApi, ApprovalGate, FreezeGate, RulesGate, WebhookGate
 from .context import GateContext
 from .gate_policy import GatePolicyHolder
 from .identity import Identity
@@ -36,7 +38,7 @@ from .store_redis import RedisStore
 from .upstream_client import UpstreamClient
 from .metrics import CONTENT_TYPE, Metrics
 from .settings import Settings
-from .stages import Stage, default_stages
+from .stages import GateStages, Stage, default_stages
 
 log = logging.getLogger("kubegate.server")
 
@@ -65,13 +67,21 @@ class Gateway:
         self.store = build_store(settings)
         self.counter = UpstreamClient()
         self.access = AccessService(self.store, self.policy, clock=clock, audit=self._audit_access)
-        stages = default_stages(
-            audit_ready=self.sink.healthy, authenticator=self.authenticator, upstreams=self.upstreams,
-            policy=self.policy, access=self.access,
-            breakers=BreakerApi(self.store, self.policy, clock=clock, metrics=self.metrics,
-                                on_reset=self._audit_breaker_reset),
+        self.approvals = ApprovalService(self.store, self.policy, clock=clock, audit=self._audit_approval)
+        change = lambda: self.gates.current.change  # noqa: E731 - the set in force at each request
+        self.webhooks = WebhookGate(change, clock=clock, metrics=self.metrics)
+        gates = GateStages(
+            breaker_api=BreakerApi(self.store, self.policy, clock=clock, metrics=self.metrics,
+                                   on_reset=self._audit_breaker_reset),
+            approval_api=ApprovalApi(self.approvals, change, clock),
+            freeze=FreezeGate(change, clock),
+            rules=RulesGate(change, self.store, self.counter, clock=clock, metrics=self.metrics),
             limits=RateGate(self.gates, self.store, self.counter, clock=clock, metrics=self.metrics,
-                            on_trip=self._audit_breaker_trip))
+                            on_trip=self._audit_breaker_trip),
+            webhooks=self.webhooks,
+            approvals=ApprovalGate(self.approvals, public_url=settings.url, metrics=self.metrics))
+        stages = default_stages(audit_ready=self.sink.healthy, authenticator=self.authenticator,
+                                upstreams=self.upstreams, policy=self.policy, access=self.access, gates=gates)
         self.stages = stages_hook(stages) if stages_hook else stages
         self.addon = GatewayAddon(self.stages, self.upstreams, self.sink, self.metrics)
         self.master: Master | None = None
@@ -88,6 +98,12 @@ class Gateway:
                                                 request.scope, request.reason, time.time()))
         except OSError:
             self.metrics.audit_failures.inc()
+
+    def _audit_approval(self, event: str, ticket: Ticket, actor: str) -> None:
+        """Each step of an approval ticket (requested, approved, denied, used) is an audit event."""
+        self._write_audit(events.approval_event(event, ticket.id, actor, ticket.user, ticket.kind,
+                                                f"{ticket.verb} {ticket.resource} {ticket.namespace}/{ticket.name} "
+                                                f"in {ticket.cluster}", "; ".join(ticket.reasons), time.time()))
 
     def _audit_breaker_trip(self, state: BreakerState, ctx: GateContext) -> None:
         actor = ctx.identity.user if ctx.identity else "kubegate"
@@ -185,6 +201,7 @@ class Gateway:
         if self._task is not None:
             await asyncio.wait([self._task], timeout=10)
         await self.counter.close()
+        await self.webhooks.close()
         await self.store.close()
         self.sink.close()
 

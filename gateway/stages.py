@@ -8,6 +8,7 @@ raises becomes a 500 that forwards nothing (see pipeline.run).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Protocol
 
 from .access import AccessError, AccessRequest, AccessService
@@ -151,17 +152,33 @@ class Authorize:
                          "Forbidden")
 
 
+@dataclass
+class GateStages:
+    """The gates built by the server (they share its store, clock and metrics), in request order."""
+
+    breaker_api: Stage
+    approval_api: Stage
+    freeze: Stage
+    rules: Stage
+    limits: Stage
+    webhooks: Stage
+    approvals: Stage
+
+
 def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, upstreams: Upstreams,
-                   policy: PolicyHolder, access: AccessService, breakers: Stage, limits: Stage) -> list[Stage]:
+                   policy: PolicyHolder, access: AccessService, gates: GateStages) -> list[Stage]:
     return [
         Ingress(audit_ready),         # audit writable; no smuggled Impersonate-* headers
         Authenticate(authenticator),  # bearer JWT → Identity, or 401
         AccessApi(access),            # /kubegate/v1/accessrequests: answered here, never forwarded
-        breakers,                     # /kubegate/v1/breakers: list and reset circuit breakers
+        gates.breaker_api,            # /kubegate/v1/breakers: list and reset circuit breakers
+        gates.approval_api,           # /kubegate/v1/approvals, /kubegate/v1/freeze
         Route(upstreams),             # /clusters/<name>/ → cluster, or 404
         Classify(),                   # method + path + query → RequestInfo, or 400
         Authorize(policy, access),    # Casbin policy (+ approved grants) allows it, or 403 naming the rule
-        # freeze and rules (change gates) join here
-        limits,                       # QPS limits (429 + Retry-After), delete budgets and breakers (429)
-        # webhooks and approvals join here
+        gates.freeze,                 # change-freeze windows: a mutation inside one needs break-glass approval
+        gates.rules,                  # change-risk rules: deny (403), require approval, or annotate
+        gates.limits,                 # QPS limits (429 + Retry-After), delete budgets and breakers (429)
+        gates.webhooks,               # business-side risk webhooks: their "no" is a 403 with their reason
+        gates.approvals,              # approval needed: 403 with a ticket; an approved identical retry passes once
     ]

@@ -81,6 +81,10 @@ class UpstreamClient:
                 return total
         return total
 
+    async def get_object(self, upstream: Upstream, identity: Identity, path: str, request_id: str) -> Any:
+        """The object at `path` as the caller sees it now (rules about the current object)."""
+        return await self._get(upstream, identity, path, "", request_id)
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

@@ -119,7 +119,8 @@ def _policy_dirs(directory: str) -> tuple[str | None, str | None]:
     root = Path(directory)
     if (root / "model.conf").exists():
         return directory, None
-    if (root / limits_policy.FILE).exists() or root.name == "gates":
+    gate_files = (limits_policy.FILE, "freeze.yaml", "rules.yaml", "webhooks.yaml")
+    if any((root / f).exists() for f in gate_files) or root.name == "gates":
         return None, directory
     authz, gates = root / "authz", root / "gates"
     return (str(authz) if authz.is_dir() else None), (str(gates) if gates.is_dir() else None)
@@ -143,7 +144,9 @@ def _policy_check(args: argparse.Namespace) -> int:
     if gates_dir is not None:
         gates, gate_problems = gate_policy.load(Path(gates_dir))
         problems += gate_problems
-        summary.append(f"{gates_dir}: {len(gates.limits.budgets)} delete budgets, {len(gates.limits.qps)} QPS limits")
+        summary.append(f"{gates_dir}: {len(gates.limits.budgets)} delete budgets, {len(gates.limits.qps)} QPS limits, "
+                       f"{len(gates.change.freeze)} freeze windows, {len(gates.change.rules)} rules, "
+                       f"{len(gates.change.webhooks)} webhooks")
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -233,9 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     access_cli.add_parser(sub, parse_duration)
 
-    from kubegate import breaker_cli
+    from kubegate import approvals_cli, breaker_cli
 
     breaker_cli.add_parser(sub)
+    approvals_cli.add_parser(sub)
 
     demo = sub.add_parser("demo", help="run kubegate in front of an emulated cluster and print a kubeconfig")
     demo.add_argument("--dir", default=None, help="state directory (default: ./state/demo)")

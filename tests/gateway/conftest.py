@@ -36,7 +36,10 @@ def send(url_port: int, ca_file: Path, method: str, path: str, *, headers: dict[
             conn.putheader(k, v)
         if body is not None:
             conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders(body)
+        try:
+            conn.endheaders(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused mid-upload (413): the answer is already on its way, read it as curl would
         resp = conn.getresponse()
         return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
     finally:
