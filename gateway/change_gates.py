@@ -245,7 +245,10 @@ class WebhookGate:
                                       timeout=aiohttp.ClientTimeout(total=hook.timeout_seconds)) as resp:
             if resp.status != 200:
                 raise ValueError(f"HTTP {resp.status}")
-            data = await resp.json(content_type=None)
+            try:
+                data = await resp.json(content_type=None)
+            except ValueError:
+                raise ValueError(f"the answer is not a {REVIEW_VERSION} ChangeReview (not even JSON)") from None
         answer = _valid_answer(data, review["request"]["uid"])
         if key:
             if len(self._cache) > 10_000:

@@ -183,6 +183,7 @@ class GatewayHandle:
     upstream: harness.RunningEmulator
     _stop: Any
     log_file: Path | None = None
+    clock: Any = time.time  # the gateway's clock: tokens are issued on it
 
     @property
     def ca_file(self) -> Path:
@@ -190,7 +191,7 @@ class GatewayHandle:
 
     @property
     def issuer(self) -> TokenIssuer:
-        return TokenIssuer(self.settings.issuer, gw_keys.signing_key_pem(self.settings))
+        return TokenIssuer(self.settings.issuer, gw_keys.signing_key_pem(self.settings), self.clock)
 
     def token(self, user: str, groups: list[str] | tuple[str, ...] = ADMIN_GROUPS, ttl: int = 3600) -> str:
         return self.issuer.issue(user, groups, ttl_seconds=ttl)
@@ -210,7 +211,7 @@ class GatewayHandle:
 
 
 def write_gateway_config(state: Path, clusters: list[dict[str, Any]], *, limits: str = "",
-                         **extra: Any) -> Path:
+                         gate_files: dict[str, str] | None = None, **extra: Any) -> Path:
     """A gateway config in `state`. Its gate policy directory holds `limits` as limits.yaml (none by
     default: tests that do not test the rate gates are not slowed or stopped by them)."""
     state.mkdir(parents=True, exist_ok=True)
@@ -218,6 +219,8 @@ def write_gateway_config(state: Path, clusters: list[dict[str, Any]], *, limits:
     gates.mkdir(exist_ok=True)
     if limits:
         (gates / "limits.yaml").write_text(limits)
+    for name, text in (gate_files or {}).items():
+        (gates / name).write_text(text)
     data: dict[str, Any] = {"listen": {"port": 0}, "metrics": {"port": 0}, "state_dir": str(state),
                             "authz": {"policy_dir": str(POLICY_DIR), "reload_interval_seconds": 0.2},
                             "gates": {"policy_dir": str(gates)}, "clusters": clusters, **extra}
@@ -265,12 +268,13 @@ def start_gateway(state: Path, upstream: harness.RunningEmulator, *, clusters: l
 
 def start_gateway_in_process(state: Path, upstream: harness.RunningEmulator, *,
                              stages_hook: StagesHook | None = None, clock: Any = time.time, limits: str = "",
-                             **extra: Any) -> GatewayHandle:
+                             gate_files: dict[str, str] | None = None, **extra: Any) -> GatewayHandle:
     """A gateway in this process (one at a time: see above), for tests that inject a stage or a clock."""
-    settings = gw_settings.load(write_gateway_config(state, [emulator_cluster(upstream)], limits=limits, **extra))
+    settings = gw_settings.load(write_gateway_config(state, [emulator_cluster(upstream)], limits=limits,
+                                                     gate_files=gate_files, **extra))
     running = start_in_thread(settings, stages_hook=stages_hook, clock=clock)
     gw = running.gateway
-    return GatewayHandle(running.url, gw.port, gw.metrics_port, settings, upstream, running.stop)
+    return GatewayHandle(running.url, gw.port, gw.metrics_port, settings, upstream, running.stop, clock=clock)
 
 
 @pytest.fixture(scope="session")
