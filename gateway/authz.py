@@ -14,10 +14,6 @@ policy reload builds a new Authorizer and swaps it in whole, so nothing stale su
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +24,11 @@ from casbin.model import Model
 from casbin.persist.adapter import Adapter
 
 from . import policy
+from .hot_reload import Watched
 from .identity import Identity
 from .policy import Binding, PolicySet, Rule
 from .requestinfo import RequestInfo
 
-log = logging.getLogger("kubegate.authz")
 
 DECISION_CACHE = 100_000
 PRINCIPAL_CACHE = 20_000
@@ -208,29 +204,15 @@ class Authorizer:
         return self.decide(Identity(user=user, groups=tuple(groups)), cluster, info)
 
 
-def fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...]:
-    """What a policy directory holds now. A ConfigMap mount swaps a `..data` symlink: resolving
-    the directory and stat-ing every file sees that swap as a change."""
-    real = Path(os.path.realpath(directory))
-    out = []
-    for path in sorted(real.rglob("*")):
-        if path.is_file() and not any(part.startswith("..") for part in path.relative_to(real).parts):
-            st = path.stat()
-            out.append((str(path.relative_to(real)), st.st_mtime_ns, st.st_size))
-    return (str(real), 0, 0), *out
-
-
-class PolicyHolder:
+class PolicyHolder(Watched[Authorizer]):
     """The Authorizer in force, and the watch that replaces it when the policy files change."""
 
     def __init__(self, directory: Path, extra_bindings: ExtraBindings | None = None,
                  on_reload: Callable[[bool, list[str]], None] | None = None) -> None:
-        self.directory = directory
         self.extra_bindings = extra_bindings
-        self.on_reload = on_reload
-        self.current = Authorizer(policy.load_checked(directory), extra_bindings)
-        self._seen = fingerprint(directory)
-        self.loaded_at = time.time()
+        super().__init__(directory, lambda: Authorizer(policy.load_checked(directory), self.extra_bindings),
+                         what="authorization policy", describe=_describe,
+                         errors=(policy.PolicyError,), on_reload=on_reload)
 
     def set_extra_bindings(self, extra_bindings: ExtraBindings) -> None:
         """Bindings from outside the files (approved access requests), for this and every later set."""
@@ -238,34 +220,6 @@ class PolicyHolder:
         self.current.extra_bindings = extra_bindings
         self.current.invalidate()
 
-    def reload_if_changed(self) -> bool | None:
-        """None: nothing changed; True: a new set is in force; False: the new set was refused."""
-        try:
-            now = fingerprint(self.directory)
-        except OSError as e:
-            log.error("cannot read policy directory %s: %s; the loaded policy keeps serving", self.directory, e)
-            return None
-        if now == self._seen:
-            return None
-        self._seen = now
-        try:
-            candidate = Authorizer(policy.load_checked(self.directory), self.extra_bindings)
-        except (policy.PolicyError, ValueError, OSError) as e:
-            problems = e.problems if isinstance(e, policy.PolicyError) else [str(e)]
-            log.error("refused the new policy in %s (%d problem(s)); the previous policy keeps serving: %s",
-                      self.directory, len(problems), "; ".join(problems[:10]))
-            if self.on_reload:
-                self.on_reload(False, problems)
-            return False
-        self.current = candidate  # one reference swap: a request sees the old set or the new one
-        self.loaded_at = time.time()
-        log.info("loaded policy from %s (%d rules, %d bindings)", self.directory, len(candidate.policy.rules),
-                 len(candidate.policy.bindings))
-        if self.on_reload:
-            self.on_reload(True, [])
-        return True
 
-    async def watch(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            self.reload_if_changed()
+def _describe(a: Authorizer) -> str:
+    return f"{len(a.policy.rules)} rules, {len(a.policy.bindings)} bindings"

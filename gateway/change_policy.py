@@ -135,23 +135,7 @@ class ChangePolicy:
     webhooks: tuple[Webhook, ...] = ()
 
 
-class _Reader:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.problems: list[str] = []
-
-    def problem(self, node: Any, message: str) -> None:
-        self.problems.append(f"{yamlsrc.where(self.path, node)}: {message}")
-
-    def keys(self, node: Any, allowed: set[str], what: str) -> bool:
-        if not isinstance(node, dict):
-            self.problem(node, f"{what} must be a mapping")
-            return False
-        for key in node:
-            if key not in allowed:
-                self.problem(node, f"{what}: unknown key {key!r} (known: {', '.join(sorted(allowed))})")
-        return True
-
+class _Reader(yamlsrc.Reader):
     def strings(self, node: dict[str, Any], key: str, what: str, default: tuple[str, ...]) -> tuple[str, ...]:
         value = node.get(key)
         if value is None:

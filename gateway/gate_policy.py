@@ -7,20 +7,14 @@ replaces the set in force; a set with any problem is refused and the last good o
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from . import change_policy, limits_policy
-from .authz import fingerprint
 from .change_policy import ChangePolicy
+from .hot_reload import Watched
 from .limits_policy import LimitsPolicy
-
-log = logging.getLogger("kubegate.gates")
-
 
 class GatePolicyError(Exception):
     def __init__(self, problems: list[str]) -> None:
@@ -49,43 +43,12 @@ def load_checked(directory: Path) -> GatePolicy:
     return policy
 
 
-class GatePolicyHolder:
+class GatePolicyHolder(Watched[GatePolicy]):
     def __init__(self, directory: Path, on_reload: Callable[[bool, list[str]], None] | None = None) -> None:
-        self.directory = directory
-        self.on_reload = on_reload
-        self.current = load_checked(directory)
-        self._seen = fingerprint(directory)
-        self.loaded_at = time.time()
+        super().__init__(directory, lambda: load_checked(directory), what="gate policy", describe=_describe,
+                         errors=(GatePolicyError,), on_reload=on_reload)
 
-    def reload_if_changed(self) -> bool | None:
-        """None: nothing changed; True: a new set is in force; False: the new set was refused."""
-        try:
-            now = fingerprint(self.directory)
-        except OSError as e:
-            log.error("cannot read gate policy directory %s: %s; the loaded policy keeps serving", self.directory, e)
-            return None
-        if now == self._seen:
-            return None
-        self._seen = now
-        try:
-            candidate = load_checked(self.directory)
-        except (GatePolicyError, OSError) as e:
-            problems = e.problems if isinstance(e, GatePolicyError) else [str(e)]
-            log.error("refused the new gate policy in %s (%d problem(s)); the previous policy keeps serving: %s",
-                      self.directory, len(problems), "; ".join(problems[:10]))
-            if self.on_reload:
-                self.on_reload(False, problems)
-            return False
-        self.current = candidate
-        self.loaded_at = time.time()
-        log.info("loaded gate policy from %s (%d budgets, %d QPS limits, %d freeze windows, %d rules, "
-                 "%d webhooks)", self.directory, len(candidate.limits.budgets), len(candidate.limits.qps),
-                 len(candidate.change.freeze), len(candidate.change.rules), len(candidate.change.webhooks))
-        if self.on_reload:
-            self.on_reload(True, [])
-        return True
 
-    async def watch(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            self.reload_if_changed()
+def _describe(p: GatePolicy) -> str:
+    return (f"{len(p.limits.budgets)} budgets, {len(p.limits.qps)} QPS limits, {len(p.change.freeze)} freeze "
+            f"windows, {len(p.change.rules)} rules, {len(p.change.webhooks)} webhooks")

@@ -114,22 +114,7 @@ def resource_key(info: RequestInfo) -> str:
     return f"{info.resource}.{info.api_group}" if info.api_group else info.resource
 
 
-class _Reader:
-    def __init__(self, path: Path) -> None:
-        self.path, self.problems = path, []  # type: tuple[Path, list[str]]
-
-    def problem(self, node: Any, message: str) -> None:
-        self.problems.append(f"{yamlsrc.where(self.path, node)}: {message}")
-
-    def keys(self, node: Any, allowed: set[str], what: str) -> bool:
-        if not isinstance(node, dict):
-            self.problem(node, f"{what} must be a mapping")
-            return False
-        for key in node:
-            if key not in allowed:
-                self.problem(node, f"{what}: unknown key {key!r} (known: {', '.join(sorted(allowed))})")
-        return True
-
+class _Reader(yamlsrc.Reader):
     def names(self, node: Any, key: str, what: str, default: tuple[str, ...] | None = None) -> tuple[str, ...]:
         value = node.get(key)
         if value is None and default is not None:

@@ -64,8 +64,10 @@ def _info(raw: dict[str, Any]) -> RequestInfo:
                        resource=res, subresource=sub, name=str(raw.get("object", "")))
 
 
-def load_cases(directory: Path) -> tuple[list[Case], list[str]]:
-    cases: list[Case] = []
+def read_case_files(directory: Path, keys: set[str], required: set[str],
+                    expects: tuple[str, ...]) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """(where, case) for every well-formed case in DIR/tests/*.yaml, and what is wrong with the rest."""
+    cases: list[tuple[str, dict[str, Any]]] = []
     problems: list[str] = []
     for path in sorted((directory / "tests").glob("*.y*ml")):
         try:
@@ -78,17 +80,24 @@ def load_cases(directory: Path) -> tuple[list[Case], list[str]]:
             if not isinstance(raw, dict):
                 problems.append(f"{where}: a case must be a mapping")
                 continue
-            unknown = set(raw) - _KEYS
-            missing = {"name", "user", "cluster", "verb", "resource", "expect"} - set(raw)
-            wrong = [f"unknown keys {sorted(unknown)}"] if unknown else []
-            wrong += [f"missing {sorted(missing)}"] if missing else []
-            wrong += ["expect must be allow or deny"] if raw.get("expect") not in ("allow", "deny") else []
+            wrong = [f"unknown keys {sorted(set(raw) - keys)}"] if set(raw) - keys else []
+            wrong += [f"missing {sorted(required - set(raw))}"] if required - set(raw) else []
+            wrong += [f"expect must be one of {', '.join(expects)}"] if raw.get("expect") not in expects else []
             if wrong:
                 problems.append(f"{where}: {'; '.join(wrong)}")
-                continue
-            cases.append(Case(where, str(raw["name"]), str(raw["user"]), [str(g) for g in raw.get("groups") or []],
-                              str(raw["cluster"]), _info(raw), str(raw["expect"]),
-                              str(raw["rule"]) if "rule" in raw else None))
+            else:
+                cases.append((where, raw))
+    return cases, problems
+
+
+REQUIRED = {"name", "user", "cluster", "verb", "resource", "expect"}
+
+
+def load_cases(directory: Path) -> tuple[list[Case], list[str]]:
+    found, problems = read_case_files(directory, _KEYS, REQUIRED, ("allow", "deny"))
+    cases = [Case(where, str(raw["name"]), str(raw["user"]), [str(g) for g in raw.get("groups") or []],
+                  str(raw["cluster"]), _info(raw), str(raw["expect"]), str(raw["rule"]) if "rule" in raw else None)
+             for where, raw in found]
     return cases, problems
 
 

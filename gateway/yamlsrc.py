@@ -43,6 +43,27 @@ def where(path: Path, node: Any) -> str:
     return f"{path}:{node.line}" if isinstance(node, Located) else str(path)
 
 
+class Reader:
+    """Collects every problem of one policy file, each with its file:line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.problems: list[str] = []
+
+    def problem(self, node: Any, message: str) -> None:
+        self.problems.append(f"{where(self.path, node)}: {message}")
+
+    def keys(self, node: Any, allowed: set[str], what: str) -> bool:
+        """Whether `node` is a mapping; records each key it has that is not `allowed`."""
+        if not isinstance(node, dict):
+            self.problem(node, f"{what} must be a mapping")
+            return False
+        for key in node:
+            if key not in allowed:
+                self.problem(node, f"{what}: unknown key {key!r} (known: {', '.join(sorted(allowed))})")
+        return True
+
+
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 

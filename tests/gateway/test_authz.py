@@ -114,7 +114,7 @@ def test_broken_policy_is_refused_and_a_valid_change_applies(authz_env: tuple[Ga
     _swap(mount, lambda d: (d / "roles.csv").write_text((d / "roles.csv").read_text() + "p, role:viewer, *:*, pod, get\n"))
     assert _wait_for(refused)
     assert "pod/web-0" in vic("get", "pods", "-n", "shop", "-o", "name").stdout
-    assert "refused the new policy" in gw.log_file.read_text()  # type: ignore[union-attr]
+    assert "refused the new authorization policy" in gw.log_file.read_text()  # type: ignore[union-attr]
     # A valid change: viewers may now delete pods in shop.
     _swap(mount, lambda d: (d / "roles.csv").write_text(  # fixed: the good roles plus one rule
         (POLICY_DIR / "roles.csv").read_text() + "p, role:viewer, *:shop, pods, delete, *, allow\n"))

@@ -98,3 +98,25 @@ def test_cron_matches_and_finds_its_last_and_next_start() -> None:
     for bad in ("* * * *", "0 25 * * *", "0 0 * * funday", "*/0 * * * *"):
         with pytest.raises(CronError):
             Cron.parse(bad)
+
+
+def test_policy_test_runs_the_gate_cases_and_fails_readably(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    def policy_test(directory: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "kubegate", "policy", "test", str(directory)],
+                              capture_output=True, text=True, timeout=60)
+
+    ok = policy_test(GATES_DIR)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "11 passed, 0 failed" in ok.stdout
+    shutil.copytree(GATES_DIR, tmp_path / "gates")
+    (tmp_path / "gates" / "tests" / "wrong.yaml").write_text(
+        "cases:\n  - {name: namespaces go freely, user: ada, cluster: hz-1, verb: delete, resource: namespaces,"
+        " object: shop, expect: allow}\n")
+    bad = policy_test(tmp_path / "gates")
+    assert bad.returncode == 1
+    assert "FAIL wrong.yaml[0] namespaces go freely:\n  expected allow, got approval (rule delete-namespace " \
+           "(critical): deleting a namespace deletes everything in it, server-side)" in bad.stdout

@@ -104,5 +104,5 @@ def test_policy_test_reports_malformed_cases(tmp_path: Path) -> None:
         "cases:\n  - {name: x, user: vic, cluster: hz-1, verb: get, expect: maybe, colour: blue}\n")
     proc = kubegate("policy", "test", str(d))
     assert proc.returncode == 1
-    assert ("starter.yaml[0]: unknown keys ['colour']; missing ['resource']; expect must be allow or deny"
+    assert ("starter.yaml[0]: unknown keys ['colour']; missing ['resource']; expect must be one of allow, deny"
             in proc.stderr)
