@@ -11,48 +11,39 @@ def timestamp(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _step(prefix: str, kind: str, resource: str, name: str, uri: str, actor: str, now: float,
+          annotations: dict[str, str]) -> dict[str, Any]:
+    """A step of one of kubegate's own objects (access request, ticket, breaker), recorded apart
+    from the HTTP request that may have caused it."""
+    return {
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+        "auditID": f"{prefix}-{kind}-{uuid.uuid4()}", "stage": "ResponseComplete", "verb": kind,
+        "requestURI": uri, "user": {"username": actor},
+        "objectRef": {"resource": resource, "apiGroup": "kubegate.io", "name": name},
+        "requestReceivedTimestamp": timestamp(now), "stageTimestamp": timestamp(now),
+        "annotations": {f"kubegate.io/{prefix}-event": kind, **annotations},
+    }
+
+
 def access_event(kind: str, request_id: str, actor: str, user: str, role: str, scope: str, reason: str,
                  now: float) -> dict[str, Any]:
-    """An access request's step, recorded apart from the HTTP request that may have caused it."""
-    return {
-        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": f"access-{request_id}-{kind}",
-        "stage": "ResponseComplete", "verb": kind, "requestURI": f"/kubegate/v1/accessrequests/{request_id}",
-        "user": {"username": actor}, "objectRef": {"resource": "accessrequests", "apiGroup": "kubegate.io",
-                                                   "name": request_id},
-        "requestReceivedTimestamp": timestamp(now), "stageTimestamp": timestamp(now),
-        "annotations": {"kubegate.io/access-event": kind, "kubegate.io/access-user": user,
-                        "kubegate.io/access-role": role, "kubegate.io/access-scope": scope,
-                        "kubegate.io/access-reason": reason[:500]},
-    }
+    return _step("access", kind, "accessrequests", request_id, f"/kubegate/v1/accessrequests/{request_id}", actor,
+                 now, {"kubegate.io/access-user": user, "kubegate.io/access-role": role,
+                       "kubegate.io/access-scope": scope, "kubegate.io/access-reason": reason[:500]})
 
 
 def approval_event(kind: str, ticket_id: str, actor: str, user: str, ticket_kind: str, change: str,
                    reasons: str, now: float) -> dict[str, Any]:
-    """An approval ticket's step, recorded apart from the HTTP request that caused it."""
-    return {
-        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
-        "auditID": f"approval-{ticket_id}-{kind}-{uuid.uuid4().hex[:8]}",
-        "stage": "ResponseComplete", "verb": kind, "requestURI": f"/kubegate/v1/approvals/{ticket_id}",
-        "user": {"username": actor}, "objectRef": {"resource": "approvals", "apiGroup": "kubegate.io",
-                                                   "name": ticket_id},
-        "requestReceivedTimestamp": timestamp(now), "stageTimestamp": timestamp(now),
-        "annotations": {"kubegate.io/approval-event": kind, "kubegate.io/approval-user": user,
-                        "kubegate.io/approval-type": ticket_kind, "kubegate.io/approval-change": change,
-                        "kubegate.io/approval-reasons": reasons[:1000]},
-    }
+    return _step("approval", kind, "approvals", ticket_id, f"/kubegate/v1/approvals/{ticket_id}", actor, now,
+                 {"kubegate.io/approval-user": user, "kubegate.io/approval-type": ticket_kind,
+                  "kubegate.io/approval-change": change, "kubegate.io/approval-reasons": reasons[:1000]})
 
 
 def breaker_event(kind: str, key: str, actor: str, label: str, reason: str, now: float) -> dict[str, Any]:
     """A circuit breaker opened ("tripped", by the request that found its budget empty) or "reset"."""
-    return {
-        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
-        "auditID": f"breaker-{kind}-{uuid.uuid4()}",
-        "stage": "ResponseComplete", "verb": kind, "requestURI": "/kubegate/v1/breakers",
-        "user": {"username": actor}, "objectRef": {"resource": "breakers", "apiGroup": "kubegate.io", "name": key},
-        "requestReceivedTimestamp": timestamp(now), "stageTimestamp": timestamp(now),
-        "annotations": {"kubegate.io/breaker-event": kind, "kubegate.io/breaker": key,
-                        "kubegate.io/breaker-policy": label, "kubegate.io/breaker-reason": reason[:500]},
-    }
+    return _step("breaker", kind, "breakers", key, "/kubegate/v1/breakers", actor, now,
+                 {"kubegate.io/breaker": key, "kubegate.io/breaker-policy": label,
+                  "kubegate.io/breaker-reason": reason[:500]})
 
 
 def event(*, audit_id: str, stage: str, request_uri: str, verb: str, user: dict[str, Any] | None,

@@ -148,10 +148,4 @@ def report(outcomes: list[GateOutcome]) -> str:
         where = f"{r['cluster']}:{r.get('namespace', '')}".rstrip(":")
         request = f"{r['user']} {r['verb']} {r['resource']} @{where}"
         rows.append((str(i), o.case.name, request, str(r["expect"]), o.got, o.by or "-", "Pass" if o.passed else "Fail"))
-    widths = [max(len(row[c]) for row in rows) for c in range(7)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    failed = [o for o in outcomes if not o.passed]
-    for o in failed:
-        lines.append(f"\nFAIL {o.case.source} {o.case.name}:\n  {o.failure}")
-    lines.append(f"\n{len(outcomes) - len(failed)} passed, {len(failed)} failed")
-    return "\n".join(lines)
+    return policytest.table(rows, [(o.case.source, o.case.name, o.failure) for o in outcomes if not o.passed])

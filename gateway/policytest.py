@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -126,15 +126,19 @@ def _request(case: Case) -> str:
     return f"{case.user} {info.verb} {target} @{where}"
 
 
+def table(rows: Sequence[tuple[str, ...]], failures: list[tuple[str, str, str]]) -> str:
+    """A kyverno-test-like table, then each failure (where, name, why), then the tally."""
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    for where, name, why in failures:
+        lines.append(f"\nFAIL {where} {name}:\n  {why}")
+    lines.append(f"\n{len(rows) - 1 - len(failures)} passed, {len(failures)} failed")
+    return "\n".join(lines)
+
+
 def report(outcomes: list[Outcome]) -> str:
     rows = [("#", "CASE", "REQUEST", "EXPECT", "GOT", "RESULT")]
     for i, o in enumerate(outcomes, 1):
         got = ("allow" if o.decision.allowed else "deny") if o.decision else "-"
         rows.append((str(i), o.case.name, _request(o.case), o.case.expect, got, "Pass" if o.passed else "Fail"))
-    widths = [max(len(r[c]) for r in rows) for c in range(6)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    failed = [o for o in outcomes if not o.passed]
-    for o in failed:
-        lines.append(f"\nFAIL {o.case.source} {o.case.name}:\n  {o.failure}")
-    lines.append(f"\n{len(outcomes) - len(failed)} passed, {len(failed)} failed")
-    return "\n".join(lines)
+    return table(rows, [(o.case.source, o.case.name, o.failure) for o in outcomes if not o.passed])
