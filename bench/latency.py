@@ -16,6 +16,7 @@ import json
 import signal
 import ssl
 import statistics
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -95,10 +96,19 @@ def main() -> int:
         procs.append(plain)
         plain_port = int(line.split()[-1])
 
+        # The starter gate policy, so every gate runs as it would; only the per-user QPS limit is
+        # lifted, since this loop is one user calling as fast as it can.
+        gates = work / "gates"
+        shutil.copytree(ROOT / "policies" / "gates", gates)
+        limits = (gates / "limits.yaml").read_text()
+        lifted = limits.replace("qps: 50\n    burst: 100", "qps: 1000000\n    burst: 1000000")
+        if lifted == limits:
+            raise SystemExit("bench: the starter per-user QPS limit changed; update bench/latency.py")
+        (gates / "limits.yaml").write_text(lifted)
         config = work / "kubegate.yaml"
         config.write_text(yaml.safe_dump({
             "listen": {"port": 0}, "metrics": {"port": -1}, "state_dir": str(work / "gw"),
-            "authz": {"policy_dir": str(ROOT / "policies" / "authz")},
+            "authz": {"policy_dir": str(ROOT / "policies" / "authz")}, "gates": {"policy_dir": str(gates)},
             "clusters": [{"name": "bench", "server": upstream_url, "ca_file": str(emu_ca), "token": admin}]}))
         gw, line = spawn([sys.executable, "-m", "kubegate", "serve", "-c", str(config), "--log-level", "warning"],
                          "kubegate serving on", work / "gw.log")

@@ -127,6 +127,11 @@ webhooks:
     timeout: 1s
     failure_policy: Ignore
     match: {{namespaces: ["wh-slow-ignore*"]}}
+  - name: cached
+    url: https://127.0.0.1:{port}/review
+    ca_file: {ca}
+    cache: 1m
+    match: {{namespaces: ["wh-cached*"], verbs: [patch]}}
 """
 
 
@@ -385,3 +390,15 @@ def test_a_broken_rules_file_is_refused_by_reload_and_the_old_rules_keep_serving
         assert "deletecollection-without-selector" in json.loads(err.value.body)["message"]
     finally:
         rules.write_text(good)
+
+
+def test_identical_reviews_are_answered_from_the_cache(env: Env) -> None:
+    ns = env.namespace("wh-cached")
+    env.direct.create_namespaced_config_map(ns, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="c")))
+    seen = len(env.checker.reviews)
+    for value in ("gold", "silver", "gold", "silver"):  # kubectl sends a patch only when the value changes
+        env.ada("label", "configmap", "c", f"tier={value}", "--overwrite", "-n", ns)
+    assert len(env.checker.reviews) == seen + 2  # two distinct changes, each asked once
+    env.clock.now += 61
+    env.ada("label", "configmap", "c", "tier=gold", "--overwrite", "-n", ns)
+    assert len(env.checker.reviews) == seen + 3  # the cached answer has expired
