@@ -80,7 +80,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nready. In another terminal:\n\n  export KUBECONFIG={kc}\n  .venv/bin/kubectl get pods -A\n"
               f"  .venv/bin/kubectl auth whoami\n\nMore users: .venv/bin/kubegate kubeconfig -c {config_path} "
               "--user alice --group kubegate:viewers\n(alice may read, but `kubectl delete` is Forbidden; policies: "
-              f"{POLICY_DIR})\nCtrl-C stops the demo.", flush=True)
+              f"{POLICY_DIR})\n\nRisk gates ({GATES_DIR}):\n"
+              "  .venv/bin/kubectl -n payments scale deployment ledger --replicas=0   # needs a second person's approval\n"
+              f"  .venv/bin/kubegate approvals list --kubeconfig {kc}\n"
+              f"  .venv/bin/kubegate freeze status --kubeconfig {kc}\n"
+              f"  .venv/bin/kubegate breaker list --kubeconfig {kc}\n"
+              "Ctrl-C stops the demo.", flush=True)
 
     async def main() -> None:
         await Gateway(cfg).serve_until_signalled(started)

@@ -56,3 +56,7 @@ def call_gateway(kubeconfig: str | None, method: str, path: str, body: dict[str,
             message = str(e)
         print(f"Error from kubegate ({e.code}): {message}", file=sys.stderr)
         raise SystemExit(1) from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        print(f"kubegate: cannot reach the gateway at {base}: {reason}", file=sys.stderr)
+        raise SystemExit(1) from None
