@@ -16,7 +16,7 @@ import json
 import secrets
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Literal
+from typing import Awaitable, Callable, Literal
 
 from .authz import PolicyHolder
 from .identity import Identity
@@ -89,10 +89,11 @@ class ApprovalService:
         raw = await self.store.get(KIND, ticket_id)
         return None if raw is None else _load(raw)
 
-    async def use_or_open(self, identity: Identity, cluster: str, info: RequestInfo, body: bytes, kind: str,
-                          reasons: list[str]) -> tuple[bool, Ticket]:
-        """(True, ticket) if an approved ticket for exactly this request was used now; else
-        (False, ticket) with the pending ticket for it (an existing one, or a new one)."""
+    async def find_or_open(self, identity: Identity, cluster: str, info: RequestInfo, body: bytes, kind: str,
+                           reasons: list[str]) -> tuple[Callable[[], Awaitable[Ticket]] | None, Ticket]:
+        """(use, ticket): an approved ticket for exactly this request and the call that uses it up
+        (once: a second use, on any replica, raises 409); or (None, the pending ticket for it, an
+        existing one or a new one)."""
         fp, digest = fingerprint(identity.user, cluster, info, body)
         now = self.clock()
         pending: Ticket | None = None
@@ -100,22 +101,28 @@ class ApprovalService:
             ticket = _load(raw)
             if ticket.fingerprint != fp or not ticket.live(now):
                 continue
-            if ticket.status == "approved" and await self.store.swap(KIND, ticket.id, raw,
-                                                                      _dump(replace(ticket, status="used"))):
-                used = replace(ticket, status="used")
-                self.audit("used", used, identity.user)
-                return True, used
+            if ticket.status == "approved":
+                return self._user(raw, ticket, identity), ticket
             if ticket.status == "pending" and ticket.kind == kind:
                 pending = ticket
         if pending is not None:
-            return False, pending
+            return None, pending
         resource = (f"{info.resource}.{info.api_group}" if info.api_group else info.resource) + \
             (f"/{info.subresource}" if info.subresource else "")
         ticket = Ticket(secrets.token_hex(5), kind, identity.user, cluster, info.verb, resource, info.namespace,
                         info.name, digest, fp, reasons, now, now + TICKET_TTL_SECONDS)
         await self.store.put(KIND, ticket.id, _dump(ticket))
         self.audit("requested", ticket, identity.user)
-        return False, ticket
+        return None, ticket
+
+    def _user(self, raw: str, ticket: Ticket, identity: Identity) -> Callable[[], Awaitable[Ticket]]:
+        async def use() -> Ticket:
+            used = replace(ticket, status="used")
+            if not await self.store.swap(KIND, ticket.id, raw, _dump(used)):
+                raise ApprovalError(409, f"approval ticket {ticket.id} was used meanwhile; it allows one request")
+            self.audit("used", used, identity.user)
+            return used
+        return use
 
     def may_approve(self, identity: Identity, ticket: Ticket) -> tuple[bool, str]:
         info = RequestInfo(path="", verb="approve", is_resource=True, api_group="kubegate.io",

@@ -18,7 +18,7 @@ import json
 import logging
 import ssl
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qsl
 
 import aiohttp
@@ -287,21 +287,32 @@ class ApprovalGate:
         identity, cluster, info = _ready(ctx)
         kind = "break-glass" if ctx.break_glass else "change"
         try:
-            used, ticket = await self.approvals.use_or_open(identity, cluster, info, ctx.request.body, kind,
+            use, ticket = await self.approvals.find_or_open(identity, cluster, info, ctx.request.body, kind,
                                                             ctx.approval_reasons)
         except StoreUnavailable as e:
             _refuse(self.metrics, "approvals", "store-unavailable", kind)
             raise Denial(503, f"kubegate: this change needs approval ({'; '.join(ctx.approval_reasons)}), and "
                               f"approvals are unavailable: {e}", "ServiceUnavailable") from None
-        ctx.annotations["kubegate.io/approval"] = f"{ticket.id} {'used' if used else 'pending'}"
-        if used:
+        if use is not None:
+            ctx.annotations["kubegate.io/approval"] = f"{ticket.id} used"
+            ctx.commits.append(lambda: self._use(use))
             return
+        ctx.annotations["kubegate.io/approval"] = f"{ticket.id} pending"
         _refuse(self.metrics, "approvals", "pending", kind)
         raise Denial(403, f"kubegate: this change needs {'break-glass ' if kind == 'break-glass' else ''}approval: "
                           f"{'; '.join(ctx.approval_reasons)}. Approval ticket {ticket.id} is open: someone else "
                           f"who may approve runs `kubegate approvals approve {ticket.id}` (or POST "
                           f"{self.public_url}/kubegate/v1/approvals/{ticket.id}/approve); then retry exactly this "
                           "request, once, within the hour", "Forbidden")
+
+    @staticmethod
+    async def _use(use: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await use()
+        except ApprovalError as e:
+            raise Denial(e.code, f"kubegate: {e.message}") from None
+        except StoreUnavailable as e:
+            raise Denial(503, f"kubegate: the approval cannot be used now: {e}", "ServiceUnavailable") from None
 
 
 class ApprovalApi:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, MutableMapping
+from typing import Any, Awaitable, Callable, MutableMapping
 
 from multidict import CIMultiDict
 
@@ -50,6 +50,9 @@ class GateContext:
     approval_reasons: list[str] = field(default_factory=list)
     break_glass: bool = False  # one of the reasons is a freeze window
     body_view: Any = None  # the decoded body (bodies.Body), once a gate has needed it
+    # What gates take only once the request is sure to be forwarded (delete budgets, approval
+    # tickets), run in order by the last stage; each may still refuse.
+    commits: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property

@@ -160,14 +160,24 @@ class RateGate:
         breaker = BreakerSpec(scope, budget.cooldown_seconds, f"{budget.name}: {budget.describe()}")
         how = "kubectl delete of" if previewing else info.verb
         reason = f"{identity.user}: {how} {count} {kind} did not fit window {{window}}"
-        try:
-            result = await self.store.take(buckets, count, self.clock(), breaker, reason, check_only=previewing)
-        except StoreUnavailable as e:
-            return self._store_down(limits, ctx, info, e, "delete budgets")
-        self._observe(budget, scope, result)
+
+        async def take(check_only: bool) -> None:
+            try:
+                result = await self.store.take(buckets, count, self.clock(), breaker, reason, check_only=check_only)
+            except StoreUnavailable as e:
+                return self._store_down(limits, ctx, info, e, "delete budgets")
+            self._observe(budget, scope, result)
+            if not result.allowed:
+                self._refuse_delete(ctx, budget, kind, count, result)
+
         ctx.annotations["kubegate.io/budget"] = f"{scope}: {count} {kind}"
-        if result.allowed:
-            return
+        # Checked here (an empty budget refuses now and opens the breaker), charged only when every
+        # later gate has let the request through: a delete waiting for approval costs nothing.
+        await take(check_only=True)
+        if not previewing:
+            ctx.commits.append(lambda: take(check_only=False))
+
+    def _refuse_delete(self, ctx: GateContext, budget: Budget, kind: str, count: int, result: TakeResult) -> None:
         if result.tripped and result.breaker is not None:
             self._trip(budget, result.breaker, ctx)
         if result.breaker is not None and not result.tripped:

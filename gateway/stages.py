@@ -112,6 +112,16 @@ def _access_json(a: AccessRequest) -> dict[str, object]:
             "status": a.status, "decidedBy": a.decided_by, "expiresAt": a.expires_at or None}
 
 
+class Commit:
+    """The last stage: take what the gates only checked (budget tokens, an approved ticket)."""
+
+    name = "commit"
+
+    async def __call__(self, ctx: GateContext) -> None:
+        for commit in ctx.commits:
+            await commit()
+
+
 class Route:
     """Pick the cluster: /clusters/<name>/... or the default cluster."""
 
@@ -181,4 +191,5 @@ def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, ups
         gates.limits,                 # QPS limits (429 + Retry-After), delete budgets and breakers (429)
         gates.webhooks,               # business-side risk webhooks: their "no" is a 403 with their reason
         gates.approvals,              # approval needed: 403 with a ticket; an approved identical retry passes once
+        Commit(),                     # only now: delete budgets charged, approved ticket used
     ]

@@ -40,6 +40,15 @@ windows:
 """
 
 
+LIMITS = """
+budgets:
+  - name: namespace-deletes
+    resources: [namespaces]
+    per: [cluster, user]        # per user: other tests' namespace deletes do not touch nina's budget
+    windows: {1h: 1}
+"""
+
+
 def ts(iso: str) -> float:
     return datetime.fromisoformat(iso).replace(tzinfo=timezone.utc).timestamp()
 
@@ -166,7 +175,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, kubectl_path: str) -> Iterator
     checker = ReviewServer(tmp)
     upstream = harness.start(tmp / "emulator")
     clock = Clock()
-    gw = start_gateway_in_process(tmp / "gw", upstream, clock=clock, gate_files={
+    gw = start_gateway_in_process(tmp / "gw", upstream, clock=clock, limits=LIMITS, gate_files={
         "rules.yaml": RULES, "freeze.yaml": FREEZE, "webhooks.yaml": webhooks_yaml(checker.port, checker.ca_file)})
     try:
         yield Env(gw, upstream, clock, tmp, kubectl_path, checker)
@@ -402,3 +411,18 @@ def test_identical_reviews_are_answered_from_the_cache(env: Env) -> None:
     env.clock.now += 61
     env.ada("label", "configmap", "c", "tier=gold", "--overwrite", "-n", ns)
     assert len(env.checker.reviews) == seen + 3  # the cached answer has expired
+
+
+@pytest.mark.kubectl
+def test_a_delete_waiting_for_approval_costs_no_budget(env: Env) -> None:
+    first, second = env.namespace("budget-a"), env.namespace("budget-b")
+    nina = env.as_user("nina", "kubegate:cluster-admins")
+    for _ in range(2):  # asking twice while the ticket is pending takes nothing from the 1/h budget
+        waiting = nina("delete", "namespace", first, check=False)
+        assert "rule delete-namespace" in waiting.stderr
+    ticket = ticket_of(waiting.stderr)
+    assert env.approvals("sam", "approvals", "approve", ticket, groups=("kubegate:sre",)).returncode == 0
+    assert f'namespace "{first}" deleted' in nina("delete", "namespace", first).stdout
+    out = nina("delete", "namespace", second, check=False)  # the one token is spent now
+    assert "Error from server (TooManyRequests)" in out.stderr
+    assert "has room for 0 more namespaces" in out.stderr
