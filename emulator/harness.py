@@ -7,7 +7,6 @@ kubegate.emulator` runs the same thing in the foreground and writes a kubeconfig
 from __future__ import annotations
 
 import asyncio
-import gc
 import secrets
 import ssl
 import tempfile
@@ -20,6 +19,7 @@ import yaml
 from aiohttp import web
 
 from kubegate import pki
+from kubegate.aio import abort_leftover_transports
 
 from .identity import Credential, UserInfo
 from .server import Emulator, RequestRecord
@@ -80,12 +80,7 @@ class RunningEmulator:
     def stop(self) -> None:
         async def shutdown() -> None:
             await self._runner.cleanup()
-            # TLS connections closed by cleanup finish closing on later loop turns, and clients
-            # that keep connections alive (urllib3 pools) may still hold some: end them all here.
-            for obj in gc.get_objects():
-                if isinstance(obj, asyncio.Transport) and getattr(obj, "_loop", None) is self._loop:
-                    obj.abort()
-            await asyncio.sleep(0.05)
+            await abort_leftover_transports()
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)

@@ -23,7 +23,6 @@ from typing import Callable, Literal
 from .authz import Authorizer, Decision, PolicyHolder
 from .identity import Identity
 from .policy import Binding, Source
-from .requestinfo import RequestInfo
 from .store import StateStore, StoreUnavailable
 
 log = logging.getLogger("kubegate.access")
@@ -124,10 +123,8 @@ class AccessService:
         return identity.user == request.user or self._may_approve(identity, request).allowed
 
     def _may_approve(self, approver: Identity, request: AccessRequest) -> Decision:
-        info = RequestInfo(path="", verb="approve", is_resource=True, api_group="kubegate.io",
-                           namespace="" if request.namespace == "*" else request.namespace,
-                           resource="accessrequests", name=request.role)
-        return self.policy.current.decide(approver, request.cluster, info)
+        return self.policy.decide_own(approver, request.cluster, "approve", "accessrequests", name=request.role,
+                                      namespace="" if request.namespace == "*" else request.namespace)
 
     def _check_approver(self, request: AccessRequest, approver: Identity) -> None:
         if approver.user == request.user:

@@ -59,9 +59,7 @@ class Ticket:
 def fingerprint(user: str, cluster: str, info: RequestInfo, body: bytes) -> tuple[str, str]:
     """(fingerprint, body digest) of a request: what must be identical for a ticket to apply."""
     digest = hashlib.sha256(body).hexdigest()
-    resource = (f"{info.resource}.{info.api_group}" if info.api_group else info.resource) + \
-        (f"/{info.subresource}" if info.subresource else "")
-    key = json.dumps([user, cluster, info.verb, resource, info.namespace, info.name, digest])
+    key = json.dumps([user, cluster, info.verb, info.object_ref, info.namespace, info.name, digest])
     return hashlib.sha256(key.encode()).hexdigest(), digest
 
 
@@ -107,9 +105,7 @@ class ApprovalService:
                 pending = ticket
         if pending is not None:
             return None, pending
-        resource = (f"{info.resource}.{info.api_group}" if info.api_group else info.resource) + \
-            (f"/{info.subresource}" if info.subresource else "")
-        ticket = Ticket(secrets.token_hex(5), kind, identity.user, cluster, info.verb, resource, info.namespace,
+        ticket = Ticket(secrets.token_hex(5), kind, identity.user, cluster, info.verb, info.object_ref, info.namespace,
                         info.name, digest, fp, reasons, now, now + TICKET_TTL_SECONDS)
         await self.store.put(KIND, ticket.id, _dump(ticket))
         self.audit("requested", ticket, identity.user)
@@ -125,9 +121,8 @@ class ApprovalService:
         return use
 
     def may_approve(self, identity: Identity, ticket: Ticket) -> tuple[bool, str]:
-        info = RequestInfo(path="", verb="approve", is_resource=True, api_group="kubegate.io",
-                           namespace=ticket.namespace, resource="approvals", name=ticket.kind)
-        decision = self.policy.current.decide(identity, ticket.cluster, info)
+        decision = self.policy.decide_own(identity, ticket.cluster, "approve", "approvals",
+                                          namespace=ticket.namespace, name=ticket.kind)
         return decision.allowed, decision.reason
 
     def may_see(self, identity: Identity, ticket: Ticket) -> bool:

@@ -49,10 +49,7 @@ class Decision:
 
 def request_object(info: RequestInfo) -> str:
     """The OBJECT policies name: resource[.group][/subresource], or the URL path."""
-    if not info.is_resource:
-        return info.path
-    obj = f"{info.resource}.{info.api_group}" if info.api_group else info.resource
-    return f"{obj}/{info.subresource}" if info.subresource else obj
+    return info.object_ref if info.is_resource else info.path
 
 
 def describe_refusal(user: str, cluster: str, info: RequestInfo, decision: Decision) -> str:
@@ -213,6 +210,14 @@ class PolicyHolder(Watched[Authorizer]):
         super().__init__(directory, lambda: Authorizer(policy.load_checked(directory), self.extra_bindings),
                          what="authorization policy", describe=_describe,
                          errors=(policy.PolicyError,), on_reload=on_reload)
+
+    def decide_own(self, identity: Identity, cluster: str, verb: str, resource: str, *, namespace: str = "",
+                   name: str = "") -> Decision:
+        """A decision on one of kubegate's own objects (`<resource>.kubegate.io`: access requests,
+        approval tickets, breakers), by the policy in force, as for any Kubernetes object."""
+        info = RequestInfo(path="", verb=verb, is_resource=True, api_group="kubegate.io", namespace=namespace,
+                           resource=resource, name=name)
+        return self.current.decide(identity, cluster, info)
 
     def set_extra_bindings(self, extra_bindings: ExtraBindings) -> None:
         """Bindings from outside the files (approved access requests), for this and every later set."""

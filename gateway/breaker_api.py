@@ -20,7 +20,6 @@ from .errors import Answer, Denial
 from .identity import Identity
 from .metrics import Metrics
 from .rate_gate import breaker_message
-from .requestinfo import RequestInfo
 from .store import BreakerState, StateStore, StoreUnavailable
 
 log = logging.getLogger("kubegate.breakers")
@@ -56,9 +55,7 @@ class BreakerApi:
 
     def _allowed(self, identity: Identity, verb: str, key: str) -> tuple[bool, str]:
         budget, cluster, namespace = breaker_scope(key)
-        info = RequestInfo(path="", verb=verb, is_resource=True, api_group="kubegate.io", namespace=namespace,
-                           resource="breakers", name=budget)
-        decision = self.policy.current.decide(identity, cluster, info)
+        decision = self.policy.decide_own(identity, cluster, verb, "breakers", namespace=namespace, name=budget)
         return decision.allowed, decision.reason
 
     async def __call__(self, ctx: GateContext) -> None:

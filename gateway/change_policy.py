@@ -13,7 +13,6 @@ Every item selects requests with the same `match` block:
 from __future__ import annotations
 
 import fnmatch
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,7 +25,6 @@ from .cron import Cron, CronError
 from .policy import BUILTIN_GROUPS, BUILTIN_RESOURCES, RESOURCE_VERBS, VERB_GROUPS
 from .requestinfo import MUTATING, RequestInfo
 
-_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 Outcome = Literal["deny", "require-approval", "annotate"]
 OUTCOMES = ("deny", "require-approval", "annotate")
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -47,8 +45,7 @@ class Match:
             return False
         if not any(fnmatch.fnmatchcase(info.namespace, n) for n in self.namespaces):
             return False
-        res = f"{info.resource}.{info.api_group}" if info.api_group else info.resource
-        full = f"{res}/{info.subresource}" if info.subresource else res
+        full = info.object_ref
         return any(r == "*" or r == full or (r.endswith("/*") and full.startswith(r[:-1])) for r in self.resources)
 
 
@@ -144,13 +141,6 @@ class _Reader(yamlsrc.Reader):
             self.problem(node, f"{what}.{key} must be a non-empty list of strings")
             return default
         return tuple(value)
-
-    def ident(self, node: dict[str, Any], key: str, what: str, fallback: str) -> str:
-        value = node.get(key)
-        if not isinstance(value, str) or not _ID.match(value):
-            self.problem(node, f"{what}.{key} is required: lower-case letters, digits and '-'")
-            return fallback
-        return value
 
     def match(self, node: Any, what: str) -> Match:
         if node is None:

@@ -36,8 +36,13 @@ from .requestinfo import RequestInfo
 
 FILE = "limits.yaml"
 SCOPE_KEYS = ("cluster", "namespace", "user")
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _RESOURCE = re.compile(r"^([a-z0-9-]+)(\.[a-z0-9.-]+)?$")
+
+
+def scope_key(name: str, per: tuple[str, ...], cluster: str, info: RequestInfo, identity: Identity) -> str:
+    """`name/cluster=…/namespace=…/user=…` with the keys in `per` (canonical order: user last)."""
+    values = {"cluster": cluster, "namespace": info.namespace or "-", "user": identity.user}
+    return "/".join([name] + [f"{k}={values[k]}" for k in per])
 
 
 @dataclass(frozen=True)
@@ -58,8 +63,7 @@ class Budget:
 
     def scope(self, cluster: str, info: RequestInfo, identity: Identity) -> str:
         """The budget instance a request is charged to, e.g. `pod-deletes/cluster=hz-1`."""
-        values = {"cluster": cluster, "namespace": info.namespace or "-", "user": identity.user}
-        return "/".join([self.name] + [f"{k}={values[k]}" for k in self.per])
+        return scope_key(self.name, self.per, cluster, info, identity)
 
     def describe(self) -> str:
         windows = ", ".join(f"{w.limit}/{w.label}" for w in self.windows)
@@ -83,11 +87,10 @@ class QpsLimit:
             return False
         if self.verbs and info.verb not in self.verbs:
             return False
-        return "*" in self.resources or (info.is_resource and resource_key(info) in self.resources)
+        return "*" in self.resources or (info.is_resource and info.group_resource in self.resources)
 
     def scope(self, cluster: str, info: RequestInfo, identity: Identity) -> str:
-        values = {"cluster": cluster, "namespace": info.namespace or "-", "user": identity.user}
-        return "/".join([self.name] + [f"{k}={values[k]}" for k in self.per])
+        return scope_key(self.name, self.per, cluster, info, identity)
 
 
 Outcome = Literal["deny", "allow"]
@@ -108,10 +111,6 @@ class LimitsPolicy:
     def budget_for(self, resource: str) -> Budget | None:
         named = next((b for b in self.budgets if resource in b.resources), None)
         return named or next((b for b in self.budgets if "*" in b.resources), None)
-
-
-def resource_key(info: RequestInfo) -> str:
-    return f"{info.resource}.{info.api_group}" if info.api_group else info.resource
 
 
 class _Reader(yamlsrc.Reader):
@@ -152,10 +151,7 @@ def _budget(r: _Reader, node: Any, i: int) -> Budget | None:
     what = f"budgets[{i}]"
     if not r.keys(node, {"name", "description", "resources", "per", "windows", "breaker"}, what):
         return None
-    name = node.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
-        r.problem(node, f"{what}.name is required: lower-case letters, digits and '-'")
-        name = f"budget-{i}"
+    name = r.ident(node, "name", what, f"budget-{i}")
     what = f"budget {name}"
     resources = r.resources(node, what)
     per = r.per(node, what, ("cluster",))
@@ -198,10 +194,7 @@ def _qps(r: _Reader, node: Any, i: int) -> QpsLimit | None:
     what = f"qps[{i}]"
     if not r.keys(node, {"name", "description", "user_agent", "resources", "verbs", "per", "qps", "burst"}, what):
         return None
-    name = node.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
-        r.problem(node, f"{what}.name is required: lower-case letters, digits and '-'")
-        name = f"qps-{i}"
+    name = r.ident(node, "name", what, f"qps-{i}")
     what = f"qps limit {name}"
     user_agent = node.get("user_agent", "*")
     if not isinstance(user_agent, str) or not user_agent:

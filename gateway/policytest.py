@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from .authz import Authorizer, Decision
+from .authz import Authorizer, Decision, request_object
 from .policy import PolicySet
 from .requestinfo import RequestInfo
 
@@ -120,8 +120,7 @@ def run(ps: PolicySet, cases: list[Case]) -> list[Outcome]:
 
 def _request(case: Case) -> str:
     info = case.info
-    target = info.path if not info.is_resource else (
-        info.resource + (f".{info.api_group}" if info.api_group else "") + (f"/{info.subresource}" if info.subresource else ""))
+    target = request_object(info)
     where = f"{case.cluster}:{info.namespace}" if info.namespace else case.cluster
     return f"{case.user} {info.verb} {target} @{where}"
 

@@ -35,7 +35,7 @@ from .context import GateContext
 from .errors import Denial
 from .gate_policy import GatePolicyHolder
 from .identity import Identity
-from .limits_policy import Budget, LimitsPolicy, QpsLimit, resource_key
+from .limits_policy import Budget, LimitsPolicy, QpsLimit
 from .metrics import Metrics
 from .requestinfo import RequestInfo
 from .store import BreakerSpec, BreakerState, Bucket, StateStore, StoreUnavailable, TakeResult
@@ -51,7 +51,7 @@ def deleted_kind(info: RequestInfo) -> str | None:
     if not info.is_resource:
         return None
     if info.verb in ("delete", "deletecollection") and not info.subresource:
-        return resource_key(info)
+        return info.group_resource
     if info.verb == "create" and info.api_group == "" and info.resource == "pods" and info.subresource == "eviction":
         return "pods"  # `kubectl drain` evicts: a pod deleted all the same
     return None
@@ -137,7 +137,7 @@ class RateGate:
         previewing = (kind is None and info.verb == "list" and info.is_resource and not info.subresource
                       and ctx.request.headers.get("Kubectl-Command", "") == "kubectl delete")
         if previewing:
-            kind = resource_key(info)
+            kind = info.group_resource
         if kind is None:
             return
         budget = limits.budget_for(kind)

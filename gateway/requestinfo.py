@@ -47,6 +47,16 @@ class RequestInfo:
         return self.verb in MUTATING
 
     @property
+    def group_resource(self) -> str:
+        """`resource.group`, or `resource` in the core group: how policies name a kind."""
+        return f"{self.resource}.{self.api_group}" if self.api_group else self.resource
+
+    @property
+    def object_ref(self) -> str:
+        """`resource[.group][/subresource]`: how policies name what a resource request acts on."""
+        return f"{self.group_resource}/{self.subresource}" if self.subresource else self.group_resource
+
+    @property
     def resource_path(self) -> str:
         """`resource` or `resource/subresource`, as RBAC and policies name it."""
         return f"{self.resource}/{self.subresource}" if self.subresource else self.resource

@@ -4,7 +4,6 @@ listener for /metrics, /healthz and /readyz."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import threading
@@ -17,6 +16,7 @@ from mitmproxy import options
 from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
+from kubegate.aio import abort_leftover_transports
 from kubegate.audit.sink import JsonlSink
 
 from . import keys, mitm_patches, upstream_tls, upstreams
@@ -249,12 +249,7 @@ class RunningGateway:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            # mitmproxy can leave a client transport half-closed for good (it answered 413 while
-            # the client was still uploading); abort what is left, or its socket outlives the loop.
-            for obj in gc.get_objects():
-                if isinstance(obj, asyncio.Transport) and getattr(obj, "_loop", None) is self.loop:
-                    obj.abort()
-            await asyncio.sleep(0.05)  # aborted transports finish closing on the next loop turns
+            await abort_leftover_transports()
 
         asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(timeout=30)
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,9 @@ def where(path: Path, node: Any) -> str:
     return f"{path}:{node.line}" if isinstance(node, Located) else str(path)
 
 
+_IDENT = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
 class Reader:
     """Collects every problem of one policy file, each with its file:line."""
 
@@ -62,6 +66,14 @@ class Reader:
             if key not in allowed:
                 self.problem(node, f"{what}: unknown key {key!r} (known: {', '.join(sorted(allowed))})")
         return True
+
+    def ident(self, node: dict[str, Any], key: str, what: str, fallback: str) -> str:
+        """A required name (DNS label: lower-case letters, digits, '-'), or `fallback` after a problem."""
+        value = node.get(key)
+        if not isinstance(value, str) or not _IDENT.match(value):
+            self.problem(node, f"{what}.{key} is required: lower-case letters, digits and '-'")
+            return fallback
+        return value
 
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
