@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from kubegate.gateway import policy
-from kubegate.gateway.authz import Authorizer
-from kubegate.gateway.identity import Identity
-from kubegate.gateway.requestinfo import RequestInfo
+from kubegate.gateway.authz import policy
+from kubegate.gateway.authz.authorizer import Authorizer
+from kubegate.gateway.identity.identity import Identity
+from kubegate.gateway.request.info import RequestInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTERS = ["hz-1", "sh-2", "fra-3"]
@@ -95,7 +95,7 @@ def main() -> int:
         allowed += authorizer.decide(ident, cluster, info).allowed
     warm = len(stream) / (time.perf_counter() - start)
     # Replaying the stream into a cache that holds all of it measures the hit path alone.
-    from kubegate.gateway import authz as authz_module
+    from kubegate.gateway.authz import authorizer as authz_module
     authz_module.DECISION_CACHE = len(stream)
     for ident, cluster, info in stream:
         authorizer.decide(ident, cluster, info)

@@ -26,8 +26,9 @@ from pathlib import Path
 import yaml
 
 from kubegate import pki
-from kubegate.gateway import keys, settings
-from kubegate.gateway.authn import TokenIssuer
+from kubegate.gateway.identity import keys
+from kubegate.gateway.config import settings
+from kubegate.gateway.identity.authn import TokenIssuer
 
 ROOT = Path(__file__).resolve().parent.parent
 OBJECT = "/api/v1/namespaces/default/configmaps/bench"

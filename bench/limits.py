@@ -26,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from kubegate.gateway.store import BreakerSpec, Bucket, MemoryStore, StateStore
-from kubegate.gateway.store_redis import RedisStore
+from kubegate.gateway.state.store import BreakerSpec, Bucket, MemoryStore, StateStore
+from kubegate.gateway.state.redis_store import RedisStore
 
 WINDOWS = [(60, 10**9), (300, 10**9), (3600, 10**9), (86400, 10**9)]
 

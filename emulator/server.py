@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable, Mapping
 import yaml
 from aiohttp import WSMsgType, web
 
-from kubegate import kubeproto
+from kubegate.gateway.request import kubeproto
 from kubegate import status as k8s_status
 
 from . import commands, discovery, patch, selectors

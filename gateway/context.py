@@ -10,9 +10,9 @@ from typing import Any, Awaitable, Callable, MutableMapping
 from multidict import CIMultiDict
 
 from .errors import Answer, Denial
-from .identity import Identity
-from .requestinfo import RequestInfo
-from .upstreams import Upstream
+from .identity.identity import Identity
+from .request.info import RequestInfo
+from .clusters.upstreams import Upstream
 
 METADATA_KEY = "kubegate"
 

@@ -11,14 +11,14 @@ import json
 from dataclasses import dataclass
 from typing import Protocol
 
-from .access import AccessError, AccessRequest, AccessService
-from .authn import Authenticator
-from .authz import PolicyHolder, describe_refusal
+from .authz.access import AccessError, AccessRequest, AccessService
+from .identity.authn import Authenticator
+from .authz.authorizer import PolicyHolder, describe_refusal
 from .context import GateContext
 from .errors import Answer, Denial
-from .requestinfo import classify
-from .store import StoreUnavailable
-from .upstreams import Upstreams
+from .request.info import classify
+from .state.store import StoreUnavailable
+from .clusters.upstreams import Upstreams
 
 
 class Stage(Protocol):

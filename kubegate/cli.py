@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Callable
 from kubegate import __version__
 
 if TYPE_CHECKING:
-    from kubegate.gateway.authn import TokenIssuer
-    from kubegate.gateway.settings import Settings
+    from kubegate.gateway.identity.authn import TokenIssuer
+    from kubegate.gateway.config.settings import Settings
 
 Handler = Callable[[argparse.Namespace], int]
 DEFAULT_CONFIG = os.environ.get("KUBEGATE_CONFIG", "kubegate.yaml")
@@ -29,7 +29,7 @@ def parse_duration(text: str) -> int:
 
 
 def _settings(args: argparse.Namespace) -> "Settings":
-    from kubegate.gateway import settings
+    from kubegate.gateway.config import settings
 
     try:
         return settings.load(args.config)
@@ -39,7 +39,7 @@ def _settings(args: argparse.Namespace) -> "Settings":
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from kubegate.gateway.server import Gateway
+    from kubegate.gateway.engine.server import Gateway
 
     cfg = _settings(args)
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
@@ -53,8 +53,8 @@ def _serve(args: argparse.Namespace) -> int:
     async def main() -> None:
         await Gateway(cfg).serve_until_signalled(started)
 
-    from kubegate.gateway.gate_policy import GatePolicyError
-    from kubegate.gateway.policy import PolicyError
+    from kubegate.gateway.gates.policy import GatePolicyError
+    from kubegate.gateway.authz.policy import PolicyError
 
     try:
         asyncio.run(main())
@@ -73,7 +73,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _issuer(args: argparse.Namespace) -> "tuple[Settings, TokenIssuer]":
-    from kubegate.gateway import authn, keys
+    from kubegate.gateway.identity import authn
+    from kubegate.gateway.identity import keys
 
     cfg = _settings(args)
     try:
@@ -93,7 +94,8 @@ def _token_issue(args: argparse.Namespace) -> int:
 
 
 def _kubeconfig(args: argparse.Namespace) -> int:
-    from kubegate.gateway import keys, kubeconfig
+    from kubegate.gateway.identity import keys
+    from kubegate.gateway.identity import kubeconfig
 
     cfg, issuer = _issuer(args)
     try:
@@ -114,7 +116,7 @@ def _policy_dirs(directory: str) -> tuple[str | None, str | None]:
     """(authorization dir, gate dir) in DIR: DIR itself when it is one, else its authz/ and gates/."""
     from pathlib import Path
 
-    from kubegate.gateway import limits_policy
+    from kubegate.gateway.gates import limits_policy
 
     root = Path(directory)
     if (root / "model.conf").exists():
@@ -129,7 +131,8 @@ def _policy_dirs(directory: str) -> tuple[str | None, str | None]:
 def _policy_check(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from kubegate.gateway import gate_policy, policy
+    from kubegate.gateway.gates import policy as gate_policy
+    from kubegate.gateway.authz import policy
 
     authz_dir, gates_dir = _policy_dirs(args.dir)
     if authz_dir is None and gates_dir is None:
@@ -159,7 +162,10 @@ def _policy_check(args: argparse.Namespace) -> int:
 def _policy_test(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from kubegate.gateway import gate_policy, gatetest, policy, policytest
+    from kubegate.gateway.gates import policy as gate_policy
+    from kubegate.gateway.gates import cases as gates_cases
+    from kubegate.gateway.authz import policy
+    from kubegate.gateway.authz import cases as authz_cases
 
     authz_dir, gates_dir = _policy_dirs(args.dir)
     if authz_dir is None and gates_dir is None:
@@ -171,25 +177,25 @@ def _policy_test(args: argparse.Namespace) -> int:
         if ps.problems:
             print("\n".join(ps.problems) + "\nthe policy does not pass `kubegate policy check`", file=sys.stderr)
             return 1
-        cases, problems = policytest.load_cases(Path(authz_dir))
+        cases, problems = authz_cases.load_cases(Path(authz_dir))
         if problems or not cases:
             print("\n".join(problems or [f"{authz_dir}/tests: no test cases"]), file=sys.stderr)
             return 1
-        outcomes = policytest.run(ps, cases)
-        print(f"{authz_dir}:\n" + policytest.report(outcomes))
+        outcomes = authz_cases.run(ps, cases)
+        print(f"{authz_dir}:\n" + authz_cases.report(outcomes))
         ok = ok and all(o.passed for o in outcomes)
     if gates_dir is not None:
         gates, gate_problems = gate_policy.load(Path(gates_dir))
         if gate_problems:
             print("\n".join(gate_problems) + "\nthe policy does not pass `kubegate policy check`", file=sys.stderr)
             return 1
-        gate_cases, problems = gatetest.load_cases(Path(gates_dir))
+        gate_cases, problems = gates_cases.load_cases(Path(gates_dir))
         if problems:
             print("\n".join(problems), file=sys.stderr)
             return 1
         if gate_cases:
-            gate_outcomes = gatetest.run(gates.change, gate_cases)
-            print(f"{gates_dir}:\n" + gatetest.report(gate_outcomes))
+            gate_outcomes = gates_cases.run(gates.change, gate_cases)
+            print(f"{gates_dir}:\n" + gates_cases.report(gate_outcomes))
             ok = ok and all(o.passed for o in gate_outcomes)
     return 0 if ok else 1
 

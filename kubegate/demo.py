@@ -9,8 +9,10 @@ from pathlib import Path
 import yaml
 
 from kubegate.emulator import harness
-from kubegate.gateway import keys, kubeconfig, settings
-from kubegate.gateway.server import Gateway
+from kubegate.gateway.identity import keys
+from kubegate.gateway.identity import kubeconfig
+from kubegate.gateway.config import settings
+from kubegate.gateway.engine.server import Gateway
 
 
 def seed(upstream: harness.RunningEmulator) -> None:

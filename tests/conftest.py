@@ -159,10 +159,10 @@ import sys  # noqa: E402
 
 import yaml  # noqa: E402
 
-from kubegate.gateway import keys as gw_keys  # noqa: E402
-from kubegate.gateway import settings as gw_settings  # noqa: E402
-from kubegate.gateway.authn import TokenIssuer  # noqa: E402
-from kubegate.gateway.server import StagesHook, start_in_thread  # noqa: E402
+from kubegate.gateway.identity import keys as gw_keys  # noqa: E402
+from kubegate.gateway.config import settings as gw_settings  # noqa: E402
+from kubegate.gateway.identity.authn import TokenIssuer  # noqa: E402
+from kubegate.gateway.engine.server import StagesHook, start_in_thread  # noqa: E402
 
 
 POLICY_DIR = Path(__file__).resolve().parents[1] / "policies" / "authz"

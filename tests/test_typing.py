@@ -6,22 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# Directories the distribution maps into the kubegate namespace (pyproject's package-dir).
-MAPPED = ("gateway", "emulator", "audit", "webshell")
+from tests import source_view
 
 
 def test_mypy_is_clean(tmp_path: Path) -> None:
-    # mypy cannot follow setuptools' editable import hook, so it reads a symlinked view of the
-    # `kubegate` namespace laid out the way the installed distribution is.
-    view = tmp_path / "kubegate"
-    view.mkdir()
-    for source in (ROOT / "kubegate").glob("*.py"):
-        (view / source.name).symlink_to(source)
-    for name in MAPPED:
-        (view / name).symlink_to(ROOT / name, target_is_directory=True)
+    source_view.build(tmp_path)
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
+        [sys.executable, "-m", "mypy", "--config-file", str(source_view.ROOT / "pyproject.toml"),
          "--cache-dir", str(tmp_path / ".mypy_cache"), "-p", "kubegate"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )

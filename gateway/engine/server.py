@@ -1,0 +1,290 @@
+"""Assembling and running a gateway: mitmproxy's bare Master with our one addon, plus a small
+listener for /metrics, /healthz and /readyz."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from aiohttp import web
+from mitmproxy import options
+from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
+from mitmproxy.master import Master
+
+from kubegate.aio import abort_leftover_transports
+from kubegate.audit.sink import JsonlSink
+
+from ..identity import keys
+from . import mitm_patches
+from . import upstream_tls
+from ..clusters import upstreams
+from .addon import GatewayAddon
+from kubegate.audit import events
+
+from ..authz.access import AccessRequest, AccessService
+from ..identity.authn import Authenticator
+from ..authz.authorizer import PolicyHolder
+from ..gates.approvals import ApprovalService, Ticket
+from ..gates.breaker_api import BreakerApi
+from ..gates.change import ApprovalApi, ApprovalGate, FreezeGate, RulesGate, WebhookGate
+from ..context import GateContext
+from ..gates.policy import GatePolicyHolder
+from ..identity.identity import Identity
+from ..gates.rate import RateGate
+from ..state.store import BreakerState, MemoryStore, StateStore, StoreUnavailable
+from ..state.redis_store import RedisStore
+from ..clusters.client import UpstreamClient
+from ..metrics import CONTENT_TYPE, Metrics
+from ..config.settings import Settings
+from ..stages import GateStages, Stage, default_stages
+
+log = logging.getLogger("kubegate.server")
+
+StagesHook = Callable[[list[Stage]], list[Stage]]
+
+
+class Gateway:
+    def __init__(self, settings: Settings, *, stages_hook: StagesHook | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        mitm_patches.install()
+        self.settings = settings
+        self.tls = keys.serving_tls(settings)
+        self.authenticator = Authenticator.from_settings(settings, keys.signing_key_pem(settings), clock)
+        self.upstreams = upstreams.build(settings)
+        for u in self.upstreams.all:
+            u.tls_context = upstream_tls.build_context(u)
+        self.sink = JsonlSink(settings.audit_path)
+        self.metrics = Metrics()
+        self.policy = PolicyHolder(
+            settings.path(settings.authz.policy_dir),
+            on_reload=lambda ok, _: self.metrics.policy_reloads.labels("loaded" if ok else "refused", "authz").inc())
+        self.gates = GatePolicyHolder(
+            settings.path(settings.gates.policy_dir),
+            on_reload=lambda ok, _: self.metrics.policy_reloads.labels("loaded" if ok else "refused", "gates").inc())
+        self.clock = clock
+        self.store = build_store(settings)
+        self.counter = UpstreamClient()
+        self.access = AccessService(self.store, self.policy, clock=clock, audit=self._audit_access)
+        self.approvals = ApprovalService(self.store, self.policy, clock=clock, audit=self._audit_approval)
+        change = lambda: self.gates.current.change  # noqa: E731 - the set in force at each request
+        self.webhooks = WebhookGate(change, clock=clock, metrics=self.metrics)
+        gates = GateStages(
+            breaker_api=BreakerApi(self.store, self.policy, clock=clock, metrics=self.metrics,
+                                   on_reset=self._audit_breaker_reset),
+            approval_api=ApprovalApi(self.approvals, change, clock),
+            freeze=FreezeGate(change, clock),
+            rules=RulesGate(change, self.store, self.counter, clock=clock, metrics=self.metrics),
+            limits=RateGate(self.gates, self.store, self.counter, clock=clock, metrics=self.metrics,
+                            on_trip=self._audit_breaker_trip),
+            webhooks=self.webhooks,
+            approvals=ApprovalGate(self.approvals, public_url=settings.url, metrics=self.metrics))
+        stages = default_stages(audit_ready=self.sink.healthy, authenticator=self.authenticator,
+                                upstreams=self.upstreams, policy=self.policy, access=self.access, gates=gates)
+        self.stages = stages_hook(stages) if stages_hook else stages
+        self.addon = GatewayAddon(self.stages, self.upstreams, self.sink, self.metrics)
+        self.master: Master | None = None
+        self.port = 0
+        self.metrics_port = 0
+        self._task: asyncio.Task[None] | None = None
+        self._metrics_runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _audit_access(self, event: str, request: AccessRequest, actor: str) -> None:
+        """Each step of an access request (requested, approved, denied, expired) is an audit event."""
+        try:
+            self.sink.write(events.access_event(event, request.id, actor, request.user, request.role,
+                                                request.scope, request.reason, time.time()))
+        except OSError:
+            self.metrics.audit_failures.inc()
+
+    def _audit_approval(self, event: str, ticket: Ticket, actor: str) -> None:
+        """Each step of an approval ticket (requested, approved, denied, used) is an audit event."""
+        self._write_audit(events.approval_event(event, ticket.id, actor, ticket.user, ticket.kind,
+                                                f"{ticket.verb} {ticket.resource} {ticket.namespace}/{ticket.name} "
+                                                f"in {ticket.cluster}", "; ".join(ticket.reasons), time.time()))
+
+    def _audit_breaker_trip(self, state: BreakerState, ctx: GateContext) -> None:
+        actor = ctx.identity.user if ctx.identity else "kubegate"
+        self._write_audit(events.breaker_event("tripped", state.key, actor, state.label, state.reason, time.time()))
+
+    def _audit_breaker_reset(self, state: BreakerState, who: Identity) -> None:
+        self._write_audit(events.breaker_event("reset", state.key, who.user, state.label, state.reason, time.time()))
+
+    def _write_audit(self, event: dict[str, object]) -> None:
+        try:
+            self.sink.write(event)
+        except OSError:
+            self.metrics.audit_failures.inc()
+
+    async def _expire_grants(self, interval: float) -> None:
+        """Grants lapse on the request path too; this audits an expiry when nobody is asking."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.access.expire()
+            except StoreUnavailable as e:
+                log.warning("cannot expire access grants now: %s", e)
+
+    async def start(self) -> None:
+        first = self.upstreams.default or self.upstreams.all[0]
+        listen = self.settings.listen
+        opts = options.Options(
+            mode=[f"reverse:https://{first.host}:{first.port}@{listen.host}:{listen.port}"],
+            confdir=str(self.settings.state / "mitmproxy"),
+        )
+        self.master = Master(opts)
+        # Our addon before TlsConfig: it sets up upstream TLS itself, which TlsConfig then leaves alone.
+        self.master.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(),
+                               self.addon, tlsconfig.TlsConfig())
+        opts.update(
+            connection_strategy="lazy",  # no upstream connection before a request is allowed
+            certs=[f"*={self.tls.bundle_file}"],
+            http2=False, http3=False,  # see mitm_patches: errors must be Status, which needs HTTP/1.1
+            body_size_limit=str(self.settings.max_request_body_bytes),
+            ssl_insecure=False,
+            keep_host_header=False,
+        )
+        logging.getLogger("mitmproxy.proxy.server").setLevel(logging.WARNING)
+        self._task = asyncio.create_task(self.master.run(), name="mitmproxy")
+        started = asyncio.create_task(self.addon.started.wait())
+        await asyncio.wait([started, self._task], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if not self.addon.started.is_set():
+            started.cancel()
+            if self._task.done() and self._task.exception():
+                raise RuntimeError(f"the proxy failed to start: {self._task.exception()}")
+            raise RuntimeError("the proxy did not start within 30 seconds")
+        proxy = self.master.addons.get("proxyserver")
+        addrs = proxy.listen_addrs() if proxy else []
+        if not addrs:
+            raise RuntimeError(f"cannot listen on {listen.host}:{listen.port}")
+        self.port = addrs[0][1]
+        if self.settings.metrics.port >= 0:
+            await self._start_metrics()
+        interval = self.settings.authz.reload_interval_seconds
+        self._tasks = [asyncio.create_task(self.policy.watch(interval), name="policy-watch"),
+                       asyncio.create_task(self.gates.watch(interval), name="gate-policy-watch"),
+                       asyncio.create_task(self._expire_grants(5.0), name="grant-expiry")]
+        self.metrics.ready.set(1)
+        log.info("kubegate serving on https://%s:%d", listen.host, self.port)
+
+    async def _start_metrics(self) -> None:
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+        async def healthz(_: web.Request) -> web.Response:
+            return web.Response(text="ok")
+
+        async def readyz(_: web.Request) -> web.Response:
+            ready = self.addon.started.is_set() and self.sink.healthy()
+            return web.Response(text="ok" if ready else "not ready", status=200 if ready else 503)
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        self._metrics_runner = web.AppRunner(app, access_log=None)
+        await self._metrics_runner.setup()
+        site = web.TCPSite(self._metrics_runner, self.settings.metrics.host, self.settings.metrics.port)
+        await site.start()
+        self.metrics_port = self._metrics_runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        self.metrics.ready.set(0)
+        for task in self._tasks:
+            task.cancel()
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+        if self.master is not None:
+            self.master.shutdown()
+        if self._task is not None:
+            await asyncio.wait([self._task], timeout=10)
+        await self.counter.close()
+        await self.webhooks.close()
+        await self.store.close()
+        self.sink.close()
+
+    async def serve_until_signalled(self, on_started: Callable[["Gateway"], None]) -> None:
+        """Serve until SIGINT or SIGTERM (the foreground process: `kubegate serve`, the demo)."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            on_started(self)
+            await stop.wait()
+        finally:
+            await self.stop()
+
+
+def build_store(settings: Settings) -> StateStore:
+    """Redis when configured (state shared by every replica), else this process's memory."""
+    cfg = settings.store
+    if not cfg.redis_url:
+        return MemoryStore()
+    password = settings.path(cfg.password_file).read_text().strip() if cfg.password_file else None
+    return RedisStore(cfg.redis_url, prefix=cfg.key_prefix, timeout_seconds=cfg.timeout_seconds,
+                      password=password, ca_file=str(settings.path(cfg.ca_file)) if cfg.ca_file else None)
+
+
+@dataclass
+class RunningGateway:
+    """A gateway serving from a background thread (tests and the demo)."""
+
+    gateway: Gateway
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.gateway.port}"
+
+    def stop(self) -> None:
+        async def shutdown() -> None:
+            await self.gateway.stop()
+            # Client connections outlive the listener; end them (and their sockets) as asyncio.run would.
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await abort_leftover_transports()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+def start_in_thread(settings: Settings, *, stages_hook: StagesHook | None = None,
+                    clock: Callable[[], float] = time.time) -> RunningGateway:
+    loop = asyncio.new_event_loop()
+    ready: "asyncio.Future[Gateway]" = loop.create_future()
+
+    async def boot() -> None:
+        try:
+            gw = Gateway(settings, stages_hook=stages_hook, clock=clock)
+            await gw.start()
+        except BaseException as e:  # noqa: BLE001 - handed to the starting thread
+            ready.set_exception(e)
+        else:
+            ready.set_result(gw)
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.create_task(boot())
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="kubegate-gateway", daemon=True)
+    thread.start()
+
+    async def wait() -> Gateway:
+        return await ready
+
+    gateway = asyncio.run_coroutine_threadsafe(wait(), loop).result(timeout=60)
+    return RunningGateway(gateway, loop, thread)

@@ -1,0 +1,157 @@
+"""Approval tickets: a risky request waits for a second person, then passes once.
+
+A request that a freeze window, a rule or a webhook marks "requires approval" is refused with a
+ticket. The ticket is bound to the requester and to a fingerprint of the request (cluster, verb,
+resource, namespace, name, body digest). Another person whom the policy allows to `approve`
+`approvals.kubegate.io` (NAME: the ticket's kind, `change` or `break-glass`) in that scope
+approves or denies it; the requester's identical retry then passes exactly once within the
+ticket's lifetime (compare-and-swap approved -> used in the state store, so once across
+replicas too). Any other request, by anyone, does not match the ticket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Awaitable, Callable, Literal
+
+from ..authz.authorizer import PolicyHolder
+from ..identity.identity import Identity
+from ..request.info import RequestInfo
+from ..state.store import StateStore
+
+KIND = "approvals"
+TICKET_TTL_SECONDS = 3600.0
+Status = Literal["pending", "approved", "denied", "used", "expired"]
+
+
+class ApprovalError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+@dataclass(frozen=True)
+class Ticket:
+    id: str
+    kind: str  # "change" or "break-glass" (a freeze window)
+    user: str
+    cluster: str
+    verb: str
+    resource: str  # resource[.group][/subresource]
+    namespace: str
+    name: str
+    body_digest: str
+    fingerprint: str
+    reasons: list[str]
+    created: float
+    expires_at: float
+    status: Status = "pending"
+    decided_by: str = ""
+
+    def live(self, now: float) -> bool:
+        return now < self.expires_at
+
+
+def fingerprint(user: str, cluster: str, info: RequestInfo, body: bytes) -> tuple[str, str]:
+    """(fingerprint, body digest) of a request: what must be identical for a ticket to apply."""
+    digest = hashlib.sha256(body).hexdigest()
+    key = json.dumps([user, cluster, info.verb, info.object_ref, info.namespace, info.name, digest])
+    return hashlib.sha256(key.encode()).hexdigest(), digest
+
+
+def _dump(t: Ticket) -> str:
+    return json.dumps(asdict(t), sort_keys=True)
+
+
+def _load(text: str) -> Ticket:
+    return Ticket(**json.loads(text))
+
+
+AuditHook = Callable[[str, Ticket, str], None]
+
+
+class ApprovalService:
+    def __init__(self, store: StateStore, policy: PolicyHolder, *, clock: Callable[[], float] = time.time,
+                 audit: AuditHook | None = None) -> None:
+        self.store, self.policy, self.clock = store, policy, clock
+        self.audit = audit or (lambda event, ticket, actor: None)
+
+    async def all(self) -> list[Ticket]:
+        return sorted((_load(v) for v in (await self.store.items(KIND)).values()), key=lambda t: t.created)
+
+    async def get(self, ticket_id: str) -> Ticket | None:
+        raw = await self.store.get(KIND, ticket_id)
+        return None if raw is None else _load(raw)
+
+    async def find_or_open(self, identity: Identity, cluster: str, info: RequestInfo, body: bytes, kind: str,
+                           reasons: list[str]) -> tuple[Callable[[], Awaitable[Ticket]] | None, Ticket]:
+        """(use, ticket): an approved ticket for exactly this request and the call that uses it up
+        (once: a second use, on any replica, raises 409); or (None, the pending ticket for it, an
+        existing one or a new one)."""
+        fp, digest = fingerprint(identity.user, cluster, info, body)
+        now = self.clock()
+        pending: Ticket | None = None
+        for raw in (await self.store.items(KIND)).values():
+            ticket = _load(raw)
+            if ticket.fingerprint != fp or not ticket.live(now):
+                continue
+            if ticket.status == "approved":
+                return self._user(raw, ticket, identity), ticket
+            if ticket.status == "pending" and ticket.kind == kind:
+                pending = ticket
+        if pending is not None:
+            return None, pending
+        ticket = Ticket(secrets.token_hex(5), kind, identity.user, cluster, info.verb, info.object_ref, info.namespace,
+                        info.name, digest, fp, reasons, now, now + TICKET_TTL_SECONDS)
+        await self.store.put(KIND, ticket.id, _dump(ticket))
+        self.audit("requested", ticket, identity.user)
+        return None, ticket
+
+    def _user(self, raw: str, ticket: Ticket, identity: Identity) -> Callable[[], Awaitable[Ticket]]:
+        async def use() -> Ticket:
+            used = replace(ticket, status="used")
+            if not await self.store.swap(KIND, ticket.id, raw, _dump(used)):
+                raise ApprovalError(409, f"approval ticket {ticket.id} was used meanwhile; it allows one request")
+            self.audit("used", used, identity.user)
+            return used
+        return use
+
+    def may_approve(self, identity: Identity, ticket: Ticket) -> tuple[bool, str]:
+        decision = self.policy.decide_own(identity, ticket.cluster, "approve", "approvals",
+                                          namespace=ticket.namespace, name=ticket.kind)
+        return decision.allowed, decision.reason
+
+    def may_see(self, identity: Identity, ticket: Ticket) -> bool:
+        return identity.user == ticket.user or self.may_approve(identity, ticket)[0]
+
+    async def decide(self, ticket_id: str, approver: Identity, approve: bool) -> Ticket:
+        raw = await self.store.get(KIND, ticket_id)
+        if raw is None:
+            raise ApprovalError(404, f"no approval ticket {ticket_id!r}")
+        ticket = _load(raw)
+        if approver.user == ticket.user:
+            raise ApprovalError(403, "nobody may approve their own request")
+        allowed, why = self.may_approve(approver, ticket)
+        if not allowed:
+            raise ApprovalError(403, f'user "{approver.user}" may not approve {ticket.kind} tickets in cluster '
+                                     f'"{ticket.cluster}" ({why})')
+        if ticket.status != "pending":
+            raise ApprovalError(409, f"ticket {ticket_id} is already {ticket.status}")
+        if not ticket.live(self.clock()):
+            raise ApprovalError(409, f"ticket {ticket_id} has expired; the requester's retry opens a new one")
+        decided = replace(ticket, status="approved" if approve else "denied", decided_by=approver.user)
+        if not await self.store.swap(KIND, ticket_id, raw, _dump(decided)):
+            raise ApprovalError(409, f"ticket {ticket_id} was decided by someone else meanwhile")
+        self.audit(decided.status, decided, approver.user)
+        return decided
+
+
+def ticket_json(t: Ticket) -> dict[str, object]:
+    return {"kind": "ApprovalTicket", "id": t.id, "type": t.kind, "user": t.user, "cluster": t.cluster,
+            "verb": t.verb, "resource": t.resource, "namespace": t.namespace, "name": t.name,
+            "bodyDigest": t.body_digest, "reasons": t.reasons, "status": t.status, "decidedBy": t.decided_by,
+            "created": t.created, "expiresAt": t.expires_at}

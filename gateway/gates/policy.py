@@ -1,0 +1,55 @@
+"""The risk-gate policy directory (policies/gates: limits.yaml, freeze.yaml, rules.yaml,
+webhooks.yaml): loaded whole, checked, hot-reloaded.
+
+Like the authorization policy, a changed directory is read and checked completely before it
+replaces the set in force; a set with any problem is refused and the last good one keeps serving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import change_policy
+from . import limits_policy
+from .change_policy import ChangePolicy
+from ..config.hot_reload import Watched
+from .limits_policy import LimitsPolicy
+
+class GatePolicyError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    limits: LimitsPolicy = field(default_factory=LimitsPolicy)
+    change: ChangePolicy = field(default_factory=ChangePolicy)
+
+
+def load(directory: Path) -> tuple[GatePolicy, list[str]]:
+    limits, problems = limits_policy.load(directory)
+    change, change_problems = change_policy.load(directory)
+    return GatePolicy(limits, change), problems + change_problems
+
+
+def load_checked(directory: Path) -> GatePolicy:
+    if not directory.is_dir():
+        raise GatePolicyError([f"{directory}: not a directory"])
+    policy, problems = load(directory)
+    if problems:
+        raise GatePolicyError(problems)
+    return policy
+
+
+class GatePolicyHolder(Watched[GatePolicy]):
+    def __init__(self, directory: Path, on_reload: Callable[[bool, list[str]], None] | None = None) -> None:
+        super().__init__(directory, lambda: load_checked(directory), what="gate policy", describe=_describe,
+                         errors=(GatePolicyError,), on_reload=on_reload)
+
+
+def _describe(p: GatePolicy) -> str:
+    return (f"{len(p.limits.budgets)} budgets, {len(p.limits.qps)} QPS limits, {len(p.change.freeze)} freeze "
+            f"windows, {len(p.change.rules)} rules, {len(p.change.webhooks)} webhooks")

@@ -1,0 +1,104 @@
+"""What a request body says, for rules and risk webhooks: one JSON-like view of every encoding.
+
+kubectl and client-go send JSON objects, JSON merge and strategic merge patches (objects too),
+JSON patches (lists of operations), server-side apply bodies (YAML), and Kubernetes protobuf
+(typed clients: `kubectl create deployment`). A JSON patch is turned into the object fragment
+its add/replace operations would write, so a rule about `spec.replicas` reads it the same way.
+What cannot be read is reported, never guessed: rules then apply their conservative outcome.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from . import kubeproto
+
+
+@dataclass(frozen=True)
+class Body:
+    obj: dict[str, Any] | None  # the object, or the fragment a patch writes; None if unreadable/absent
+    kind: str  # "none", "json", "merge-patch", "strategic-merge-patch", "json-patch", "apply-yaml", "protobuf"
+    error: str = ""  # why it could not be read
+
+    @property
+    def readable(self) -> bool:
+        return self.obj is not None
+
+
+NONE = Body(None, "none")
+
+
+def _json_pointer_set(target: dict[str, Any], pointer: str, value: Any) -> None:
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in pointer.lstrip("/").split("/")]
+    node: Any = target
+    for part in parts[:-1]:
+        nxt = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[part] = nxt
+        node = nxt
+    if isinstance(node, dict) and parts:
+        node[parts[-1]] = value
+
+
+def _from_json_patch(ops: list[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for op in ops:
+        if not isinstance(op, dict) or not isinstance(op.get("path"), str):
+            raise ValueError("a JSON patch operation needs an op and a path")
+        if op.get("op") in ("add", "replace"):
+            _json_pointer_set(out, op["path"], op.get("value"))
+        elif op.get("op") == "remove":
+            _json_pointer_set(out, op["path"], None)
+    return out
+
+
+def read(content_type: str | None, body: bytes) -> Body:
+    if not body:
+        return NONE
+    media = (content_type or "").split(";")[0].strip().lower()
+    try:
+        if kubeproto.is_protobuf(media):
+            decoded = kubeproto.decode(body)
+            return Body(decoded.obj, "protobuf")
+        if media == "application/apply-patch+yaml":
+            data = yaml.safe_load(body)
+            kind = "apply-yaml"
+        else:
+            data = json.loads(body)
+            kind = {"application/json-patch+json": "json-patch",
+                    "application/merge-patch+json": "merge-patch",
+                    "application/strategic-merge-patch+json": "strategic-merge-patch"}.get(media, "json")
+    except (ValueError, yaml.YAMLError, kubeproto.ProtobufError, UnicodeDecodeError) as e:
+        return Body(None, "unreadable", f"cannot read the {media or 'untyped'} body: {e}")
+    if kind == "json-patch":
+        if not isinstance(data, list):
+            return Body(None, kind, "a JSON patch must be a list of operations")
+        try:
+            return Body(_from_json_patch(data), kind)
+        except ValueError as e:
+            return Body(None, kind, str(e))
+    if not isinstance(data, dict):
+        return Body(None, kind, f"the body is a {type(data).__name__}, not an object")
+    return Body(data, kind)
+
+
+_MISSING = object()
+
+
+def lookup(obj: dict[str, Any], path: str) -> Any:
+    """The value at a dotted path (`spec.replicas`, `metadata.labels.app`), or MISSING."""
+    node: Any = obj
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def missing(value: Any) -> bool:
+    return value is _MISSING

@@ -1,0 +1,182 @@
+"""Classify an API request the way kube-apiserver does (its RequestInfoFactory), or refuse it.
+
+Anything kube-apiserver might parse differently from us is refused, never guessed: dot
+segments, empty segments, encoded slashes, dots or backslashes, `;`, control characters,
+parts beyond what the route allows, and repeated values of parameters that change the verb
+or the selection.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote
+
+from ..errors import Denial
+
+MUTATING = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+READ_ONLY = frozenset({"get", "list", "watch"})
+METHOD_VERBS = {"POST": "create", "GET": "get", "HEAD": "get", "PUT": "update", "PATCH": "patch",
+                "DELETE": "delete"}
+# Subresources whose GET opens a stream that can act (kube-apiserver authorizes these as create).
+CONNECT_SUBRESOURCES = frozenset({"exec", "attach", "portforward"})
+NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
+# Query parameters that decide the verb or what is selected: a second value is ambiguous.
+SINGLE_VALUED = ("watch", "dryRun", "labelSelector", "fieldSelector", "resourceVersion",
+                 "resourceVersionMatch", "continue", "limit", "propagationPolicy", "timeoutSeconds")
+
+_ENCODED_FORBIDDEN = re.compile(r"%(2[fF]|5[cC]|2[eE]|00|25)")
+_SEGMENT_OK = re.compile(r"^[A-Za-z0-9._:@~!$&'()*+,=-]+$")
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    path: str
+    verb: str
+    is_resource: bool
+    api_group: str = ""
+    api_version: str = ""
+    namespace: str = ""
+    resource: str = ""
+    subresource: str = ""
+    name: str = ""
+    proxy_path: str = ""  # what follows `.../proxy/` (pods, services, nodes proxy)
+
+    @property
+    def mutating(self) -> bool:
+        return self.verb in MUTATING
+
+    @property
+    def group_resource(self) -> str:
+        """`resource.group`, or `resource` in the core group: how policies name a kind."""
+        return f"{self.resource}.{self.api_group}" if self.api_group else self.resource
+
+    @property
+    def object_ref(self) -> str:
+        """`resource[.group][/subresource]`: how policies name what a resource request acts on."""
+        return f"{self.group_resource}/{self.subresource}" if self.subresource else self.group_resource
+
+    @property
+    def resource_path(self) -> str:
+        """`resource` or `resource/subresource`, as RBAC and policies name it."""
+        return f"{self.resource}/{self.subresource}" if self.subresource else self.resource
+
+
+_DISCOVERY = re.compile(r"^/(api(/[^/]+)?|apis(/[^/]+){0,2}|openapi/.*|version)/?$")
+
+
+def is_discovery(raw_path: str) -> bool:
+    """Discovery and OpenAPI documents: what clients read before any resource request."""
+    return _DISCOVERY.match(raw_path) is not None
+
+
+def _bad(message: str) -> Denial:
+    return Denial(400, f"kubegate: {message}; the request was not forwarded", "BadRequest")
+
+
+def _parse_bool(value: str) -> bool:
+    # Go's strconv.ParseBool, which kube-apiserver uses for `watch`.
+    if value in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if value in ("0", "f", "F", "FALSE", "false", "False", ""):
+        return False
+    raise _bad(f"invalid boolean value {value!r}")
+
+
+def split_path(raw_path: str) -> list[str]:
+    """Decoded path segments, refusing anything that could be read two ways."""
+    if not raw_path.startswith("/"):
+        raise _bad("the path must be absolute")
+    if any(ord(c) < 0x21 or ord(c) > 0x7E for c in raw_path) or "\\" in raw_path or ";" in raw_path:
+        raise _bad("the path contains characters kube-apiserver does not accept in a path")
+    if _ENCODED_FORBIDDEN.search(raw_path):
+        raise _bad("the path contains an encoded slash, backslash, dot, NUL or percent sign")
+    if raw_path == "/":
+        return []
+    segments = raw_path[1:].split("/")
+    if segments and segments[-1] == "":
+        segments = segments[:-1]  # one trailing slash, as Go's router tolerates
+    decoded = []
+    for seg in segments:
+        if seg in ("", ".", ".."):
+            raise _bad("the path contains an empty, '.' or '..' segment")
+        value = unquote(seg, errors="strict")
+        if not _SEGMENT_OK.match(value):
+            raise _bad(f"the path segment {value!r} contains characters that are not allowed")
+        decoded.append(value)
+    return decoded
+
+
+def parse_query(query: str) -> dict[str, list[str]]:
+    try:
+        params = parse_qs(query, keep_blank_values=True, strict_parsing=False, errors="strict")
+    except UnicodeDecodeError as e:
+        raise _bad("the query string is not valid UTF-8") from e
+    for name in SINGLE_VALUED:
+        if len(params.get(name, ())) > 1:
+            raise _bad(f"the query parameter {name!r} is given more than once")
+    return params
+
+
+def classify(method: str, raw_path: str, query: str) -> RequestInfo:
+    method = method.upper()
+    if method not in METHOD_VERBS:
+        raise Denial(405, f"kubegate: the method {method} is not allowed", "MethodNotAllowed")
+    parts = split_path(raw_path)
+    params = parse_query(query)
+    path = "/" + "/".join(parts)
+
+    api_prefix = parts[0] if parts else ""
+    min_parts = 3 if api_prefix == "apis" else 2
+    if api_prefix not in ("api", "apis") or len(parts) <= min_parts:
+        return RequestInfo(path=path, verb=method.lower() if method != "HEAD" else "get", is_resource=False)
+
+    if api_prefix == "apis":
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        group, version, rest = "", parts[1], parts[2:]
+
+    verb = METHOD_VERBS[method]
+    watch_path = rest[0] == "watch"
+    if watch_path:
+        verb, rest = "watch", rest[1:]
+    elif rest[0] == "proxy":
+        raise _bad("the deprecated /proxy/ API path form is not supported")
+
+    namespace = ""
+    # /namespaces/{ns}/{resource}/... is relative to the resource, unless what follows the
+    # namespace name is one of the namespace's own subresources. As in kube-apiserver, a
+    # request for the namespace object itself carries its own name as its namespace.
+    if rest and rest[0] == "namespaces" and len(rest) > 1:
+        namespace = rest[1]
+        if len(rest) > 2 and rest[2] not in NAMESPACE_SUBRESOURCES:
+            rest = rest[2:]
+    if not rest:
+        raise _bad("the path names no resource")
+
+    resource = rest[0]
+    name = rest[1] if len(rest) > 1 else ""
+    subresource = rest[2] if len(rest) > 2 else ""
+    proxy_path = ""
+    if len(rest) > 3:
+        if subresource != "proxy":
+            raise _bad("the path has parts beyond resource/name/subresource")
+        proxy_path = "/".join(rest[3:])
+
+    if not watch_path:
+        if verb == "get" and not name:
+            verb = "watch" if _parse_bool(params.get("watch", [""])[0]) else "list"
+        elif verb == "delete" and not name:
+            verb = "deletecollection"
+        elif verb == "get" and subresource in CONNECT_SUBRESOURCES:
+            verb = "create"  # a WebSocket upgrade that can act inside the pod
+    if not name and subresource:
+        raise _bad("a subresource needs an object name")
+    if not name and verb in ("update", "patch"):
+        raise _bad(f"{verb} needs an object name")
+    if name and verb == "create" and not subresource:
+        raise _bad("create takes no object name in the path")
+
+    return RequestInfo(path=path, verb=verb, is_resource=True, api_group=group, api_version=version,
+                       namespace=namespace, resource=resource, subresource=subresource, name=name,
+                       proxy_path=proxy_path)

@@ -1,0 +1,138 @@
+"""The kubegate command line as an operator and a user meet it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kubegate.gateway.config import settings
+from tests.conftest import GatewayHandle, Kubectl
+
+
+def kubegate(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kubegate", *args], capture_output=True, text=True, timeout=60,
+                          check=check)
+
+
+def test_help_lists_the_commands() -> None:
+    out = kubegate("--help", check=True).stdout
+    for command in ("serve", "token", "kubeconfig", "demo"):
+        assert command in out
+
+
+def test_serve_reports_every_config_problem_at_once(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump({
+        "listen": {"port": 99999}, "bogus": True,
+        "clusters": [{"name": "a b", "server": "http://insecure", "token": "t"},
+                     {"name": "c", "server": "https://x", "ca_file": "/missing.crt"}],
+        "oidc": [{"issuer": "https://idp", "audiences": []}],
+    }))
+    proc = kubegate("serve", "-c", str(config))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    for problem in ("listen.port", "bogus: unknown key", "clusters[0].name", "clusters[0].server: must be an https",
+                    "clusters[1].ca_file: file /missing.crt does not exist", "oidc[0].audiences",
+                    "clusters[1]: exactly one credential"):
+        assert problem in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    pytest.param("clusters: [", "not valid YAML", id="yaml"),
+    pytest.param("clusters: []", "at least one cluster", id="no-clusters"),
+    pytest.param("- just a list", "must be a mapping", id="not-a-mapping"),
+    pytest.param("clusters: [{name: a, kubeconfig: /nope}]", "does not exist", id="missing-kubeconfig"),
+])
+def test_serve_refuses_broken_configs(tmp_path: Path, text: str, problem: str) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    proc = kubegate("serve", "-c", str(config))
+    assert proc.returncode == 2 and problem in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_kubeconfig_command_onboards_a_user(gateway: GatewayHandle, kubectl_path: str, tmp_path: Path) -> None:
+    config = gateway.settings.state / "kubegate.yaml"
+    proc = kubegate("kubeconfig", "-c", str(config), "--user", "zed", "--group", "qa", "--namespace", "kube-system",
+                    "--ttl", "2h", check=True)
+    kubeconfig = tmp_path / "zed.kubeconfig"
+    kubeconfig.write_text(proc.stdout)
+    doc = yaml.safe_load(proc.stdout)
+    assert doc["clusters"][0]["cluster"]["certificate-authority-data"]
+    # The settings say port 0 (tests); point the kubeconfig at the port actually bound.
+    doc["clusters"][0]["cluster"]["server"] = gateway.url
+    kubeconfig.write_text(yaml.safe_dump(doc))
+    kubectl = Kubectl(kubectl_path, kubeconfig)
+    whoami = json.loads(kubectl("auth", "whoami", "-o", "json").stdout)["status"]["userInfo"]
+    assert (whoami["username"], whoami["groups"]) == ("zed", ["qa", "system:authenticated"])
+    assert doc["contexts"][0]["context"]["namespace"] == "kube-system"
+
+
+def test_kubeconfig_for_an_unknown_cluster_is_refused(gateway: GatewayHandle) -> None:
+    proc = kubegate("kubeconfig", "-c", str(gateway.settings.state / "kubegate.yaml"), "--user", "a",
+                    "--cluster", "nope")
+    assert proc.returncode == 2 and "no cluster named 'nope'" in proc.stderr
+
+
+@pytest.mark.parametrize("command", [["token", "issue"], ["kubeconfig"]])
+def test_issuing_without_the_gateways_keys_is_refused_not_improvised(gateway: GatewayHandle, tmp_path: Path,
+                                                                    command: list[str]) -> None:
+    """On a machine without the gateway's state, a new key would sign tokens the gateway rejects."""
+    config = yaml.safe_load((gateway.settings.state / "kubegate.yaml").read_text())
+    config["state_dir"] = str(tmp_path / "elsewhere")
+    (tmp_path / "kubegate.yaml").write_text(yaml.safe_dump(config))
+    proc = kubegate(*command, "-c", str(tmp_path / "kubegate.yaml"), "--user", "a")
+    assert proc.returncode == 1
+    assert f"no token-signing key in {tmp_path / 'elsewhere' / 'tls'}" in proc.stderr
+    assert not (tmp_path / "elsewhere" / "tls" / "token-signing.key").exists()
+
+
+def test_token_issue_is_accepted_by_the_gateway(gateway: GatewayHandle) -> None:
+    from tests.gateway.conftest import send
+
+    token = kubegate("token", "issue", "-c", str(gateway.settings.state / "kubegate.yaml"), "--user", "yan",
+                     "--group", "ops", "--ttl", "10m", check=True).stdout.strip()
+    resp = send(gateway.port, gateway.ca_file, "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                body=b'{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}')
+    assert resp.json()["status"]["userInfo"]["username"] == "yan"
+
+
+def test_token_ttl_beyond_the_maximum_is_refused(gateway: GatewayHandle) -> None:
+    proc = kubegate("token", "issue", "-c", str(gateway.settings.state / "kubegate.yaml"), "--user", "a",
+                    "--ttl", "400d")
+    assert proc.returncode == 2 and "ttl must be between" in proc.stderr
+
+
+def test_single_cluster_becomes_the_default() -> None:
+    cfg = settings.from_mapping({"clusters": [{"name": "only", "server": "https://k", "ca_data": "eA==",
+                                               "token": "t"}]})
+    assert cfg.default_cluster() is not None and cfg.default_cluster().name == "only"  # type: ignore[union-attr]
+
+
+def test_two_defaults_are_refused() -> None:
+    with pytest.raises(settings.SettingsError, match="at most one cluster may be the default"):
+        settings.from_mapping({"clusters": [
+            {"name": n, "server": "https://k", "ca_data": "eA==", "token": "t", "default": True} for n in "ab"]})
+
+
+def test_serve_refuses_an_invalid_policy(tmp_path: Path, upstream: object) -> None:
+    import shutil
+
+    from tests.conftest import POLICY_DIR, emulator_cluster, write_gateway_config
+
+    bad = tmp_path / "authz"
+    shutil.copytree(POLICY_DIR, bad)
+    (bad / "roles.csv").write_text((bad / "roles.csv").read_text() + "p, role:viewer, *:*, pod, get, *, allow\n")
+    config = write_gateway_config(tmp_path / "gw", [emulator_cluster(upstream)],  # type: ignore[arg-type]
+                                  authz={"policy_dir": str(bad)})
+    proc = kubegate("serve", "-c", str(config))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    import re
+
+    assert "the authorization policy" in proc.stderr
+    assert re.search(r"authz/roles\.csv:\d+: unknown resource 'pod'", proc.stderr), proc.stderr
