@@ -12,7 +12,11 @@ follow), scale, status and eviction subresources; exec and attach over WebSocket
 SelfSubjectRulesReview and SelfSubjectReview answered from the impersonated identity;
 protobuf request bodies; bearer-token and client-certificate authentication with
 impersonation limited to credentials allowed to impersonate; a request log; and injected
-faults (latency, error status, dropped connection).
+faults (latency, error status, dropped connection). It reads requests as kube-apiserver does
+where that decides what runs: boolean query options the apimachinery way (any value but `0` or
+`false` is true), DeleteOptions from the body when there is one (the query only otherwise, as in
+`handlers/delete.go`). In tests it sits behind a Go `net/http` front (tests/go/front), so the
+query it reads is Go's parse of what the client sent.
 
 What it does not emulate:
 - admission (no webhooks, no defaulting beyond replicas and Secret type, no schema validation:
@@ -26,5 +30,8 @@ What it does not emulate:
   HTTP/2; `/openapi/v2` (404 on purpose);
 - exec/attach over SPDY/3.1 and port-forward; a real shell (see commands.py for the built-ins);
 - strategic merge patch beyond the built-in merge keys (see patch.py); managedFields;
-- continue tokens are positions, not snapshots: a page reflects the store when it is read.
+- continue tokens are positions, not snapshots: a page reflects the store when it is read;
+- body decoding is Python's (JSON, PyYAML, kubegate's protobuf decoder), not Kubernetes' Go
+  decoders: where the two differ, the cross-decoder tests (tests/gateway/request) compare the
+  gateway's readers with Go's own instead.
 """

@@ -104,7 +104,19 @@ def _status(err: ApiError) -> web.Response:
 
 
 def _flag(query: Mapping[str, str], name: str) -> bool:
-    return query.get(name, "").lower() in ("true", "1")
+    """apimachinery's Convert_Slice_string_To_bool: absent is false, the first value `0` or `false`
+    (any case) is false, any other value (the empty one too) is true."""
+    if name not in query:
+        return False
+    return query[name].lower() not in ("0", "false")
+
+
+def _dry_run(values: list[str] | None) -> bool:
+    if not values:
+        return False
+    if any(v != "All" for v in values):
+        raise ApiError(400, f"Invalid dryRun value: {values}; only 'All' is supported", "BadRequest")
+    return True
 
 
 class Emulator:
@@ -260,7 +272,7 @@ class Emulator:
     async def _resource(self, request: web.Request, record: RequestRecord, t: Target,
                         user: UserInfo) -> web.StreamResponse:
         m, q = request.method, request.query
-        dry_run = q.get("dryRun") == "All"
+        dry_run = _dry_run(q.getall("dryRun", None))
         if t.rt.namespaced and t.name and not t.namespace:
             raise ApiError(404, "the server could not find the requested resource", "NotFound")
         if t.watch_path or (m == "GET" and not t.name and _flag(q, "watch")):
@@ -274,7 +286,9 @@ class Emulator:
         if t.subresource == "log":
             return await self._log(request, t)
         if t.subresource == "eviction" and m == "POST":
-            self.store.delete(t.rt, t.namespace, t.name, dry_run=dry_run)
+            # The eviction REST's propagateDryRun: the Eviction's deleteOptions.dryRun, else the query's.
+            inner = (self._body(request, record) if record.body else {}).get("deleteOptions") or {}
+            self.store.delete(t.rt, t.namespace, t.name, dry_run=dry_run or _dry_run(inner.get("dryRun")))
             return _json(k8s_status.success(), 201)
         if t.subresource == "portforward":
             raise ApiError(400, "port-forward is not emulated", "BadRequest")
@@ -298,11 +312,13 @@ class Emulator:
             opts = self._delete_options(request, record)
             pre = opts.get("preconditions") or {}
             obj = self.store.delete(t.rt, t.namespace, t.name, uid=pre.get("uid"),
-                                    rv=pre.get("resourceVersion"), dry_run=dry_run or opts.get("dryRun") == ["All"])
+                                    rv=pre.get("resourceVersion"), dry_run=_dry_run(opts.get("dryRun")))
             return _json(obj)
         if m == "DELETE" and not t.name:
             labels, fields = self._selectors(q)
-            gone = self.store.delete_collection(t.rt, t.namespace or None, labels, fields, dry_run=dry_run)
+            opts = self._delete_options(request, record)
+            gone = self.store.delete_collection(t.rt, t.namespace or None, labels, fields,
+                                                dry_run=_dry_run(opts.get("dryRun")))
             return _json({"kind": f"{t.rt.kind}List", "apiVersion": t.rt.api_version,
                           "metadata": {"resourceVersion": str(self.store.rv)}, "items": gone})
         raise ApiError(405, f"the server does not allow this method on the requested resource",
@@ -327,10 +343,13 @@ class Emulator:
         return body  # type: ignore[return-value]
 
     def _delete_options(self, request: web.Request, record: RequestRecord) -> Obj:
+        """As kube-apiserver's delete.go: from the body when there is one, the query only otherwise."""
         if not record.body:
-            return {}
+            return {"dryRun": request.query.getall("dryRun", None)}
         body = self._body(request, record)
-        return body if isinstance(body, dict) else {}
+        if not isinstance(body, dict) or body.get("kind") not in (None, "", "DeleteOptions"):
+            raise ApiError(400, "the body of a delete must be DeleteOptions", "BadRequest")
+        return body
 
     @staticmethod
     def _selectors(q: Mapping[str, str]) -> tuple[selectors.LabelSelector | None,

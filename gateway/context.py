@@ -11,7 +11,9 @@ from multidict import CIMultiDict
 
 from .errors import Answer, Denial
 from .identity.identity import Identity
+from .request.deleteoptions import DeleteOptions
 from .request.info import RequestInfo
+from .request.query import Query
 from .clusters.upstreams import Upstream
 
 METADATA_KEY = "kubegate"
@@ -42,6 +44,10 @@ class GateContext:
     upstream: Upstream | None = None
     identity: Identity | None = None
     info: RequestInfo | None = None
+    # The query as kube-apiserver parses it: what the gates judge, and (re-encoded) what is forwarded.
+    query: Query = field(default_factory=Query)
+    # For deletes and evictions: the options the apiserver will run the delete with.
+    delete_options: DeleteOptions | None = None
     denial: Denial | None = None
     forwarded: bool = False
     audited: bool = False

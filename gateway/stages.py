@@ -16,7 +16,9 @@ from .identity.authn import Authenticator
 from .authz.authorizer import PolicyHolder, describe_refusal
 from .context import GateContext
 from .errors import Answer, Denial
+from .request import deleteoptions
 from .request.info import classify
+from .request.query import Query
 from .state.store import StoreUnavailable
 from .clusters.upstreams import Upstreams
 
@@ -136,10 +138,20 @@ class Route:
 
 
 class Classify:
+    """Read the request once, as kube-apiserver will: query (Go's rules), verb, DeleteOptions."""
+
     name = "classify"
 
     async def __call__(self, ctx: GateContext) -> None:
-        ctx.info = classify(ctx.request.method, ctx.path, ctx.request.query)
+        ctx.query = Query.parse(ctx.request.query)
+        ctx.info = info = classify(ctx.request.method, ctx.path, ctx.query)
+        content_type = ctx.request.headers.get("Content-Type")
+        if info.is_resource and info.verb in ("delete", "deletecollection") and not info.subresource:
+            ctx.delete_options = deleteoptions.for_delete(ctx.query, content_type, ctx.request.body)
+        elif info.is_resource and info.verb == "create" and info.subresource == "eviction":
+            ctx.delete_options = deleteoptions.for_eviction(ctx.query, content_type, ctx.request.body)
+        else:
+            deleteoptions.from_query(ctx.query)  # dryRun and propagationPolicy values are checked for all
 
 
 class Authorize:

@@ -18,6 +18,7 @@ import pytest
 from kubernetes import client as k8s
 
 from kubegate.emulator import harness
+from tests.go_programs import GoFront, binary as go_binary, start_front
 from tests.redis_server import RedisServer
 
 KUBECTL_MINOR = "1.37"
@@ -184,6 +185,7 @@ class GatewayHandle:
     _stop: Any
     log_file: Path | None = None
     clock: Any = time.time  # the gateway's clock: tokens are issued on it
+    front: GoFront | None = None  # the Go net/http front between gateway and emulator, if any
 
     @property
     def ca_file(self) -> Path:
@@ -231,8 +233,15 @@ def write_gateway_config(state: Path, clusters: list[dict[str, Any]], *, limits:
 
 def start_gateway(state: Path, upstream: harness.RunningEmulator, *, clusters: list[dict[str, Any]] | None = None,
                   limits: str = "", **extra: Any) -> GatewayHandle:
-    """`kubegate serve` in a subprocess; returns once it serves."""
-    config = write_gateway_config(state, clusters or [emulator_cluster(upstream)], limits=limits, **extra)
+    """`kubegate serve` in a subprocess; returns once it serves.
+
+    Without explicit clusters its one cluster is the emulator behind a Go net/http front, so the
+    emulator executes each request as kube-apiserver's Go code would read it."""
+    front = None
+    if clusters is None:
+        front = start_front(go_binary("front"), upstream, state / "go-front")
+        clusters = [front.cluster()]
+    config = write_gateway_config(state, clusters, limits=limits, **extra)
     log_file = state / "gateway.log"
     with open(log_file, "wb") as log:
         proc = sp.Popen([sys.executable, "-m", "kubegate", "serve", "-c", str(config), "--log-level", "warning"],
@@ -248,6 +257,8 @@ def start_gateway(state: Path, upstream: harness.RunningEmulator, *, clusters: l
         proc.kill()
         proc.wait(10)
         proc.stdout.close()
+        if front is not None:
+            front.stop()
         raise AssertionError(f"kubegate serve did not start: {log_file.read_text()}")
     port = int(line.split("https://127.0.0.1:")[1].split(",")[0])
     metrics_port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
@@ -261,20 +272,33 @@ def start_gateway(state: Path, upstream: harness.RunningEmulator, *, clusters: l
             proc.wait(10)
         assert proc.stdout is not None
         proc.stdout.close()
+        if front is not None:
+            front.stop()
 
     settings = gw_settings.load(config)
-    return GatewayHandle(f"https://127.0.0.1:{port}", port, metrics_port, settings, upstream, stop, log_file)
+    return GatewayHandle(f"https://127.0.0.1:{port}", port, metrics_port, settings, upstream, stop, log_file,
+                         front=front)
 
 
 def start_gateway_in_process(state: Path, upstream: harness.RunningEmulator, *,
                              stages_hook: StagesHook | None = None, clock: Any = time.time, limits: str = "",
                              gate_files: dict[str, str] | None = None, **extra: Any) -> GatewayHandle:
     """A gateway in this process (one at a time: see above), for tests that inject a stage or a clock."""
-    settings = gw_settings.load(write_gateway_config(state, [emulator_cluster(upstream)], limits=limits,
+    front = start_front(go_binary("front"), upstream, state / "go-front")
+    settings = gw_settings.load(write_gateway_config(state, [front.cluster()], limits=limits,
                                                      gate_files=gate_files, **extra))
-    running = start_in_thread(settings, stages_hook=stages_hook, clock=clock)
+    try:
+        running = start_in_thread(settings, stages_hook=stages_hook, clock=clock)
+    except BaseException:
+        front.stop()
+        raise
     gw = running.gateway
-    return GatewayHandle(running.url, gw.port, gw.metrics_port, settings, upstream, running.stop, clock=clock)
+
+    def stop() -> None:
+        running.stop()
+        front.stop()
+
+    return GatewayHandle(running.url, gw.port, gw.metrics_port, settings, upstream, stop, clock=clock, front=front)
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import ssl
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 import aiohttp
 from multidict import CIMultiDict
 
 from .forwarding import plan
 from ..identity.identity import Identity
+from ..request.query import Query
 from .upstreams import Upstream
 
 PAGE = 500
@@ -64,10 +65,10 @@ class UpstreamClient:
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
             raise UpstreamError(503, f"cluster {upstream.name!r} did not answer: {e or type(e).__name__}") from e
 
-    async def count(self, upstream: Upstream, identity: Identity, path: str, query: str,
+    async def count(self, upstream: Upstream, identity: Identity, path: str, query: Query,
                     request_id: str) -> int:
         """How many objects a list of `path` with the selectors in `query` returns, page by page."""
-        selectors = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k in SELECTORS]
+        selectors = [(k, query.get(k)) for k in SELECTORS if k in query]
         total, token = 0, ""
         for _ in range(MAX_PAGES):
             params = selectors + [("limit", str(PAGE))] + ([("continue", token)] if token else [])

@@ -85,10 +85,11 @@ class GatewayAddon:
             self._deny(flow, ctx, internal("forward", e))
 
     def _forward(self, flow: http.HTTPFlow, ctx: GateContext) -> None:
-        if ctx.upstream is None or ctx.identity is None:
-            raise Denial(500, "kubegate: the request reached forwarding without a cluster or identity; "
-                              "it was not forwarded", "InternalError", stage="forward")
-        plan = forwarding.plan(ctx.upstream, ctx.identity, ctx.path, ctx.request.query,
+        if ctx.upstream is None or ctx.identity is None or ctx.info is None:
+            raise Denial(500, "kubegate: the request reached forwarding unclassified or without a cluster or "
+                              "identity; it was not forwarded", "InternalError", stage="forward")
+        # The query the gates judged, re-encoded as Go encodes it: never the raw string.
+        plan = forwarding.plan(ctx.upstream, ctx.identity, ctx.path, ctx.query.encode(),
                                ctx.request.client_ip, ctx.request_id)
         headers = flow.request.headers
         for name in {k for k in headers.keys() if forwarding.stripped(k)}:

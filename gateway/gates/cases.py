@@ -41,6 +41,7 @@ from ..context import GateContext, RequestView
 from ..errors import Denial
 from ..identity.identity import Identity
 from ..request.info import RequestInfo
+from ..request.query import Query
 from ..state.store import MemoryStore
 from ..clusters.client import UpstreamClient, UpstreamError
 from ..clusters.upstreams import Upstream
@@ -84,6 +85,11 @@ class _LiveObject(UpstreamClient):
             raise UpstreamError(404, "not found")
         return {"metadata": {"labels": self.labels}}
 
+    async def count(self, upstream: Upstream, identity: Identity, path: str, query: Query,
+                    request_id: str) -> int:
+        # A case describes no cluster: a non-blank selector is taken to narrow what it selects.
+        return 1 if any(query.selector(k) for k in ("labelSelector", "fieldSelector")) else 2
+
 
 def load_cases(directory: Path) -> tuple[list[GateCase], list[str]]:
     found, problems = authz_cases.read_case_files(directory, _KEYS, authz_cases.REQUIRED, EXPECTS)
@@ -111,6 +117,7 @@ async def _run_one(policy: ChangePolicy, case: GateCase) -> GateOutcome:
     ctx = GateContext(RequestView("POST", "/", str(raw.get("query", "")), headers, _body(raw), "127.0.0.1"))
     ctx.identity = Identity(str(raw["user"]), tuple(str(g) for g in raw.get("groups") or []))
     ctx.info = info
+    ctx.query = Query.parse(ctx.request.query)
     ctx.upstream = Upstream(str(raw["cluster"]), "127.0.0.1", 443, "", "", Path("/dev/null"))
     at = raw.get("at")
     now = (at if isinstance(at, datetime) else datetime.fromisoformat(str(at))).timestamp() if at else \

@@ -19,7 +19,6 @@ import logging
 import ssl
 import time
 from typing import Any, Awaitable, Callable
-from urllib.parse import parse_qsl
 
 import aiohttp
 
@@ -32,7 +31,7 @@ from ..identity.identity import Identity
 from ..metrics import Metrics
 from ..request.info import RequestInfo
 from ..state.store import Bucket, StateStore, StoreUnavailable
-from ..clusters.client import UpstreamClient, UpstreamError
+from ..clusters.client import SELECTORS, UpstreamClient, UpstreamError
 
 log = logging.getLogger("kubegate.change")
 REVIEW_VERSION = "kubegate.io/v1"
@@ -120,15 +119,29 @@ class RulesGate:
             if rule.outcome == "require-approval":
                 ctx.approval_reasons.append(text)
 
+    async def _narrowed(self, ctx: GateContext, identity: Identity) -> bool:
+        """Whether the request's selectors narrow what it acts on. A blank or whitespace selector
+        selects everything in Go (`labels.Parse(" ")` is Everything), and a selector that selects
+        as many objects as none does narrows nothing: both count as no selector (an empty collection
+        has nothing a selector could spare, so there it counts as one). Cannot tell: no."""
+        if not any(ctx.query.selector(k) for k in SELECTORS):
+            return False
+        assert ctx.upstream is not None
+        try:
+            narrowed = await self.counter.count(ctx.upstream, identity, ctx.path, ctx.query, ctx.request_id)
+            everything = await self.counter.count(ctx.upstream, identity, ctx.path, ctx.query.without(*SELECTORS),
+                                                  ctx.request_id)
+        except UpstreamError:
+            return False
+        return narrowed < everything or everything == 0
+
     async def _fires(self, rule: Rule, ctx: GateContext, identity: Identity, cluster: str,
                      info: RequestInfo) -> tuple[bool, str]:
         """(does the rule apply, a note). Anything it cannot tell counts as applying."""
         if rule.kubectl_command and ctx.request.headers.get("Kubectl-Command", "") != rule.kubectl_command:
             return False, ""
-        if rule.no_selector:
-            query = dict(parse_qsl(ctx.request.query, keep_blank_values=True))
-            if query.get("labelSelector") or query.get("fieldSelector"):
-                return False, ""
+        if rule.no_selector and await self._narrowed(ctx, identity):
+            return False, ""
         note = ""
         if rule.body:
             body = _body(ctx)
@@ -199,7 +212,8 @@ class WebhookGate:
             "requestInfo": {"verb": info.verb, "apiGroup": info.api_group, "apiVersion": info.api_version,
                             "resource": info.resource, "subresource": info.subresource,
                             "namespace": info.namespace, "name": info.name},
-            "dryRun": any(k == "dryRun" for k, _ in parse_qsl(ctx.request.query)),
+            # As the apiserver will apply it: a delete's from its DeleteOptions (body first).
+            "dryRun": ctx.delete_options.dry_run if ctx.delete_options is not None else ctx.query.dry_run,
             "bodyType": body.kind, "object": body.obj,
             "bodyError": body.error or None}}
 

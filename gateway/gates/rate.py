@@ -29,7 +29,6 @@ import math
 import time
 from datetime import datetime, timezone
 from typing import Callable
-from urllib.parse import parse_qsl
 
 from ..context import GateContext
 from ..errors import Denial
@@ -57,8 +56,12 @@ def deleted_kind(info: RequestInfo) -> str | None:
     return None
 
 
-def is_dry_run(query: str) -> bool:
-    return any(k == "dryRun" and v == "All" for k, v in parse_qsl(query, keep_blank_values=True))
+def is_dry_run(ctx: GateContext) -> bool:
+    """Whether the apiserver will only pretend to delete: DeleteOptions from the body when there is
+    one (delete.go), the query otherwise; a list previewing `kubectl delete` by its query."""
+    if ctx.delete_options is not None:
+        return ctx.delete_options.dry_run
+    return ctx.query.dry_run
 
 
 def _when(ts: float) -> str:
@@ -141,11 +144,14 @@ class RateGate:
         if kind is None:
             return
         budget = limits.budget_for(kind)
-        if budget is None or is_dry_run(ctx.request.query):
+        if budget is None:
             return
-        if info.verb in ("deletecollection", "list"):
+        dry_run = is_dry_run(ctx)
+        if dry_run:
+            count = 0  # deletes nothing, charges nothing, but an open breaker still refuses it
+        elif info.verb in ("deletecollection", "list"):
             try:
-                count = await self.counter.count(ctx.upstream, identity, ctx.path, ctx.request.query,  # type: ignore[arg-type]
+                count = await self.counter.count(ctx.upstream, identity, ctx.path, ctx.query,  # type: ignore[arg-type]
                                                  ctx.request_id)
             except UpstreamError as e:
                 self._refused("uncountable", budget.name)
@@ -170,11 +176,11 @@ class RateGate:
             if not result.allowed:
                 self._refuse_delete(ctx, budget, kind, count, result)
 
-        ctx.annotations["kubegate.io/budget"] = f"{scope}: {count} {kind}"
+        ctx.annotations["kubegate.io/budget"] = f"{scope}: {count} {kind}" + (" (dry run)" if dry_run else "")
         # Checked here (an empty budget refuses now and opens the breaker), charged only when every
         # later gate has let the request through: a delete waiting for approval costs nothing.
         await take(check_only=True)
-        if not previewing:
+        if not previewing and not dry_run:
             ctx.commits.append(lambda: take(check_only=False))
 
     def _refuse_delete(self, ctx: GateContext, budget: Budget, kind: str, count: int, result: TakeResult) -> None:

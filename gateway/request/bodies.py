@@ -21,7 +21,7 @@ from . import kubeproto
 @dataclass(frozen=True)
 class Body:
     obj: dict[str, Any] | None  # the object, or the fragment a patch writes; None if unreadable/absent
-    kind: str  # "none", "json", "merge-patch", "strategic-merge-patch", "json-patch", "apply-yaml", "protobuf"
+    kind: str  # "none", "json", "merge-patch", "strategic-merge-patch", "json-patch", "apply-yaml", "yaml", "protobuf"
     error: str = ""  # why it could not be read
 
     @property
@@ -65,9 +65,9 @@ def read(content_type: str | None, body: bytes) -> Body:
         if kubeproto.is_protobuf(media):
             decoded = kubeproto.decode(body)
             return Body(decoded.obj, "protobuf")
-        if media == "application/apply-patch+yaml":
+        if media in ("application/apply-patch+yaml", "application/yaml"):
             data = yaml.safe_load(body)
-            kind = "apply-yaml"
+            kind = "apply-yaml" if media == "application/apply-patch+yaml" else "yaml"
         else:
             data = json.loads(body)
             kind = {"application/json-patch+json": "json-patch",

@@ -1,18 +1,19 @@
 """Classify an API request the way kube-apiserver does (its RequestInfoFactory), or refuse it.
 
 Anything kube-apiserver might parse differently from us is refused, never guessed: dot
-segments, empty segments, encoded slashes, dots or backslashes, `;`, control characters,
-parts beyond what the route allows, and repeated values of parameters that change the verb
-or the selection.
+segments, empty segments, encoded slashes, dots or backslashes, `;`, control characters and
+parts beyond what the route allows. The query is read by `query.Query` (Go's rules); `watch` is
+a boolean the apimachinery way (`?watch=` and `?watch` are watches).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
 from ..errors import Denial
+from .query import Query
 
 MUTATING = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 READ_ONLY = frozenset({"get", "list", "watch"})
@@ -21,9 +22,6 @@ METHOD_VERBS = {"POST": "create", "GET": "get", "HEAD": "get", "PUT": "update", 
 # Subresources whose GET opens a stream that can act (kube-apiserver authorizes these as create).
 CONNECT_SUBRESOURCES = frozenset({"exec", "attach", "portforward"})
 NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
-# Query parameters that decide the verb or what is selected: a second value is ambiguous.
-SINGLE_VALUED = ("watch", "dryRun", "labelSelector", "fieldSelector", "resourceVersion",
-                 "resourceVersionMatch", "continue", "limit", "propagationPolicy", "timeoutSeconds")
 
 _ENCODED_FORBIDDEN = re.compile(r"%(2[fF]|5[cC]|2[eE]|00|25)")
 _SEGMENT_OK = re.compile(r"^[A-Za-z0-9._:@~!$&'()*+,=-]+$")
@@ -74,15 +72,6 @@ def _bad(message: str) -> Denial:
     return Denial(400, f"kubegate: {message}; the request was not forwarded", "BadRequest")
 
 
-def _parse_bool(value: str) -> bool:
-    # Go's strconv.ParseBool, which kube-apiserver uses for `watch`.
-    if value in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if value in ("0", "f", "F", "FALSE", "false", "False", ""):
-        return False
-    raise _bad(f"invalid boolean value {value!r}")
-
-
 def split_path(raw_path: str) -> list[str]:
     """Decoded path segments, refusing anything that could be read two ways."""
     if not raw_path.startswith("/"):
@@ -107,23 +96,11 @@ def split_path(raw_path: str) -> list[str]:
     return decoded
 
 
-def parse_query(query: str) -> dict[str, list[str]]:
-    try:
-        params = parse_qs(query, keep_blank_values=True, strict_parsing=False, errors="strict")
-    except UnicodeDecodeError as e:
-        raise _bad("the query string is not valid UTF-8") from e
-    for name in SINGLE_VALUED:
-        if len(params.get(name, ())) > 1:
-            raise _bad(f"the query parameter {name!r} is given more than once")
-    return params
-
-
-def classify(method: str, raw_path: str, query: str) -> RequestInfo:
+def classify(method: str, raw_path: str, query: Query) -> RequestInfo:
     method = method.upper()
     if method not in METHOD_VERBS:
         raise Denial(405, f"kubegate: the method {method} is not allowed", "MethodNotAllowed")
     parts = split_path(raw_path)
-    params = parse_query(query)
     path = "/" + "/".join(parts)
 
     api_prefix = parts[0] if parts else ""
@@ -165,7 +142,7 @@ def classify(method: str, raw_path: str, query: str) -> RequestInfo:
 
     if not watch_path:
         if verb == "get" and not name:
-            verb = "watch" if _parse_bool(params.get("watch", [""])[0]) else "list"
+            verb = "watch" if query.flag("watch") else "list"
         elif verb == "delete" and not name:
             verb = "deletecollection"
         elif verb == "get" and subresource in CONNECT_SUBRESOURCES:

@@ -11,8 +11,9 @@ import pytest
 
 from kubegate.gateway.gates import limits_policy
 from kubegate.gateway.identity.identity import Identity
-from kubegate.gateway.gates.rate import deleted_kind, is_dry_run
+from kubegate.gateway.gates.rate import deleted_kind
 from kubegate.gateway.request.info import RequestInfo, classify
+from kubegate.gateway.request.query import Query
 
 GATES_DIR = Path(__file__).resolve().parents[3] / "policies" / "gates"
 
@@ -105,11 +106,10 @@ def test_policy_check_covers_gates_and_exits_1_with_file_line(tmp_path: Path) ->
     ("POST", "/api/v1/namespaces/shop/pods", "", None),
 ])
 def test_what_counts_as_a_delete(method: str, path: str, query: str, kind: str | None) -> None:
-    assert deleted_kind(classify(method, path, query)) == kind
+    assert deleted_kind(classify(method, path, Query.parse(query))) == kind
 
 
 def test_dry_run_and_budget_scopes() -> None:
-    assert is_dry_run("dryRun=All") and not is_dry_run("dryRun=") and not is_dry_run("")
     budget = limits_policy.load(GATES_DIR)[0].budget_for("configmaps")
     assert budget is not None
     info = RequestInfo(path="", verb="delete", is_resource=True, namespace="shop", resource="configmaps", name="c")

@@ -5,9 +5,15 @@ from __future__ import annotations
 import pytest
 
 from kubegate.gateway.errors import Denial
-from kubegate.gateway.request.info import classify
+from kubegate.gateway.request.info import RequestInfo
+from kubegate.gateway.request.info import classify as classify_parsed
+from kubegate.gateway.request.query import Query
 
 P = pytest.param
+
+
+def classify(method: str, path: str, query: str) -> RequestInfo:
+    return classify_parsed(method, path, Query.parse(query))
 
 
 @pytest.mark.parametrize(("method", "path", "query", "expected"), [
@@ -16,6 +22,15 @@ P = pytest.param
     P("GET", "/api/v1/namespaces/a/pods", "watch=1&resourceVersion=5", ("watch", "", "a", "pods", "", ""),
       id="watch-1"),
     P("GET", "/api/v1/namespaces/a/pods", "watch=false", ("list", "", "a", "pods", "", ""), id="watch-false"),
+    P("GET", "/api/v1/namespaces/a/pods", "watch=FALSE", ("list", "", "a", "pods", "", ""), id="watch-FALSE"),
+    P("GET", "/api/v1/namespaces/a/pods", "watch=0", ("list", "", "a", "pods", "", ""), id="watch-0"),
+    # apimachinery's bool conversion: any other value, the empty one included, is a watch.
+    P("GET", "/api/v1/namespaces/a/pods", "watch=", ("watch", "", "a", "pods", "", ""), id="watch-empty"),
+    P("GET", "/api/v1/namespaces/a/pods", "watch", ("watch", "", "a", "pods", "", ""), id="watch-bare"),
+    P("GET", "/api/v1/namespaces/a/pods", "watch=maybe", ("watch", "", "a", "pods", "", ""), id="watch-maybe"),
+    P("GET", "/api/v1/namespaces/a/pods", "watch=f", ("watch", "", "a", "pods", "", ""), id="watch-f"),
+    P("GET", "/api/v1/namespaces/a/pods", "watch=no", ("watch", "", "a", "pods", "", ""), id="watch-no"),
+    P("GET", "/api/v1/namespaces/a/pods", "watch=+false", ("watch", "", "a", "pods", "", ""), id="watch-space-false"),
     P("GET", "/apis/apps/v1/watch/namespaces/a/deployments/web", "", ("watch", "apps", "a", "deployments", "", "web"),
       id="legacy-watch-path"),
     P("GET", "/api/v1/namespaces/a/pods/web", "", ("get", "", "a", "pods", "", "web"), id="get"),
@@ -84,7 +99,7 @@ def test_non_resource_requests(method: str, path: str, verb: str) -> None:
     P("GET", "/api/v1/namespaces/a/pods/w%20b", "", id="encoded-space"),
     P("GET", "/api/v1/namespaces/a/pods", "watch=false&watch=true", id="duplicate-watch"),
     P("DELETE", "/api/v1/namespaces/a/pods", "labelSelector=a%3Db&labelSelector=", id="duplicate-selector"),
-    P("GET", "/api/v1/namespaces/a/pods", "watch=maybe", id="bad-boolean"),
+    P("GET", "/api/v1/namespaces/a/pods", "watch=1;", id="semicolon-in-query"),
     P("GET", "/api/v1/proxy/namespaces/a/pods/web", "", id="deprecated-proxy-path"),
     P("PATCH", "/api/v1/namespaces/a/pods", "", id="patch-without-name"),
     P("POST", "/api/v1/namespaces/a/pods/web", "", id="create-with-name"),
