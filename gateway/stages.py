@@ -16,7 +16,7 @@ from .identity.authn import Authenticator
 from .authz.authorizer import PolicyHolder, describe_refusal
 from .context import GateContext
 from .errors import Answer, Denial
-from .request import deleteoptions
+from .request import bodies, deleteoptions
 from .request.info import classify
 from .request.query import Query
 from .state.store import StoreUnavailable
@@ -146,6 +146,15 @@ class Classify:
         ctx.query = Query.parse(ctx.request.query)
         ctx.info = info = classify(ctx.request.method, ctx.path, ctx.query)
         content_type = ctx.request.headers.get("Content-Type")
+        encoding = ctx.request.headers.get("Content-Encoding", "identity").strip().lower()
+        if ctx.request.body and encoding != "identity":
+            raise Denial(415, f"kubegate: request bodies with Content-Encoding {encoding!r} are not accepted; "
+                              "the request was not forwarded", "UnsupportedMediaType")
+        if info.is_resource and info.mutating and ctx.request.body:
+            # Read once, as the apiserver's Go decoders read it; gates reuse this reading.
+            ctx.body_view = body = bodies.read(content_type, ctx.request.body)
+            if body.go_refusal:
+                raise Denial(400, f"kubegate: {body.error}; the request was not forwarded", "BadRequest")
         if info.is_resource and info.verb in ("delete", "deletecollection") and not info.subresource:
             ctx.delete_options = deleteoptions.for_delete(ctx.query, content_type, ctx.request.body)
         elif info.is_resource and info.verb == "create" and info.subresource == "eviction":

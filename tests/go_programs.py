@@ -39,7 +39,7 @@ def binary(program: str) -> Path:
 
 
 def build(program: str, out_dir: Path) -> Path:
-    """`tests/go/<program>/main.go` built into out_dir; fails the test run if Go is missing."""
+    """`tests/go/<program>/*.go` built into out_dir; fails the test run if Go is missing."""
     go = shutil.which("go")
     if go is None:
         pytest.fail("Go is not installed: run the tests through ./dev test (it installs golang-go and the "
@@ -47,7 +47,8 @@ def build(program: str, out_dir: Path) -> Path:
     out = out_dir / program
     env = {**os.environ, "GO111MODULE": "off", "GOPATH": str(SYSTEM_GOPATH), "GOFLAGS": "",
            "GOCACHE": os.environ.get("GOCACHE", str(Path.home() / ".cache" / "go-build"))}
-    proc = subprocess.run([go, "build", "-o", str(out), str(GO_SOURCES / program / "main.go")],
+    sources = sorted(str(f) for f in (GO_SOURCES / program).glob("*.go") if not f.name.endswith("_test.go"))
+    proc = subprocess.run([go, "build", "-o", str(out), *sources],
                           capture_output=True, text=True, env=env, timeout=300)
     if proc.returncode != 0:
         pytest.fail(f"building tests/go/{program} failed:\n{proc.stderr}")

@@ -9,13 +9,10 @@ What cannot be read is reported, never guessed: rules then apply their conservat
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
-from . import kubeproto
+from . import decoders, kubeproto
 
 
 @dataclass(frozen=True)
@@ -23,6 +20,9 @@ class Body:
     obj: dict[str, Any] | None  # the object, or the fragment a patch writes; None if unreadable/absent
     kind: str  # "none", "json", "merge-patch", "strategic-merge-patch", "json-patch", "apply-yaml", "yaml", "protobuf"
     error: str = ""  # why it could not be read
+    # JSON or YAML that kube-apiserver's Go decoders would read differently, or refuse: the request
+    # is refused whole (a 400), since no gate could judge what the apiserver would execute.
+    go_refusal: bool = False
 
     @property
     def readable(self) -> bool:
@@ -64,16 +64,24 @@ def read(content_type: str | None, body: bytes) -> Body:
     try:
         if kubeproto.is_protobuf(media):
             decoded = kubeproto.decode(body)
+            if decoded.unknown:
+                # Go skips fields it does not know, but the apiserver knows them: rules and webhooks
+                # would see a partial object. Unreadable, so they take their conservative outcome.
+                return Body(None, "protobuf", "the protobuf body has fields kubegate does not model: "
+                                              + ", ".join(decoded.unknown[:5]))
             return Body(decoded.obj, "protobuf")
         if media in ("application/apply-patch+yaml", "application/yaml"):
-            data = yaml.safe_load(body)
+            data = decoders.read_yaml(body)
             kind = "apply-yaml" if media == "application/apply-patch+yaml" else "yaml"
         else:
-            data = json.loads(body)
+            data = decoders.read_json(body)
             kind = {"application/json-patch+json": "json-patch",
                     "application/merge-patch+json": "merge-patch",
                     "application/strategic-merge-patch+json": "strategic-merge-patch"}.get(media, "json")
-    except (ValueError, yaml.YAMLError, kubeproto.ProtobufError, UnicodeDecodeError) as e:
+    except decoders.DecodeError as e:
+        return Body(None, "unreadable", f"cannot read the {media or 'untyped'} body as kube-apiserver does: {e}",
+                    go_refusal=True)
+    except (ValueError, kubeproto.ProtobufError) as e:
         return Body(None, "unreadable", f"cannot read the {media or 'untyped'} body: {e}")
     if kind == "json-patch":
         if not isinstance(data, list):

@@ -32,7 +32,7 @@ class Decoded:
     unknown: list[str] = field(default_factory=list)  # JSON paths of fields the schema lacks
 
 
-# A field is (json name, type). Types: "string", "bytes", "int", "bool", "time", "quantity",
+# A field is (json name, type). Types: "string", "bytes", "int" (int64), "int32", "bool", "time", "quantity",
 # "intstr", "map:<value type>", "[]<type>", or a message name. A trailing "?" marks an
 # optional (pointer) field whose zero value is meaningful and kept; other zero values are dropped,
 # as Go's `omitempty` JSON encoding drops them.
@@ -83,13 +83,13 @@ MESSAGES: dict[str, Schema] = {
         4: ("type", "string"), 5: ("externalIPs", "[]string"), 7: ("sessionAffinity", "string"),
         8: ("loadBalancerIP", "string"), 9: ("loadBalancerSourceRanges", "[]string"),
         10: ("externalName", "string"), 11: ("externalTrafficPolicy", "string"),
-        12: ("healthCheckNodePort", "int"), 13: ("publishNotReadyAddresses", "bool"),
+        12: ("healthCheckNodePort", "int32"), 13: ("publishNotReadyAddresses", "bool"),
         17: ("ipFamilyPolicy", "string?"), 18: ("clusterIPs", "[]string"),
         19: ("ipFamilies", "[]string"), 20: ("allocateLoadBalancerNodePorts", "bool?"),
         21: ("loadBalancerClass", "string?"), 22: ("internalTrafficPolicy", "string?"),
     },
-    "ServicePort": {1: ("name", "string"), 2: ("protocol", "string"), 3: ("port", "int"),
-                    4: ("targetPort", "intstr"), 5: ("nodePort", "int"), 6: ("appProtocol", "string?")},
+    "ServicePort": {1: ("name", "string"), 2: ("protocol", "string"), 3: ("port", "int32"),
+                    4: ("targetPort", "intstr"), 5: ("nodePort", "int32"), 6: ("appProtocol", "string?")},
     "Pod": {1: ("metadata", "ObjectMeta"), 2: ("spec", "PodSpec"), 3: ("status", "PodStatus")},
     "PodStatus": {1: ("phase", "string")},
     "PodTemplateSpec": {1: ("metadata", "ObjectMeta"), 2: ("spec", "PodSpec")},
@@ -104,7 +104,7 @@ MESSAGES: dict[str, Schema] = {
         17: ("subdomain", "string"), 19: ("schedulerName", "string"),
         20: ("initContainers", "[]Container"), 21: ("automountServiceAccountToken", "bool?"),
         22: ("tolerations", "[]Toleration"), 24: ("priorityClassName", "string"),
-        25: ("priority", "int?"), 27: ("shareProcessNamespace", "bool?"),
+        25: ("priority", "int32?"), 27: ("shareProcessNamespace", "bool?"),
         29: ("runtimeClassName", "string?"), 30: ("enableServiceLinks", "bool?"),
         31: ("preemptionPolicy", "string?"), 35: ("setHostnameAsFQDN", "bool?"),
         37: ("hostUsers", "bool?"),
@@ -118,7 +118,7 @@ MESSAGES: dict[str, Schema] = {
         16: ("stdin", "bool"), 17: ("stdinOnce", "bool"), 18: ("tty", "bool"),
         20: ("terminationMessagePolicy", "string"), 24: ("restartPolicy", "string?"),
     },
-    "ContainerPort": {1: ("name", "string"), 2: ("hostPort", "int"), 3: ("containerPort", "int"),
+    "ContainerPort": {1: ("name", "string"), 2: ("hostPort", "int32"), 3: ("containerPort", "int32"),
                       4: ("protocol", "string"), 5: ("hostIP", "string")},
     "EnvVar": {1: ("name", "string"), 2: ("value", "string")},
     "ResourceRequirements": {1: ("limits", "map:quantity"), 2: ("requests", "map:quantity")},
@@ -132,9 +132,9 @@ MESSAGES: dict[str, Schema] = {
                      19: ("configMap", "ConfigMapVolumeSource")},
     "HostPathVolumeSource": {1: ("path", "string"), 2: ("type", "string?")},
     "EmptyDirVolumeSource": {1: ("medium", "string"), 2: ("sizeLimit", "quantity")},
-    "SecretVolumeSource": {1: ("secretName", "string"), 3: ("defaultMode", "int?"),
+    "SecretVolumeSource": {1: ("secretName", "string"), 3: ("defaultMode", "int32?"),
                            4: ("optional", "bool?")},
-    "ConfigMapVolumeSource": {1: ("", "LocalObjectReference"), 3: ("defaultMode", "int?"),
+    "ConfigMapVolumeSource": {1: ("", "LocalObjectReference"), 3: ("defaultMode", "int32?"),
                               4: ("optional", "bool?")},
     "PVCVolumeSource": {1: ("claimName", "string"), 2: ("readOnly", "bool")},
     "SecurityContext": {1: ("capabilities", "Capabilities"), 2: ("privileged", "bool?"),
@@ -148,28 +148,28 @@ MESSAGES: dict[str, Schema] = {
                    4: ("effect", "string"), 5: ("tolerationSeconds", "int?")},
     # apps/v1, batch/v1
     "Deployment": {1: ("metadata", "ObjectMeta"), 2: ("spec", "DeploymentSpec"), 3: ("status", "empty")},
-    "DeploymentSpec": {1: ("replicas", "int?"), 2: ("selector", "LabelSelector"),
+    "DeploymentSpec": {1: ("replicas", "int32?"), 2: ("selector", "LabelSelector"),
                        3: ("template", "PodTemplateSpec"), 4: ("strategy", "DeploymentStrategy"),
-                       5: ("minReadySeconds", "int"), 6: ("revisionHistoryLimit", "int?"),
-                       7: ("paused", "bool"), 9: ("progressDeadlineSeconds", "int?")},
+                       5: ("minReadySeconds", "int32"), 6: ("revisionHistoryLimit", "int32?"),
+                       7: ("paused", "bool"), 9: ("progressDeadlineSeconds", "int32?")},
     "DeploymentStrategy": {1: ("type", "string"), 2: ("rollingUpdate", "RollingUpdateDeployment")},
     "RollingUpdateDeployment": {1: ("maxUnavailable", "intstr"), 2: ("maxSurge", "intstr")},
     "ReplicaSet": {1: ("metadata", "ObjectMeta"), 2: ("spec", "ReplicaSetSpec"), 3: ("status", "empty")},
-    "ReplicaSetSpec": {1: ("replicas", "int?"), 2: ("selector", "LabelSelector"),
-                       3: ("template", "PodTemplateSpec"), 4: ("minReadySeconds", "int")},
+    "ReplicaSetSpec": {1: ("replicas", "int32?"), 2: ("selector", "LabelSelector"),
+                       3: ("template", "PodTemplateSpec"), 4: ("minReadySeconds", "int32")},
     "StatefulSet": {1: ("metadata", "ObjectMeta"), 2: ("spec", "StatefulSetSpec"), 3: ("status", "empty")},
-    "StatefulSetSpec": {1: ("replicas", "int?"), 2: ("selector", "LabelSelector"),
+    "StatefulSetSpec": {1: ("replicas", "int32?"), 2: ("selector", "LabelSelector"),
                         3: ("template", "PodTemplateSpec"), 5: ("serviceName", "string"),
-                        6: ("podManagementPolicy", "string"), 8: ("revisionHistoryLimit", "int?"),
-                        9: ("minReadySeconds", "int")},
+                        6: ("podManagementPolicy", "string"), 8: ("revisionHistoryLimit", "int32?"),
+                        9: ("minReadySeconds", "int32")},
     "DaemonSet": {1: ("metadata", "ObjectMeta"), 2: ("spec", "DaemonSetSpec"), 3: ("status", "empty")},
     "DaemonSetSpec": {1: ("selector", "LabelSelector"), 2: ("template", "PodTemplateSpec"),
-                      4: ("minReadySeconds", "int"), 6: ("revisionHistoryLimit", "int?")},
+                      4: ("minReadySeconds", "int32"), 6: ("revisionHistoryLimit", "int32?")},
     "Job": {1: ("metadata", "ObjectMeta"), 2: ("spec", "JobSpec"), 3: ("status", "empty")},
-    "JobSpec": {1: ("parallelism", "int?"), 2: ("completions", "int?"),
+    "JobSpec": {1: ("parallelism", "int32?"), 2: ("completions", "int32?"),
                 3: ("activeDeadlineSeconds", "int?"), 4: ("selector", "LabelSelector"),
                 5: ("manualSelector", "bool?"), 6: ("template", "PodTemplateSpec"),
-                7: ("backoffLimit", "int?"), 8: ("ttlSecondsAfterFinished", "int?"),
+                7: ("backoffLimit", "int32?"), 8: ("ttlSecondsAfterFinished", "int32?"),
                 9: ("completionMode", "string?"), 10: ("suspend", "bool?")},
     # rbac.authorization.k8s.io/v1
     "Role": {1: ("metadata", "ObjectMeta"), 2: ("rules", "[]PolicyRule")},
@@ -262,9 +262,12 @@ def _signed(v: int) -> int:
 
 
 def _scalar(kind: str, wire: int, value: int | bytes, path: str) -> Any:
-    if kind == "int":
+    if kind in ("int", "int32"):
         if wire != 0:
             raise ProtobufError(f"{path}: expected a varint")
+        if kind == "int32":  # Go's generated code keeps the low 32 bits: 2^32 is 0, 2^31 is negative
+            low = int(value) & 0xFFFFFFFF
+            return low - (1 << 32) if low >= 1 << 31 else low
         return _signed(int(value))
     if kind == "bool":
         if wire != 0:
@@ -294,8 +297,8 @@ def _scalar(kind: str, wire: int, value: int | bytes, path: str) -> Any:
 
 MESSAGES.update({
     "Quantity": {1: ("string", "string")},
-    "Time": {1: ("seconds", "int"), 2: ("nanos", "int")},
-    "IntOrString": {1: ("type", "int"), 2: ("intVal", "int"), 3: ("strVal", "string")},
+    "Time": {1: ("seconds", "int"), 2: ("nanos", "int32")},
+    "IntOrString": {1: ("type", "int"), 2: ("intVal", "int32"), 3: ("strVal", "string")},
 })
 
 
@@ -307,7 +310,19 @@ def _message(name: str, buf: bytes, path: str, unknown: list[str]) -> dict[str, 
     schema = MESSAGES[name]
     out: dict[str, Any] = {}
     keep: set[str] = set()
+    # A singular embedded message that occurs more than once is MERGED by Go's generated code
+    # (it unmarshals each occurrence into the existing struct), which is what decoding the
+    # occurrences' bytes concatenated gives: they are gathered here and decoded once, in order.
+    merged: dict[int, bytearray] = {}
     for num, wire, value in _fields(buf):
+        spec = schema.get(num)
+        if spec is not None and not spec[1].startswith(("[]", "map:")) and spec[1].rstrip("?") in MESSAGES:
+            if not isinstance(value, bytes):
+                raise ProtobufError(f"{path}.{spec[0]}: expected an embedded message")
+            merged.setdefault(num, bytearray()).extend(value)
+    fields = [(num, wire, value) for num, wire, value in _fields(buf) if num not in merged]
+    fields += [(num, 2, bytes(value)) for num, value in merged.items()]
+    for num, wire, value in fields:
         spec = schema.get(num)
         if name == "empty" and value in (0, b""):
             continue  # clients encode their (empty) status with every non-pointer field at zero

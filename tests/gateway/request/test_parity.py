@@ -45,8 +45,9 @@ class Env:
         self.token = gw.token("ada")
         self.direct = k8s.CoreV1Api(python_client(upstream.url, upstream.ca_file, upstream.admin_token))
 
-    def namespace(self, pods: dict[str, dict[str, str]] | None = None, configmaps: int = 0) -> str:
-        ns = f"parity-{uuid.uuid4().hex[:8]}"
+    def namespace(self, pods: dict[str, dict[str, str]] | None = None, configmaps: int = 0,
+                  prefix: str = "parity") -> str:
+        ns = f"{prefix}-{uuid.uuid4().hex[:8]}"
         self.direct.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=ns)))
         for name, labels in (pods or {}).items():
             self.direct.create_namespaced_pod(ns, k8s.V1Pod(
@@ -245,3 +246,69 @@ def test_a_dry_run_does_not_pass_an_open_breaker(env: Env) -> None:
         status = assert_status(resp, 429, "TooManyRequests")
         assert "circuit breaker" in status["message"]
     assert env.configmaps(ns) == ["cm1", "cm2"]
+
+
+def _proto_deployment(name: str, *spec_parts: bytes) -> bytes:
+    from tests.gateway.request.test_decoders import deployment, field, spec
+    return deployment(field(1, field(1, name)), *(spec(p) for p in spec_parts))
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    P(b'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: NAME}\nspec:\n  replicas: 0o0\n',
+      "application/yaml", id="yaml-0o0"),
+    P(b'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: NAME}\nspec:\n  replicas: 0x0\n',
+      "application/yaml", id="yaml-0x0"),
+    P(b'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: NAME}\nspec:\n  replicas: 0_0\n',
+      "application/yaml", id="yaml-0_0"),
+    P(b'{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "NAME"}, "spec": {"replicas": 0e5}}',
+      "application/json", id="json-0e5"),
+    P("PROTO-MERGED", "application/vnd.kubernetes.protobuf", id="protobuf-spec-twice"),
+    P("PROTO-WRAP", "application/vnd.kubernetes.protobuf", id="protobuf-int32-wraps"),
+])
+def test_rules_judge_bodies_as_go_decodes_them(env: Env, body: bytes | str, content_type: str) -> None:
+    from tests.gateway.request.test_decoders import field
+    ns = env.namespace(prefix="prod")
+    name = f"web-{uuid.uuid4().hex[:6]}"
+    if body == "PROTO-MERGED":  # replicas 0 in the first spec, the rest in a second: Go merges them
+        data = _proto_deployment(name, field(1, 0), field(2, field(1, field(1, field(1, "app") + field(2, "web")))))
+    elif body == "PROTO-WRAP":  # 2^32 in an int32 field: 0 to Go
+        data = _proto_deployment(name, field(1, 2**32))
+    else:
+        assert isinstance(body, bytes)
+        data = body.replace(b"NAME", name.encode())
+    resp = env.send("POST", f"/apis/apps/v1/namespaces/{ns}/deployments", data, content_type)
+    status = assert_status(resp, 403, "Forbidden")
+    assert "scale-to-zero-in-production" in status["message"] and "could not be read" not in status["message"]
+    assert [line for line in env.seen(ns) if line.startswith("POST")] == []
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    P(b'{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"replicas": 3, '
+      b'"replicas": 0}}', "application/json", id="json-duplicate-key"),
+    P(b'{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"replicas": NaN}}',
+      "application/json", id="json-nan"),
+    P(b'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nbase: &b {replicas: 3}\nspec:\n  <<: *b\n'
+      b'  replicas: 0\n', "application/yaml", id="yaml-anchor-and-merge"),
+    P(b'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  replicas: !!int "0"\n',
+      "application/yaml", id="yaml-tag"),
+    P(b'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {replicas: 1}\nspec: {replicas: 0}\n',
+      "application/yaml", id="yaml-duplicate-key"),
+    P(b'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n---\nspec: {replicas: 0}\n',
+      "application/yaml", id="yaml-two-documents"),
+])
+def test_bodies_go_would_read_differently_are_refused(env: Env, body: bytes, content_type: str) -> None:
+    ns = env.namespace(prefix="prod")
+    resp = env.send("POST", f"/apis/apps/v1/namespaces/{ns}/deployments", body, content_type)
+    assert_status(resp, 400, "BadRequest")
+    assert env.seen(ns) == []
+
+
+def test_compressed_request_bodies_are_refused(env: Env) -> None:
+    import gzip
+    ns = env.namespace(prefix="prod")
+    body = gzip.compress(b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}')
+    resp = send(env.gw.port, env.gw.ca_file, "POST", f"/api/v1/namespaces/{ns}/configmaps", body=body,
+                headers={"Authorization": f"Bearer {env.token}", "Content-Type": "application/json",
+                         "Content-Encoding": "gzip"})
+    assert_status(resp, 415, "UnsupportedMediaType")
+    assert env.seen(ns) == []
