@@ -56,6 +56,8 @@ class GateContext:
     approval_reasons: list[str] = field(default_factory=list)
     break_glass: bool = False  # one of the reasons is a freeze window
     body_view: Any = None  # the decoded body (bodies.Body), once a gate has needed it
+    # What rules and webhooks judge (bodies.Body): the body, or for a patch the object it leaves.
+    judged: Any = None
     # What gates take only once the request is sure to be forwarded (delete budgets, approval
     # tickets), run in order by the last stage; each may still refuse.
     commits: list[Callable[[], Awaitable[None]]] = field(default_factory=list)

@@ -72,7 +72,7 @@ class Gateway:
         self.access = AccessService(self.store, self.policy, clock=clock, audit=self._audit_access)
         self.approvals = ApprovalService(self.store, self.policy, clock=clock, audit=self._audit_approval)
         change = lambda: self.gates.current.change  # noqa: E731 - the set in force at each request
-        self.webhooks = WebhookGate(change, clock=clock, metrics=self.metrics)
+        self.webhooks = WebhookGate(change, clock=clock, metrics=self.metrics, client=self.counter)
         gates = GateStages(
             breaker_api=BreakerApi(self.store, self.policy, clock=clock, metrics=self.metrics,
                                    on_reset=self._audit_breaker_reset),

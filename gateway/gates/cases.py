@@ -14,12 +14,14 @@
         query: labelSelector=app%3Dweb        # optional
         kubectl_command: kubectl delete       # optional: kubectl's Kubectl-Command header
         live_labels: {kubegate.io/protected: "true"}   # optional: the live object's labels
+        live: {spec: {replicas: 3}}           # optional: the live object a patch applies to
         at: "2026-12-24T12:00:00+00:00"       # optional: when (freeze windows)
         expect: approval                      # allow | deny | approval
         by: scale-to-zero-in-production       # optional: the rule or window that must decide
 
 The cases run through the same gate code as the gateway (freeze, then rules); the live object
-comes from the case, and `more_than` counters start empty for every case.
+comes from the case (`live`, with `live_labels` as its labels; none given: an empty object), a
+patch is judged by what it leaves of it, and `more_than` counters start empty for every case.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from ..clusters.client import UpstreamClient, UpstreamError
 from ..clusters.upstreams import Upstream
 
 _KEYS = {"name", "user", "groups", "cluster", "verb", "resource", "namespace", "object", "content_type", "body",
-         "query", "kubectl_command", "live_labels", "at", "expect", "by"}
+         "query", "kubectl_command", "live_labels", "live", "at", "expect", "by"}
 EXPECTS = ("allow", "deny", "approval")
 
 
@@ -76,14 +78,14 @@ class GateOutcome:
 class _LiveObject(UpstreamClient):
     """The live object a case describes, instead of a cluster."""
 
-    def __init__(self, labels: dict[str, str] | None) -> None:
+    def __init__(self, live: dict[str, Any] | None, labels: dict[str, str] | None) -> None:
         super().__init__()
-        self.labels = labels
+        self.live = json.loads(json.dumps(live or {}, default=str))  # a copy, as JSON has it
+        if labels is not None:
+            self.live.setdefault("metadata", {})["labels"] = labels
 
     async def get_object(self, upstream: Upstream, identity: Identity, path: str, request_id: str) -> Any:
-        if self.labels is None:
-            raise UpstreamError(404, "not found")
-        return {"metadata": {"labels": self.labels}}
+        return self.live
 
     async def count(self, upstream: Upstream, identity: Identity, path: str, query: Query,
                     request_id: str) -> int:
@@ -124,9 +126,10 @@ async def _run_one(policy: ChangePolicy, case: GateCase) -> GateOutcome:
         datetime.now(timezone.utc).timestamp()
     source = lambda: policy  # noqa: E731
     labels = raw.get("live_labels")
+    live = raw.get("live")
     try:
         await FreezeGate(source, lambda: now)(ctx)
-        await RulesGate(source, MemoryStore(), _LiveObject(labels), clock=lambda: now)(ctx)
+        await RulesGate(source, MemoryStore(), _LiveObject(live if isinstance(live, dict) else None, labels), clock=lambda: now)(ctx)
     except Denial as d:
         got, message = "deny", d.message
     else:

@@ -22,7 +22,7 @@ from typing import Any, Awaitable, Callable
 
 import aiohttp
 
-from ..request import bodies
+from ..request import bodies, patches
 from .approvals import ApprovalError, ApprovalService, ticket_json
 from .change_policy import ChangePolicy, FreezeWindow, Rule, Webhook
 from ..context import GateContext
@@ -48,6 +48,33 @@ def _body(ctx: GateContext) -> bodies.Body:
     if not isinstance(ctx.body_view, bodies.Body):
         ctx.body_view = bodies.read(ctx.request.headers.get("Content-Type"), ctx.request.body)
     return ctx.body_view
+
+
+async def judged(ctx: GateContext, client: UpstreamClient | None) -> bodies.Body:
+    """What rules and webhooks judge: the object the request writes. For a patch that is the live
+    object (read as the caller) with the patch applied: what the apiserver will store. What cannot
+    be modelled is unreadable, and rules take their conservative outcome."""
+    if isinstance(ctx.judged, bodies.Body):
+        return ctx.judged
+    body = _body(ctx)
+    if ctx.info is None or ctx.info.verb != "patch" or body.kind not in patches.PATCH_KINDS or not body.readable:
+        ctx.judged = body
+        return body
+    live: dict[str, Any] | None = None
+    try:
+        if client is None or ctx.upstream is None or ctx.identity is None:
+            raise UpstreamError(500, "no client to read the live object with")
+        found = await client.get_object(ctx.upstream, ctx.identity, ctx.path, ctx.request_id)
+        live = found if isinstance(found, dict) else None
+    except UpstreamError as e:
+        if e.status != 404:
+            ctx.judged = bodies.Body(None, body.kind, f"the object to patch could not be read ({e.message})")
+            return ctx.judged
+    try:
+        ctx.judged = bodies.Body(patches.apply(body.kind, live, body.data), body.kind)
+    except patches.PatchError as e:
+        ctx.judged = bodies.Body(None, body.kind, f"the patch's result cannot be modelled: {e}")
+    return ctx.judged
 
 
 def _refuse(metrics: Metrics | None, gate: str, reason: str, name: str) -> None:
@@ -144,7 +171,7 @@ class RulesGate:
             return False, ""
         note = ""
         if rule.body:
-            body = _body(ctx)
+            body = await judged(ctx, self.counter)
             if not body.readable:
                 note = f" [the body could not be read ({body.error or 'no body'}), so the rule applies]"
             elif not all(_holds(c.op, bodies.lookup(body.obj or {}, c.path), c.value) for c in rule.body):
@@ -187,12 +214,23 @@ def _holds(op: str, actual: Any, expected: Any) -> bool:
     return actual in expected  # "in"
 
 
+# What the apiserver changes on every write: two reviews that differ only there ask the same thing.
+_BOOKKEEPING = ("resourceVersion", "managedFields", "generation", "creationTimestamp", "uid")
+
+
+def _without_bookkeeping(obj: Any) -> Any:
+    if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
+        return obj
+    meta = {k: v for k, v in obj["metadata"].items() if k not in _BOOKKEEPING}
+    return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
+
+
 class WebhookGate:
     name = "webhooks"
 
     def __init__(self, policy: PolicySource, *, clock: Callable[[], float] = time.time,
-                 metrics: Metrics | None = None) -> None:
-        self.policy, self.clock, self.metrics = policy, clock, metrics
+                 metrics: Metrics | None = None, client: UpstreamClient | None = None) -> None:
+        self.policy, self.clock, self.metrics, self.client = policy, clock, metrics, client
         self._session: aiohttp.ClientSession | None = None
         self._contexts: dict[str, ssl.SSLContext] = {}
         self._cache: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
@@ -204,8 +242,8 @@ class WebhookGate:
             self._contexts[hook.ca_file] = ctx
         return ctx
 
-    def review(self, ctx: GateContext, identity: Identity, cluster: str, info: RequestInfo) -> dict[str, Any]:
-        body = _body(ctx)
+    def review(self, ctx: GateContext, identity: Identity, cluster: str, info: RequestInfo,
+               body: bodies.Body) -> dict[str, Any]:
         return {"apiVersion": REVIEW_VERSION, "kind": "ChangeReview", "request": {
             "uid": ctx.request_id, "cluster": cluster, "user": identity.to_audit(),
             "userAgent": ctx.request.user_agent,
@@ -219,10 +257,10 @@ class WebhookGate:
 
     async def __call__(self, ctx: GateContext) -> None:
         identity, cluster, info = _ready(ctx)
-        for hook in self.policy().webhooks:
-            if not hook.match.matches(cluster, info):
-                continue
-            review = self.review(ctx, identity, cluster, info)
+        hooks = [hook for hook in self.policy().webhooks if hook.match.matches(cluster, info)]
+        body = await judged(ctx, self.client) if hooks else bodies.NONE
+        for hook in hooks:
+            review = self.review(ctx, identity, cluster, info, body)
             try:
                 answer = await self._ask(hook, review)
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, OSError) as e:
@@ -248,7 +286,7 @@ class WebhookGate:
     async def _ask(self, hook: Webhook, review: dict[str, Any]) -> dict[str, Any]:
         key = ""
         if hook.cache_seconds > 0:
-            stable = {**review["request"], "uid": ""}
+            stable = {**review["request"], "uid": "", "object": _without_bookkeeping(review["request"]["object"])}
             key = hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
             hit = self._cache.get((hook.name, key))
             if hit is not None and self.clock() - hit[0] < hook.cache_seconds:

@@ -23,6 +23,7 @@ class Body:
     # JSON or YAML that kube-apiserver's Go decoders would read differently, or refuse: the request
     # is refused whole (a 400), since no gate could judge what the apiserver would execute.
     go_refusal: bool = False
+    data: Any = None  # the decoded document itself (a JSON patch's list of operations)
 
     @property
     def readable(self) -> bool:
@@ -87,12 +88,12 @@ def read(content_type: str | None, body: bytes) -> Body:
         if not isinstance(data, list):
             return Body(None, kind, "a JSON patch must be a list of operations")
         try:
-            return Body(_from_json_patch(data), kind)
+            return Body(_from_json_patch(data), kind, data=data)
         except ValueError as e:
             return Body(None, kind, str(e))
     if not isinstance(data, dict):
         return Body(None, kind, f"the body is a {type(data).__name__}, not an object")
-    return Body(data, kind)
+    return Body(data, kind, data=data)
 
 
 _MISSING = object()

@@ -112,7 +112,7 @@ def test_policy_test_runs_the_gate_cases_and_fails_readably(tmp_path: Path) -> N
 
     ok = policy_test(GATES_DIR)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "11 passed, 0 failed" in ok.stdout
+    assert "13 passed, 0 failed" in ok.stdout
     shutil.copytree(GATES_DIR, tmp_path / "gates")
     (tmp_path / "gates" / "tests" / "wrong.yaml").write_text(
         "cases:\n  - {name: namespaces go freely, user: ada, cluster: hz-1, verb: delete, resource: namespaces,"

@@ -312,3 +312,81 @@ def test_compressed_request_bodies_are_refused(env: Env) -> None:
                          "Content-Encoding": "gzip"})
     assert_status(resp, 415, "UnsupportedMediaType")
     assert env.seen(ns) == []
+
+
+class TestPatchesJudgedByResult:
+    """Rules see the object a patch leaves (the live object, read as the caller, with the patch
+    applied), so a patch cannot hide what it does."""
+
+    @pytest.fixture
+    def deployment(self, env: Env) -> tuple[str, str]:
+        ns = env.namespace(prefix="prod")
+        apps = k8s.AppsV1Api(python_client(env.upstream.url, env.upstream.ca_file, env.upstream.admin_token))
+        apps.create_namespaced_deployment(ns, {
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 3, "minReadySeconds": 0, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}})
+        return ns, f"/apis/apps/v1/namespaces/{ns}/deployments/web"
+
+    @pytest.mark.parametrize(("patch", "content_type"), [
+        P([{"op": "move", "from": "/spec/minReadySeconds", "path": "/spec/replicas"}],
+          "application/json-patch+json", id="json-patch-move"),
+        P([{"op": "copy", "from": "/spec/minReadySeconds", "path": "/spec/replicas"}],
+          "application/json-patch+json", id="json-patch-copy"),
+        P([{"op": "test", "path": "/spec/replicas", "value": 3}, {"op": "replace", "path": "/spec/replicas",
+                                                                   "value": 0}],
+          "application/json-patch+json", id="json-patch-test-then-replace"),
+        P({"spec": {"replicas": 0}}, "application/merge-patch+json", id="merge-patch"),
+        P({"spec": {"replicas": 0}}, "application/strategic-merge-patch+json", id="strategic-merge-patch"),
+        P({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 0}},
+          "application/apply-patch+yaml", id="server-side-apply"),
+    ])
+    def test_a_patch_to_zero_replicas_is_seen_however_written(self, env: Env, deployment: tuple[str, str],
+                                                             patch: Any, content_type: str) -> None:
+        ns, path = deployment
+        query = "?fieldManager=t" if content_type == "application/apply-patch+yaml" else ""
+        resp = env.send("PATCH", path + query, json.dumps(patch).encode(), content_type)
+        status = assert_status(resp, 403, "Forbidden")
+        assert "scale-to-zero-in-production" in status["message"]
+        assert "could not be read" not in status["message"]
+        assert [line for line in env.seen(ns) if line.startswith("PATCH")] == []
+
+    @pytest.mark.parametrize(("patch", "content_type"), [
+        P([{"op": "copy", "from": "/spec/replicas", "path": "/spec/minReadySeconds"}],
+          "application/json-patch+json", id="json-patch-copy-elsewhere"),
+        P({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}}},
+          "application/strategic-merge-patch+json", id="strategic-image-change"),
+        P({"metadata": {"labels": {"tier": "front"}}}, "application/merge-patch+json", id="merge-label"),
+    ])
+    def test_a_patch_that_keeps_replicas_passes(self, env: Env, deployment: tuple[str, str], patch: Any,
+                                                 content_type: str) -> None:
+        ns, path = deployment
+        resp = env.send("PATCH", path, json.dumps(patch).encode(), content_type)
+        assert resp.status == 200, resp.body
+        assert resp.json()["spec"]["replicas"] == 3
+
+    def test_a_subject_added_to_the_cluster_admin_binding_needs_approval(self, env: Env) -> None:
+        name = f"admins-{uuid.uuid4().hex[:6]}"
+        rbac = k8s.RbacAuthorizationV1Api(python_client(env.upstream.url, env.upstream.ca_file,
+                                                        env.upstream.admin_token))
+        rbac.create_cluster_role_binding({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "User", "name": "root", "apiGroup": "rbac.authorization.k8s.io"}]})
+        path = f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{name}"
+        patch = [{"op": "add", "path": "/subjects/-", "value": {"kind": "User", "name": "mallory",
+                                                               "apiGroup": "rbac.authorization.k8s.io"}}]
+        resp = env.send("PATCH", path, json.dumps(patch).encode(), "application/json-patch+json")
+        status = assert_status(resp, 403, "Forbidden")
+        assert "bind-cluster-admin" in status["message"]
+        binding = rbac.read_cluster_role_binding(name)
+        assert [s.name for s in binding.subjects] == ["root"]
+
+    def test_a_patch_that_cannot_be_applied_takes_the_conservative_outcome(self, env: Env,
+                                                                          deployment: tuple[str, str]) -> None:
+        ns, path = deployment
+        patch = [{"op": "replace", "path": "/spec/nothing/here", "value": 0}]
+        resp = env.send("PATCH", path, json.dumps(patch).encode(), "application/json-patch+json")
+        status = assert_status(resp, 403, "Forbidden")
+        assert "scale-to-zero-in-production" in status["message"] and "could not be read" in status["message"]
