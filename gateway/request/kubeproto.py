@@ -204,7 +204,8 @@ MESSAGES: dict[str, Schema] = {
 KINDS: dict[tuple[str, str], str] = {
     (api_version, kind): kind
     for api_version, kinds in {
-        "v1": ["Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Pod"],
+        "v1": ["Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Pod", "DeleteOptions"],
+        "meta.k8s.io/v1": ["DeleteOptions"],
         "apps/v1": ["Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"],
         "batch/v1": ["Job"],
         "rbac.authorization.k8s.io/v1": ["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"],

@@ -213,6 +213,12 @@ def test_delete_options_come_from_the_body_first(env: Env) -> None:
     resp = env.send("DELETE", f"{pod}?dryRun=All", {"dryRun": ["All"]})
     assert resp.status == 200, resp.body
     assert env.pods(ns) == ["db-1", "web-1", "web-2"]
+    # A protobuf DeleteOptions (client-go's typed clients) is read too: dryRun is field 5.
+    from tests.gateway.request.test_decoders import field
+    proto = b"k8s\x00" + field(1, field(1, "v1") + field(2, "DeleteOptions")) + field(2, field(5, "All"))
+    resp = env.send("DELETE", pod, proto, "application/vnd.kubernetes.protobuf")
+    assert resp.status == 200, resp.body
+    assert env.audit(resp.headers["audit-id"])["annotations"]["kubegate.io/budget"].endswith("(dry run)")
     # A YAML body is read too.
     resp = env.send("DELETE", pod, b"dryRun: [All]\n", "application/yaml")
     assert resp.status == 200, resp.body
