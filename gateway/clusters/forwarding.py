@@ -51,5 +51,9 @@ def plan(upstream: Upstream, identity: Identity, path: str, query: str, client_i
         headers.append(("Authorization", authorization))
     headers.append(("X-Forwarded-For", client_ip))
     headers.append(("Audit-Id", request_id))  # kube-apiserver records it as the auditID
+    for name, value in headers:
+        # Asserted again where headers are built: a CR, LF or NUL here would be a header of its own.
+        if any(c in value for c in "\r\n\0") or value != value.strip():
+            raise ValueError(f"refusing to forward an unsafe {name} header value")
     full = upstream.base_path + path + (f"?{query}" if query else "")
     return Forward(upstream.host, upstream.port, full, headers)

@@ -64,6 +64,9 @@ class Issuer:
     """Signing algorithm; must fit the key. One of ES256, ES384, EdDSA, RS256."""
     max_ttl_seconds: int = 7 * 24 * 3600
     """Longest lifetime an issued token may have. Default one week."""
+    allow_system_groups: bool = False
+    """Whether issued tokens may carry `system:` groups (other than system:authenticated), which
+    the cluster reserves for itself (system:masters bypasses RBAC). Off: refused at issue and at use."""
 
 
 @dataclass
@@ -92,6 +95,9 @@ class Oidc:
     """Prefix for group names."""
     algorithms: list[str] = field(default_factory=lambda: ["RS256", "ES256"])
     """Signature algorithms accepted from this issuer (never `none`, never HMAC)."""
+    allow_system_groups: bool = False
+    """Whether this issuer's tokens may carry `system:` groups (after groups_prefix; other than
+    system:authenticated). Off, as kube-apiserver's structured authentication recommends: refused."""
 
 
 @dataclass

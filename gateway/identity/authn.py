@@ -21,6 +21,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 
 from ..errors import Denial
+from . import identity as identity_rules
 from .identity import Identity
 from ..config.settings import Issuer, Oidc, Settings
 
@@ -44,8 +45,11 @@ class TokenIssuer:
 
     def issue(self, user: str, groups: list[str] | tuple[str, ...] = (), *, ttl_seconds: int = 3600,
               uid: str = "", extra: dict[str, list[str]] | None = None, session: str = "") -> str:
-        if not user:
-            raise ValueError("a token needs a user")
+        if found := identity_rules.problems(user, tuple(groups), uid, extra):
+            raise ValueError(f"cannot issue a token: {'; '.join(found)}")
+        if (reserved := identity_rules.system_groups(groups)) and not self.cfg.allow_system_groups:
+            raise ValueError(f"cannot issue a token with the cluster's own groups {', '.join(reserved)} "
+                             "(issuer.allow_system_groups is off)")
         if not 0 < ttl_seconds <= self.cfg.max_ttl_seconds:
             raise ValueError(f"ttl must be between 1 and {self.cfg.max_ttl_seconds} seconds")
         now = int(self.clock())
@@ -70,9 +74,22 @@ class TokenIssuer:
             raise unauthorized("the token's groups claim is malformed")
         if not isinstance(extra, dict) or not all(isinstance(v, list) for v in extra.values()):
             raise unauthorized("the token's extra claim is malformed")
-        return Identity(user=_string_claim(claims, "sub"), groups=tuple(groups), uid=str(claims.get("uid", "")),
-                        extra={str(k): tuple(str(x) for x in v) for k, v in extra.items()},
-                        issuer=self.cfg.issuer, session=str(claims.get("sid", "")))
+        return _identity(_string_claim(claims, "sub"), tuple(groups), str(claims.get("uid", "")),
+                         {str(k): tuple(str(x) for x in v) for k, v in extra.items()},
+                         self.cfg.issuer, str(claims.get("sid", "")), self.cfg.allow_system_groups)
+
+
+def _identity(user: str, groups: tuple[str, ...], uid: str, extra: dict[str, tuple[str, ...]], issuer: str,
+              session: str, allow_system_groups: bool) -> Identity:
+    """The identity a verified token names, or 401 naming the claim that cannot be one."""
+    if found := identity_rules.problems(user, groups, uid, extra):
+        raise unauthorized(f"the token's claims cannot name a user: {'; '.join(found)}")
+    if session and (why := identity_rules.value_problem(session)):
+        raise unauthorized(f"the token's claims cannot name a user: sid {why}")
+    if (reserved := identity_rules.system_groups(groups)) and not allow_system_groups:
+        raise unauthorized(f"the token claims the cluster's own groups ({', '.join(reserved)}), which its "
+                           "issuer may not assign")
+    return Identity(user=user, groups=groups, uid=uid, extra=extra, issuer=issuer, session=session)
 
 
 def _string_claim(claims: dict[str, Any], name: str) -> str:
@@ -196,9 +213,8 @@ class OidcIssuer:
             raw_groups = [raw_groups]
         if not isinstance(raw_groups, list) or not all(isinstance(g, str) for g in raw_groups):
             raise unauthorized(f"the token's {self.cfg.groups_claim!r} claim is malformed")
-        return Identity(user=self.user_prefix + user,
-                        groups=tuple(self.cfg.groups_prefix + g for g in raw_groups),
-                        uid=str(claims.get("sub", "")), issuer=self.cfg.issuer)
+        return _identity(self.user_prefix + user, tuple(self.cfg.groups_prefix + g for g in raw_groups),
+                         str(claims.get("sub", "")), {}, self.cfg.issuer, "", self.cfg.allow_system_groups)
 
 
 class Authenticator:

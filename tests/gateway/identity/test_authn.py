@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -117,7 +118,8 @@ def _bad_tokens(own: TokenIssuer, own_key: bytes, idp_key: Any, now: float = NOW
     unsigned = f"{b64(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{b64(json.dumps(claims).encode())}."
     hs_input = f"{b64(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{b64(json.dumps(claims).encode())}"
     hs_sig = b64(hmac.new(public_pem, hs_input.encode(), hashlib.sha256).digest())
-    stranger = TokenIssuer(own.cfg, pem(ec.generate_private_key(ec.SECP256R1())), own.clock)
+    stranger = TokenIssuer(dataclasses.replace(own.cfg, allow_system_groups=True),
+                           pem(ec.generate_private_key(ec.SECP256R1())), own.clock)
     past = TokenIssuer(own.cfg, own_key, lambda: now - 7200)  # the right key, two hours ago, for one hour
     key = serialization.load_pem_private_key(own_key, password=None)
     return {
