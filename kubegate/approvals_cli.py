@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from typing import Any
 
@@ -36,6 +37,18 @@ def show(args: argparse.Namespace) -> int:
     print(f"  opened {_when(t['created'])}, valid until {_when(t['expiresAt'])}; body sha256 {t['bodyDigest'][:16]}…")
     for reason in t["reasons"]:
         print(f"  - {reason}")
+    request = t.get("request") or {}
+    if request.get("method"):
+        # What exactly would run: approve the content, not a description of it.
+        query = f"?{request['query']}" if request.get("query") else ""
+        print(f"\n  {request['method']} {request['path']}{query}")
+        if request.get("contentType"):
+            print(f"  Content-Type: {request['contentType']}")
+        for change in request.get("changes") or []:
+            print(f"  change {change['path']}: {json.dumps(change['old'])} -> {json.dumps(change['new'])}")
+        if request.get("body"):
+            print("  body:")
+            print("\n".join(f"    {line}" for line in request["body"].splitlines()))
     return 0
 
 

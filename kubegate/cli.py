@@ -143,6 +143,8 @@ def _policy_check(args: argparse.Namespace) -> int:
     if authz_dir is not None:
         ps = policy.load(authz_dir)
         problems += ps.problems
+        for warning in ps.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         summary.append(f"{authz_dir}: {len(ps.rules)} rules, {len(ps.bindings)} bindings")
     if gates_dir is not None:
         gates, gate_problems = gate_policy.load(Path(gates_dir))

@@ -11,8 +11,9 @@ SCOPE     `CLUSTER:NAMESPACE` with globs: `*:*` everywhere, `hz-1:shop`, `*:team
           objects and non-resource URLs have an empty namespace (`hz-1:`), which `*` also matches.
 OBJECT    `RESOURCE[.GROUP][/SUBRESOURCE]` (`pods`, `deployments.apps`, `pods/exec`) with globs in
           which `*` does not cross `/` (so `*` never grants a subresource; `*/*` or `pods/*` do),
-          `**` for everything; or a non-resource URL (`/version`, `/openapi/*`: a trailing `*` is a
-          prefix, as in Kubernetes RBAC).
+          `**` for every resource; or a non-resource URL (`/version`, `/openapi/*`: a trailing `*` is a
+          prefix, as in Kubernetes RBAC). Only patterns that start with `/` match non-resource URLs
+          (`*` and `**` never do; `/*` is every one).
 VERBS     `*`, a verb, or `|`-separated verbs; `read` = get|list|watch, `write` = create|update|
           patch|delete|deletecollection.
 NAME      object name glob, or `|`-separated names (`*` for any).
@@ -104,6 +105,7 @@ class PolicySet:
     rules: list[Rule] = field(default_factory=list)
     bindings: list[Binding] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # "file:line: message"
+    warnings: list[str] = field(default_factory=list)  # "file:line: message"; serving goes on
 
     @property
     def ok(self) -> bool:
@@ -146,12 +148,16 @@ def _glob(value: str, pattern: str, separator: str | None) -> bool:
 def object_match(obj: str, pattern: str) -> bool:
     if "|" in pattern:
         return any(object_match(obj, p) for p in pattern.split("|"))
-    if pattern == "**":
-        return True
     if obj.startswith("/") or pattern.startswith("/"):
+        # Non-resource URLs are matched only by patterns that are URLs themselves: `*` and `**`
+        # never reach `/logs/`, `/debug/pprof/` or `/metrics`.
+        if not (obj.startswith("/") and pattern.startswith("/")):
+            return False
         if pattern.endswith("*"):
             return obj.startswith(pattern[:-1])
         return obj == pattern
+    if pattern == "**":
+        return True
     return _glob(obj, pattern, "/")
 
 
@@ -280,8 +286,10 @@ def _literal(value: str) -> bool:
 def _covers(outer: Rule, inner: Rule) -> bool:
     """True when every request `inner` matches is matched by `outer` (checked conservatively)."""
     def field_covers(o: str, i: str, match: object) -> bool:
-        if o == "**" or o == i:
+        if o == i:
             return True
+        if o == "**":  # every resource, and no non-resource URL
+            return match is not object_match or not i.startswith("/")
         if o == "*":
             return match is not object_match or ("/" not in i and i != "**")
         return _literal(i) and bool(match(i, o))  # type: ignore[operator]
@@ -334,6 +342,14 @@ def check(ps: PolicySet) -> None:
 
     allows = [r for r in ps.rules if r.effect == "allow"]
     denies = [r for r in ps.rules if r.effect == "deny"]
+    # `**` once reached non-resource URLs too; now only `/...` patterns do. Say so where a subject
+    # holds `**` and no URL rule, as it may have relied on it.
+    with_urls = {r.subject for r in allows if r.obj.startswith("/")}
+    for rule in allows:
+        if rule.obj == "**" and rule.subject not in with_urls:
+            ps.warnings.append(f"{rule.source}: {rule.subject} gets every resource from '**' but no non-resource "
+                               "URL (/healthz, /metrics, /logs/...): add a rule with a '/...' object (e.g. '/*') "
+                               "if that was meant")
     for i, rule in enumerate(allows):
         for other in allows[:i]:
             if rule.subject == other.subject and _covers(other, rule):

@@ -9,7 +9,7 @@ than the caller could.
 from __future__ import annotations
 
 import ssl
-from typing import Any
+from typing import Any, AsyncIterator
 from urllib.parse import urlencode
 
 import aiohttp
@@ -65,22 +65,26 @@ class UpstreamClient:
         except (aiohttp.ClientError, TimeoutError, ValueError) as e:
             raise UpstreamError(503, f"cluster {upstream.name!r} did not answer: {e or type(e).__name__}") from e
 
-    async def count(self, upstream: Upstream, identity: Identity, path: str, query: Query,
-                    request_id: str) -> int:
-        """How many objects a list of `path` with the selectors in `query` returns, page by page."""
+    async def pages(self, upstream: Upstream, identity: Identity, path: str, query: Query,
+                    request_id: str) -> AsyncIterator[list[Any]]:
+        """The objects a list of `path` with the selectors in `query` returns, a page at a time."""
         selectors = [(k, query.get(k)) for k in SELECTORS if k in query]
-        total, token = 0, ""
+        token = ""
         for _ in range(MAX_PAGES):
             params = selectors + [("limit", str(PAGE))] + ([("continue", token)] if token else [])
             body = await self._get(upstream, identity, path, urlencode(params), request_id)
             items = body.get("items") if isinstance(body, dict) else None
             if not isinstance(items, list):
                 raise UpstreamError(502, f"cluster {upstream.name!r} answered a list without items")
-            total += len(items)
+            yield items
             token = str((body.get("metadata") or {}).get("continue") or "")
             if not token:
-                return total
-        return total
+                return
+
+    async def count(self, upstream: Upstream, identity: Identity, path: str, query: Query,
+                    request_id: str) -> int:
+        """How many objects a list of `path` with the selectors in `query` returns, page by page."""
+        return sum([len(page) async for page in self.pages(upstream, identity, path, query, request_id)])
 
     async def get_object(self, upstream: Upstream, identity: Identity, path: str, request_id: str) -> Any:
         """The object at `path` as the caller sees it now (rules about the current object)."""

@@ -82,7 +82,8 @@ class Gateway:
             limits=RateGate(self.gates, self.store, self.counter, clock=clock, metrics=self.metrics,
                             on_trip=self._audit_breaker_trip),
             webhooks=self.webhooks,
-            approvals=ApprovalGate(self.approvals, public_url=settings.url, metrics=self.metrics))
+            approvals=ApprovalGate(self.approvals, public_url=settings.url, metrics=self.metrics,
+                                   client=self.counter))
         stages = default_stages(audit_ready=self.sink.healthy, authenticator=self.authenticator,
                                 upstreams=self.upstreams, policy=self.policy, access=self.access, gates=gates)
         self.stages = stages_hook(stages) if stages_hook else stages

@@ -1,8 +1,12 @@
 """Approval tickets: a risky request waits for a second person, then passes once.
 
 A request that a freeze window, a rule or a webhook marks "requires approval" is refused with a
-ticket. The ticket is bound to the requester and to a fingerprint of the request (cluster, verb,
-resource, namespace, name, body digest). Another person whom the policy allows to `approve`
+ticket. The ticket is bound to the requester, the ticket's kind and the canonical request: cluster,
+method, path, the query as kube-apiserver reads it (re-encoded), content type and body digest — so a
+ticket approved for `exec -- cat /etc/config` does not admit `exec -- sh -c "rm -rf /data"`, one for
+`labelSelector=tier=canary` does not admit `labelSelector=tier`, and a `change` ticket never meets a
+freeze window's need for break-glass. The ticket shows the approver what is to be approved: the
+request line with its query, a readable body, and for a patch the fields it changes. Another person whom the policy allows to `approve`
 `approvals.kubegate.io` (NAME: the ticket's kind, `change` or `break-glass`) in that scope
 approves or denies it; the requester's identical retry then passes exactly once within the
 ticket's lifetime (compare-and-swap approved -> used in the state store, so once across
@@ -15,8 +19,8 @@ import hashlib
 import json
 import secrets
 import time
-from dataclasses import asdict, dataclass, replace
-from typing import Awaitable, Callable, Literal
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Awaitable, Callable, Literal
 
 from ..authz.authorizer import PolicyHolder
 from ..identity.identity import Identity
@@ -24,7 +28,9 @@ from ..request.info import RequestInfo
 from ..state.store import StateStore
 
 KIND = "approvals"
+INDEX = "approvals-by-request"  # fingerprint -> ids of the tickets for that request
 TICKET_TTL_SECONDS = 3600.0
+PREVIEW_BYTES = 16 * 1024  # how much of a body a ticket shows
 Status = Literal["pending", "approved", "denied", "used", "expired"]
 
 
@@ -51,15 +57,37 @@ class Ticket:
     expires_at: float
     status: Status = "pending"
     decided_by: str = ""
+    # The request as it will be executed, for the approver to read.
+    method: str = ""
+    path: str = ""
+    query: str = ""  # canonical (as forwarded)
+    content_type: str = ""
+    body_preview: str = ""  # the body, readable (decoded protobuf as JSON), cut at PREVIEW_BYTES
+    changes: list[dict[str, Any]] = field(default_factory=list)  # for a patch: the fields it changes
 
     def live(self, now: float) -> bool:
         return now < self.expires_at
 
 
-def fingerprint(user: str, cluster: str, info: RequestInfo, body: bytes) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Request:
+    """The canonical request a ticket is bound to and shows."""
+
+    method: str
+    path: str
+    query: str  # canonical: as kube-apiserver reads it, re-encoded
+    content_type: str
+    body: bytes
+    body_preview: str = ""
+    changes: list[dict[str, Any]] = field(default_factory=list)
+
+
+def fingerprint(user: str, cluster: str, kind: str, info: RequestInfo, request: Request) -> tuple[str, str]:
     """(fingerprint, body digest) of a request: what must be identical for a ticket to apply."""
-    digest = hashlib.sha256(body).hexdigest()
-    key = json.dumps([user, cluster, info.verb, info.object_ref, info.namespace, info.name, digest])
+    digest = hashlib.sha256(request.body).hexdigest()
+    media = request.content_type.split(";")[0].strip().lower()
+    key = json.dumps([user, cluster, kind, request.method.upper(), request.path, request.query, media,
+                      info.verb, info.object_ref, info.namespace, info.name, digest])
     return hashlib.sha256(key.encode()).hexdigest(), digest
 
 
@@ -87,27 +115,38 @@ class ApprovalService:
         raw = await self.store.get(KIND, ticket_id)
         return None if raw is None else _load(raw)
 
-    async def find_or_open(self, identity: Identity, cluster: str, info: RequestInfo, body: bytes, kind: str,
+    async def find_or_open(self, identity: Identity, cluster: str, info: RequestInfo, request: Request, kind: str,
                            reasons: list[str]) -> tuple[Callable[[], Awaitable[Ticket]] | None, Ticket]:
-        """(use, ticket): an approved ticket for exactly this request and the call that uses it up
-        (once: a second use, on any replica, raises 409); or (None, the pending ticket for it, an
-        existing one or a new one)."""
-        fp, digest = fingerprint(identity.user, cluster, info, body)
+        """(use, ticket): an approved ticket of this kind for exactly this request and the call that
+        uses it up (once: a second use, on any replica, raises 409); or (None, the pending ticket for
+        it, an existing one or a new one). Tickets are found through their fingerprint's index."""
+        fp, digest = fingerprint(identity.user, cluster, kind, info, request)
         now = self.clock()
         pending: Ticket | None = None
-        for raw in (await self.store.items(KIND)).values():
-            ticket = _load(raw)
-            if ticket.fingerprint != fp or not ticket.live(now):
+        index_raw = await self.store.get(INDEX, fp)
+        ids: list[str] = json.loads(index_raw) if index_raw else []
+        current = []
+        for ticket_id in ids:
+            raw = await self.store.get(KIND, ticket_id)
+            if raw is None:
                 continue
+            ticket = _load(raw)
+            if ticket.fingerprint != fp or not ticket.live(now) or ticket.status in ("used", "denied", "expired"):
+                continue
+            current.append(ticket_id)
             if ticket.status == "approved":
                 return self._user(raw, ticket, identity), ticket
-            if ticket.status == "pending" and ticket.kind == kind:
+            if ticket.status == "pending":
                 pending = ticket
         if pending is not None:
             return None, pending
         ticket = Ticket(secrets.token_hex(5), kind, identity.user, cluster, info.verb, info.object_ref, info.namespace,
-                        info.name, digest, fp, reasons, now, now + TICKET_TTL_SECONDS)
+                        info.name, digest, fp, reasons, now, now + TICKET_TTL_SECONDS,
+                        method=request.method.upper(), path=request.path, query=request.query,
+                        content_type=request.content_type, body_preview=request.body_preview,
+                        changes=request.changes)
         await self.store.put(KIND, ticket.id, _dump(ticket))
+        await self.store.put(INDEX, fp, json.dumps([*current, ticket.id]))
         self.audit("requested", ticket, identity.user)
         return None, ticket
 
@@ -154,4 +193,19 @@ def ticket_json(t: Ticket) -> dict[str, object]:
     return {"kind": "ApprovalTicket", "id": t.id, "type": t.kind, "user": t.user, "cluster": t.cluster,
             "verb": t.verb, "resource": t.resource, "namespace": t.namespace, "name": t.name,
             "bodyDigest": t.body_digest, "reasons": t.reasons, "status": t.status, "decidedBy": t.decided_by,
-            "created": t.created, "expiresAt": t.expires_at}
+            "created": t.created, "expiresAt": t.expires_at,
+            "request": {"method": t.method, "path": t.path, "query": t.query, "contentType": t.content_type,
+                        "body": t.body_preview, "changes": t.changes}}
+
+
+def preview(body: bytes, decoded: Any) -> str:
+    """A body as an approver reads it: its decoded form as indented JSON, else its text, cut."""
+    if decoded is not None:
+        text = json.dumps(decoded, indent=2, sort_keys=True, default=str)
+    elif not body:
+        return ""
+    else:
+        text = body.decode("utf-8", errors="replace")
+    if len(text) > PREVIEW_BYTES:
+        return text[:PREVIEW_BYTES] + f"\n… ({len(text) - PREVIEW_BYTES} more characters not shown; sha256 binds all)"
+    return text

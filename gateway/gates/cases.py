@@ -31,7 +31,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
 
 import yaml
 from multidict import CIMultiDict
@@ -86,6 +86,10 @@ class _LiveObject(UpstreamClient):
 
     async def get_object(self, upstream: Upstream, identity: Identity, path: str, request_id: str) -> Any:
         return self.live
+
+    async def pages(self, upstream: Upstream, identity: Identity, path: str, query: Query,
+                    request_id: str) -> AsyncIterator[list[Any]]:
+        yield [self.live] if self.live else []
 
     async def count(self, upstream: Upstream, identity: Identity, path: str, query: Query,
                     request_id: str) -> int:

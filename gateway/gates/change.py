@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 
 from ..request import bodies, patches
-from .approvals import ApprovalError, ApprovalService, ticket_json
+from .approvals import ApprovalError, ApprovalService, Request, preview, ticket_json
 from .change_policy import ChangePolicy, FreezeWindow, Rule, Webhook
 from ..context import GateContext
 from ..errors import Answer, Denial
@@ -70,6 +70,7 @@ async def judged(ctx: GateContext, client: UpstreamClient | None) -> bodies.Body
         if e.status != 404:
             ctx.judged = bodies.Body(None, body.kind, f"the object to patch could not be read ({e.message})")
             return ctx.judged
+    ctx.patched_live = live
     try:
         ctx.judged = bodies.Body(patches.apply(body.kind, live, body.data), body.kind)
     except patches.PatchError as e:
@@ -177,16 +178,29 @@ class RulesGate:
             elif not all(_holds(c.op, bodies.lookup(body.obj or {}, c.path), c.value) for c in rule.body):
                 return False, ""
         if rule.object_labels:
+            wanted = dict(rule.object_labels)
             try:
-                current = await self.counter.get_object(ctx.upstream, identity, ctx.path, ctx.request_id)  # type: ignore[arg-type]
+                if info.verb == "deletecollection":
+                    # A collection delete touches a protected object if any object it selects is one.
+                    assert ctx.upstream is not None
+                    hit = None
+                    async for page in self.counter.pages(ctx.upstream, identity, info.path, ctx.query, ctx.request_id):
+                        hit = next((o for o in page if _labelled(o, wanted)), None)
+                        if hit is not None:
+                            break
+                    if hit is None:
+                        return False, ""
+                    note = f" [{((hit.get('metadata') or {}).get('name'))!r} is among the objects it deletes]"
+                else:
+                    # The object itself, also for its subresources (a Scale carries not its labels).
+                    current = await self.counter.get_object(ctx.upstream, identity, info.object_path,  # type: ignore[arg-type]
+                                                            ctx.request_id)
+                    if not _labelled(current, wanted):
+                        return False, ""
             except UpstreamError as e:
                 if e.status == 404:
                     return False, ""
-                current, note = None, f" [the object could not be read ({e.message}), so the rule applies]"
-            if current is not None:
-                labels = (current.get("metadata") or {}).get("labels") or {}
-                if not all(labels.get(k) == v for k, v in rule.object_labels):
-                    return False, ""
+                note = f" [the object could not be read ({e.message}), so the rule applies]"
         if rule.more_than is not None:
             count, per = rule.more_than
             if count == 0:
@@ -200,6 +214,11 @@ class RulesGate:
                 return False, ""
             note += f" (more than {count} in {per:g}s)"
         return True, note
+
+
+def _labelled(obj: Any, wanted: dict[str, str]) -> bool:
+    labels = ((obj or {}).get("metadata") or {}).get("labels") or {} if isinstance(obj, dict) else {}
+    return all(labels.get(k) == v for k, v in wanted.items())
 
 
 def _holds(op: str, actual: Any, expected: Any) -> bool:
@@ -330,8 +349,19 @@ def _valid_answer(data: Any, uid: str) -> dict[str, Any]:
 class ApprovalGate:
     name = "approvals"
 
-    def __init__(self, approvals: ApprovalService, *, public_url: str, metrics: Metrics | None = None) -> None:
-        self.approvals, self.public_url, self.metrics = approvals, public_url, metrics
+    def __init__(self, approvals: ApprovalService, *, public_url: str, metrics: Metrics | None = None,
+                 client: UpstreamClient | None = None) -> None:
+        self.approvals, self.public_url, self.metrics, self.client = approvals, public_url, metrics, client
+
+    async def _request(self, ctx: GateContext) -> Request:
+        """The canonical request the ticket binds, with what the approver needs to read it."""
+        body = _body(ctx)
+        result = await judged(ctx, self.client)
+        changes = (patches.changes(ctx.patched_live or {}, result.obj)
+                   if body.kind in patches.PATCH_KINDS and result.readable else [])
+        return Request(ctx.request.method, ctx.path, ctx.query.encode(), ctx.request.headers.get("Content-Type", ""),
+                       ctx.request.body, preview(ctx.request.body, body.data if body.data is not None else body.obj),
+                       changes)
 
     async def __call__(self, ctx: GateContext) -> None:
         if not ctx.approval_reasons:
@@ -339,7 +369,7 @@ class ApprovalGate:
         identity, cluster, info = _ready(ctx)
         kind = "break-glass" if ctx.break_glass else "change"
         try:
-            use, ticket = await self.approvals.find_or_open(identity, cluster, info, ctx.request.body, kind,
+            use, ticket = await self.approvals.find_or_open(identity, cluster, info, await self._request(ctx), kind,
                                                             ctx.approval_reasons)
         except StoreUnavailable as e:
             _refuse(self.metrics, "approvals", "store-unavailable", kind)

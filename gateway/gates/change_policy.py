@@ -39,7 +39,14 @@ class Match:
     verbs: frozenset[str] = MUTATING
 
     def matches(self, cluster: str, info: RequestInfo) -> bool:
-        if not info.is_resource or info.verb not in self.verbs:
+        # An eviction is matched as itself and as the delete of its pod it is.
+        return self._matches(cluster, info) or (info.acts is not info and self._matches(cluster, info.acts))
+
+    def _matches(self, cluster: str, info: RequestInfo) -> bool:
+        # A proxied request (pods/, services/, nodes/proxy) can change anything behind it, whatever
+        # its method: it counts as a mutation for every window and rule that covers mutations.
+        proxied = info.subresource == "proxy" and self.verbs >= PROXY_AS
+        if not info.is_resource or (info.verb not in self.verbs and not proxied):
             return False
         if not any(fnmatch.fnmatchcase(cluster, c) for c in self.clusters):
             return False
@@ -47,6 +54,11 @@ class Match:
             return False
         full = info.object_ref
         return any(r == "*" or r == full or (r.endswith("/*") and full.startswith(r[:-1])) for r in self.resources)
+
+
+# A proxied request counts as a mutation for a window or rule that covers at least these verbs
+# (the default "every mutating verb" does); rules about one verb (deletecollection) stay about it.
+PROXY_AS = frozenset({"create", "update", "patch", "delete"})
 
 
 @dataclass(frozen=True)

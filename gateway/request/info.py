@@ -22,6 +22,8 @@ METHOD_VERBS = {"POST": "create", "GET": "get", "HEAD": "get", "PUT": "update", 
 # Subresources whose GET opens a stream that can act (kube-apiserver authorizes these as create).
 CONNECT_SUBRESOURCES = frozenset({"exec", "attach", "portforward"})
 NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
+# The kubelet's own APIs that act inside containers (or dump them), reachable through nodes/proxy.
+KUBELET_ACTIONS = frozenset({"exec", "run", "attach", "portforward", "cri", "checkpoint", "debug"})
 
 _ENCODED_FORBIDDEN = re.compile(r"%(2[fF]|5[cC]|2[eE]|00|25)")
 _SEGMENT_OK = re.compile(r"^[A-Za-z0-9._:@~!$&'()*+,=-]+$")
@@ -43,6 +45,24 @@ class RequestInfo:
     @property
     def mutating(self) -> bool:
         return self.verb in MUTATING
+
+    @property
+    def acts(self) -> "RequestInfo":
+        """The request as the gates judge what it does. An eviction is the delete of its pod;
+        everything else is itself."""
+        if self.is_resource and self.subresource == "eviction" and self.verb == "create" and not self.api_group:
+            return RequestInfo(path=self.path, verb="delete", is_resource=True, api_version=self.api_version,
+                               namespace=self.namespace, resource=self.resource, name=self.name)
+        return self
+
+    @property
+    def object_path(self) -> str:
+        """The path of the object itself, without subresource (a Scale has not its parent's labels)."""
+        if self.subresource and self.name:
+            cut = self.path.rfind(f"/{self.name}/{self.subresource}")
+            if cut >= 0:
+                return self.path[:cut + len(self.name) + 1]
+        return self.path
 
     @property
     def group_resource(self) -> str:
@@ -116,6 +136,9 @@ def classify(method: str, raw_path: str, query: Query) -> RequestInfo:
     verb = METHOD_VERBS[method]
     watch_path = rest[0] == "watch"
     if watch_path:
+        if method not in ("GET", "HEAD"):
+            raise Denial(405, f"kubegate: {method} is not allowed on a /watch/ path (a watch is a GET); the "
+                              "request was not forwarded", "MethodNotAllowed")
         verb, rest = "watch", rest[1:]
     elif rest[0] == "proxy":
         raise _bad("the deprecated /proxy/ API path form is not supported")
@@ -139,6 +162,12 @@ def classify(method: str, raw_path: str, query: Query) -> RequestInfo:
         if subresource != "proxy":
             raise _bad("the path has parts beyond resource/name/subresource")
         proxy_path = "/".join(rest[3:])
+    if resource == "nodes" and subresource == "proxy" and not group:
+        action = proxy_path.split("/", 1)[0].lower()
+        if action in KUBELET_ACTIONS:
+            raise Denial(403, f"kubegate: the kubelet's {action!r} API through nodes/proxy reaches any pod on the "
+                              "node past pod-level policy, freezes and rules; use kubectl exec, attach, port-forward "
+                              "or debug, which the gateway judges; the request was not forwarded", "Forbidden")
 
     if not watch_path:
         if verb == "get" and not name:

@@ -162,3 +162,23 @@ def apply(kind: str, live: dict[str, Any] | None, patch: Any) -> dict[str, Any]:
     if not isinstance(result, dict):
         raise PatchError("the patch does not leave an object")
     return result
+
+
+def changes(before: Any, after: Any, path: str = "", limit: int = 50) -> list[dict[str, Any]]:
+    """What a patch changes, for the approver: [{path, old, new}] of each leaf that differs (a
+    missing value is None), at most `limit`, metadata bookkeeping left out."""
+    out: list[dict[str, Any]] = []
+
+    def walk(a: Any, b: Any, where: str) -> None:
+        if len(out) >= limit or a == b:
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b)):
+                if where == "/metadata" and key in ("resourceVersion", "managedFields", "generation"):
+                    continue
+                walk(a.get(key), b.get(key), f"{where}/{key}")
+            return
+        out.append({"path": where or "/", "old": a, "new": b})
+
+    walk(before, after, path)
+    return out

@@ -21,6 +21,7 @@ from kubernetes.client.rest import ApiException
 from kubegate import pki
 from kubegate.emulator import harness
 from tests.conftest import GatewayHandle, Kubectl, python_client, start_gateway_in_process
+from tests.gateway.conftest import send
 
 RULES = (Path(__file__).resolve().parents[3] / "policies" / "gates" / "rules.yaml").read_text()
 FREEZE = """
@@ -426,3 +427,79 @@ def test_a_delete_waiting_for_approval_costs_no_budget(env: Env) -> None:
     out = nina("delete", "namespace", second, check=False)  # the one token is spent now
     assert "Error from server (TooManyRequests)" in out.stderr
     assert "has room for 0 more namespaces" in out.stderr
+
+
+# -- approvals bind the exact request -----------------------------------------------------------
+
+def _raw(env: Env, method: str, path: str, user: str = "ada", body: bytes | None = None) -> Any:
+    token = env.gw.token(user, ["kubegate:cluster-admins"])
+    return send(env.gw.port, env.gw.ca_file, method, path, headers={"Authorization": f"Bearer {token}"}, body=body)
+
+
+def _approve_ticket_of(env: Env, resp: Any) -> str:
+    assert resp.status == 403, resp.body
+    ticket = ticket_of(json.loads(resp.body)["message"])
+    assert env.approvals("sam", "approvals", "approve", ticket, groups=("kubegate:sre",)).returncode == 0
+    return ticket
+
+
+def test_an_approved_exec_admits_only_that_command(env: Env) -> None:
+    ns = env.namespace("wh-approve-exec")
+    env.direct.create_namespaced_pod(ns, k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="p"), spec=k8s.V1PodSpec(
+        containers=[k8s.V1Container(name="c", image="busybox")])))
+    approved = f"/api/v1/namespaces/{ns}/pods/p/exec?command=cat&command=/etc/config&stdout=true"
+    ticket = _approve_ticket_of(env, _raw(env, "POST", approved))
+    shown = env.approvals("sam", "approvals", "show", ticket, groups=("kubegate:sre",)).stdout
+    assert f"POST /api/v1/namespaces/{ns}/pods/p/exec?command=cat&command=%2Fetc%2Fconfig&stdout=true" in shown
+    for other in ("command=sh&command=-c&command=rm+-rf+%2Fdata&stdout=true",  # another command
+                  "command=cat&command=/etc/config&command=/etc/shadow&stdout=true",  # one argument more
+                  "command=cat&command=/etc/config&stdout=true&stdin=true"):  # another option
+        resp = _raw(env, "POST", f"/api/v1/namespaces/{ns}/pods/p/exec?{other}")
+        assert resp.status == 403 and ticket_of(json.loads(resp.body)["message"]) != ticket
+    # The approved request itself, with its query in another order and spelling: the same to Go.
+    resp = _raw(env, "POST", f"/api/v1/namespaces/{ns}/pods/p/exec?stdout=true&command=cat&command=%2Fetc%2Fconfig")
+    assert resp.status != 403, resp.body
+    assert env.gw.front is not None
+    assert [line for line in env.gw.front.seen() if "/exec?" in line] == \
+        [f"POST /api/v1/namespaces/{ns}/pods/p/exec?command=cat&command=%2Fetc%2Fconfig&stdout=true"]
+
+
+def test_an_approved_selector_admits_no_wider_one(env: Env) -> None:
+    ns = env.namespace("wh-approve-selector")
+    for name, labels in (("a", {"tier": "canary"}), ("b", {"tier": "stable"}), ("c", {})):
+        env.direct.create_namespaced_config_map(ns, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(
+            name=name, labels=labels)))
+    ticket = _approve_ticket_of(env, _raw(env, "DELETE", f"/api/v1/namespaces/{ns}/configmaps?labelSelector=tier%3Dcanary"))
+    resp = _raw(env, "DELETE", f"/api/v1/namespaces/{ns}/configmaps?labelSelector=tier")
+    assert resp.status == 403 and ticket_of(json.loads(resp.body)["message"]) != ticket
+    assert sorted(c.metadata.name for c in env.direct.list_namespaced_config_map(ns).items) == ["a", "b", "c"]
+    assert _raw(env, "DELETE", f"/api/v1/namespaces/{ns}/configmaps?labelSelector=tier%3Dcanary").status == 200
+    assert sorted(c.metadata.name for c in env.direct.list_namespaced_config_map(ns).items) == ["b", "c"]
+
+
+def test_an_approved_body_admits_no_other_body_or_content_type(env: Env) -> None:
+    ns = env.namespace("wh-approve-body")
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    body = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}})
+    ticket = _approve_ticket_of(env, _raw(env, "POST", path, body=body.encode()))
+    shown = env.approvals("sam", "approvals", "show", ticket, groups=("kubegate:sre",)).stdout
+    assert '"k": "v"' in shown  # the approver reads the body, not only its digest
+    other = body.replace('"v"', '"w"').encode()
+    resp = _raw(env, "POST", path, body=other)
+    assert resp.status == 403 and ticket_of(json.loads(resp.body)["message"]) != ticket
+
+
+def test_a_change_ticket_does_not_pass_a_freeze(env: Env) -> None:
+    ns = env.namespace("frozen-glass")
+    env.clock.now = ts("2026-12-18T04:30")  # 23:30 in New York: the year-end freeze starts at midnight
+    try:
+        first = _raw(env, "DELETE", f"/api/v1/namespaces/{ns}", user="nora")
+        assert "rule delete-namespace" in json.loads(first.body)["message"]
+        ticket = _approve_ticket_of(env, first)
+        env.clock.now = ts("2026-12-18T05:05")  # 00:05: frozen; the change ticket is still within its hour
+        retry = _raw(env, "DELETE", f"/api/v1/namespaces/{ns}", user="nora")
+        message = json.loads(retry.body)["message"]
+        assert retry.status == 403 and "break-glass" in message and ticket_of(message) != ticket
+        env.direct.read_namespace(ns)  # still there
+    finally:
+        env.clock.now = Clock().now
