@@ -62,6 +62,9 @@ class GateContext:
     # What gates take only once the request is sure to be forwarded (delete budgets, approval
     # tickets), run in order by the last stage; each may still refuse.
     commits: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # What to do once the cluster has answered a forwarded request, given its status code (a
+    # delete the cluster refused gives its budget tokens back).
+    after_response: list[Callable[[int], Awaitable[None]]] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property

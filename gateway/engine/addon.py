@@ -111,11 +111,17 @@ class GatewayAddon:
             log.exception("cannot answer a denied request; killing it")
             flow.kill()
 
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
+    async def responseheaders(self, flow: http.HTTPFlow) -> None:
         ctx = context_of(flow.metadata)
         if ctx is None or flow.response is None:
             return
         try:
+            if ctx.forwarded:
+                for hook in ctx.after_response:  # e.g. a refused delete gives its budget back
+                    try:
+                        await hook(flow.response.status_code)
+                    except Exception:
+                        log.exception("request %s: an after-response step failed", ctx.request_id)
             if ctx.forwarded and flow.response.status_code != 101:
                 flow.response.stream = True  # watches, logs -f, large lists: pass through as they come
             flow.response.headers["Audit-Id"] = ctx.request_id

@@ -37,7 +37,7 @@ from ..identity.identity import Identity
 from .limits_policy import Budget, LimitsPolicy, QpsLimit
 from ..metrics import Metrics
 from ..request.info import RequestInfo
-from ..state.store import BreakerSpec, BreakerState, Bucket, StateStore, StoreUnavailable, TakeResult
+from ..state.store import BreakerSpec, BreakerState, Bucket, StateStore, StoreUnavailable, TakeResult, wait_for
 from ..clusters.client import UpstreamClient, UpstreamError
 
 log = logging.getLogger("kubegate.limits")
@@ -169,32 +169,62 @@ class RateGate:
 
         async def take(check_only: bool) -> None:
             try:
-                result = await self.store.take(buckets, count, self.clock(), breaker, reason, check_only=check_only)
+                # A preview (the list before `kubectl delete --all`) meets an open breaker but never
+                # opens one: a reader cannot stop everyone's deletes with a header of its choosing.
+                result = await self.store.take(buckets, count, self.clock(), breaker, reason, check_only=check_only,
+                                               trip=not previewing)
             except StoreUnavailable as e:
                 return self._store_down(limits, ctx, info, e, "delete budgets")
             self._observe(budget, scope, result)
             if not result.allowed:
-                self._refuse_delete(ctx, budget, kind, count, result)
+                self._refuse_delete(ctx, budget, kind, count, result, buckets)
+
+        async def charge() -> None:
+            await take(check_only=False)
+            ctx.after_response.append(give_back)
+
+        async def give_back(status: int) -> None:
+            # The cluster did not carry the delete out (404 for a typo, 409, 422, a 429 from a
+            # disruption budget, a 5xx): its tokens go back, so mistakes do not open breakers.
+            if 200 <= status < 300:
+                return
+            try:
+                await self.store.take(buckets, -count, self.clock())
+            except StoreUnavailable:
+                log.warning("could not give %s %s back to budget %s: the store is unavailable", count, kind, scope)
+            ctx.annotations["kubegate.io/budget"] += f" (given back: the cluster answered {status})"
 
         ctx.annotations["kubegate.io/budget"] = f"{scope}: {count} {kind}" + (" (dry run)" if dry_run else "")
         # Checked here (an empty budget refuses now and opens the breaker), charged only when every
         # later gate has let the request through: a delete waiting for approval costs nothing.
         await take(check_only=True)
         if not previewing and not dry_run:
-            ctx.commits.append(lambda: take(check_only=False))
+            ctx.commits.append(charge)
 
-    def _refuse_delete(self, ctx: GateContext, budget: Budget, kind: str, count: int, result: TakeResult) -> None:
+    def _next_fit(self, buckets: list[Bucket], levels: tuple[float, ...], count: int) -> str:
+        """When the budget will have room for `count` again, in words."""
+        waits = [wait_for(level, count, bucket) for bucket, level in zip(buckets, levels)]
+        wait = max(waits) if waits else 0.0
+        if math.isinf(wait):
+            return f"{count} never fit in one request: delete fewer at a time"
+        if wait <= 0:
+            return f"the budget has room for {count} now"
+        return f"the budget has room for {count} again at {_when(self.clock() + wait)} (in {math.ceil(wait)}s)"
+
+    def _refuse_delete(self, ctx: GateContext, budget: Budget, kind: str, count: int, result: TakeResult,
+                       buckets: list[Bucket]) -> None:
         if result.tripped and result.breaker is not None:
             self._trip(budget, result.breaker, ctx)
+        fit = self._next_fit(buckets, result.remaining, count)
         if result.breaker is not None and not result.tripped:
             self._refused("breaker-open", budget.name)
-            raise Denial(429, f"kubegate: deletes of {kind} are stopped: {breaker_message(result.breaker)}",
-                         "TooManyRequests", annotations={"kubegate.io/breaker": result.breaker.key})
+            raise Denial(429, f"kubegate: deletes of {kind} are stopped: {breaker_message(result.breaker)}; "
+                              f"{fit}", "TooManyRequests", annotations={"kubegate.io/breaker": result.breaker.key})
         window = budget.windows[result.blocked]
         left = math.floor(result.remaining[result.blocked] + 1e-9)
         self._refused("budget", budget.name)
         text = (f"kubegate: delete budget {budget.name} ({budget.describe()}) has room for {left} more {kind} in "
-                f"its {window.label} window; this request would delete {count}, so nothing was deleted")
+                f"its {window.label} window; this request would delete {count}, so nothing was deleted; {fit}")
         if result.breaker is not None:
             text += f". {breaker_message(result.breaker)}"
         raise Denial(429, text, "TooManyRequests",

@@ -64,7 +64,7 @@ end
 
 # KEYS: the buckets' hash keys 1..nk, breaker key, breaker index
 # ARGV[1]: {"now", "cost", "nk", "b": [[capacity, rate, label, key index, field], ...],
-#           "br": [cooldown, label, reason] | absent, "check": bool, "grace": seconds}
+#           "br": [cooldown, label, reason] | absent, "check": bool, "trip": bool, "grace": seconds}
 # reply: {"o": "ok"|"short"|"breaker"|"tripped", "i": blocking bucket (1-based), "lv": levels,
 #         "st": [opened_at, cooldown, label, reason] when a breaker refused}
 _TAKE = _LEVELS + """
@@ -86,7 +86,7 @@ if spec.br then
 end
 for i = 1, n do
   if lv[i] < spec.cost then
-    if spec.br then
+    if spec.br and spec.trip then
       local reason = spec.br[3]
       local s, e = string.find(reason, '{window}', 1, true)
       if s then reason = string.sub(reason, 1, s - 1) .. spec.b[i][3] .. string.sub(reason, e + 1) end
@@ -102,7 +102,7 @@ if spec.check then return cjson.encode({o = 'ok', i = 0, lv = lv}) end
 local left, writes, ttl = {}, {}, {}
 local now = string.format('%.17g', spec.now)
 for i, b in ipairs(spec.b) do
-  left[i] = lv[i] - spec.cost
+  left[i] = math.min(b[1], lv[i] - spec.cost)
   local k = b[4]
   writes[k] = writes[k] or {}
   table.insert(writes[k], b[5] .. ':t')
@@ -238,9 +238,10 @@ class RedisStore:
         return keys, spec
 
     def _take_call(self, buckets: Sequence[Bucket], cost: float, now: float, breaker: BreakerSpec | None,
-                   reason: str, check_only: bool) -> tuple[list[str], list[Any]]:
+                   reason: str, check_only: bool, trip: bool = True) -> tuple[list[str], list[Any]]:
         keys, bucket_spec = self._bucket_spec(buckets)
-        spec: dict[str, Any] = {"now": now, "cost": cost, "check": check_only, "grace": _IDLE_GRACE_SECONDS,
+        spec: dict[str, Any] = {"now": now, "cost": cost, "check": check_only, "trip": trip,
+                                "grace": _IDLE_GRACE_SECONDS,
                                 "nk": len(keys), "b": bucket_spec}
         if breaker is not None:
             spec["br"] = [breaker.cooldown_seconds, breaker.label, reason]
@@ -265,10 +266,11 @@ class RedisStore:
                           tripped=outcome == "tripped")
 
     async def take(self, buckets: Sequence[Bucket], cost: float, now: float,
-                   breaker: BreakerSpec | None = None, reason: str = "", check_only: bool = False) -> TakeResult:
+                   breaker: BreakerSpec | None = None, reason: str = "", check_only: bool = False,
+                   trip: bool = True) -> TakeResult:
         """One take, sent in the next pipeline: takes issued while a pipeline is in flight (other
         requests' gates) travel together in the following one, one round trip for all of them."""
-        keys, args = self._take_call(buckets, cost, now, breaker, reason, check_only)
+        keys, args = self._take_call(buckets, cost, now, breaker, reason, check_only, trip)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((keys, args, future))
         if not self._flushing:

@@ -72,10 +72,13 @@ class TakeResult:
 
 class StateStore(Protocol):
     async def take(self, buckets: Sequence[Bucket], cost: float, now: float,
-                   breaker: BreakerSpec | None = None, reason: str = "", check_only: bool = False) -> TakeResult:
+                   breaker: BreakerSpec | None = None, reason: str = "", check_only: bool = False,
+                   trip: bool = True) -> TakeResult:
         """Take `cost` from every bucket, or from none. `reason` is recorded if the breaker opens,
         with "{window}" replaced by the label of the bucket that had no room.
-        `check_only`: answer (and open the breaker) as a take would, but charge nothing."""
+        `check_only`: answer (and open the breaker) as a take would, but charge nothing.
+        `trip=False`: an open breaker still refuses, but a shortfall does not open it (a preview).
+        A negative cost gives tokens back (a delete that did not happen), never above capacity."""
         ...
 
     async def peek(self, buckets: Sequence[Bucket], now: float) -> tuple[float, ...]: ...
@@ -141,7 +144,8 @@ class MemoryStore:
         return state
 
     async def take(self, buckets: Sequence[Bucket], cost: float, now: float,
-                   breaker: BreakerSpec | None = None, reason: str = "", check_only: bool = False) -> TakeResult:
+                   breaker: BreakerSpec | None = None, reason: str = "", check_only: bool = False,
+                   trip: bool = True) -> TakeResult:
         with self._lock:
             levels = [self._level(b, now) for b in buckets]
             if breaker is not None and (state := self._open_breaker(breaker.key, now)) is not None:
@@ -149,7 +153,7 @@ class MemoryStore:
             for i, (bucket, level) in enumerate(zip(buckets, levels)):
                 if level < cost:
                     opened = None
-                    if breaker is not None:
+                    if breaker is not None and trip:
                         opened = BreakerState(breaker.key, breaker.label, now,
                                               reason.replace("{window}", bucket.label), breaker.cooldown_seconds)
                         self._breakers[breaker.key] = opened
@@ -157,12 +161,13 @@ class MemoryStore:
                                       tripped=opened is not None)
             if check_only:
                 return TakeResult(True, tuple(levels))
-            for bucket, level in zip(buckets, levels):
-                self._buckets[bucket.key] = _Tokens(level - cost, now, bucket)
+            left = [min(bucket.capacity, level - cost) for bucket, level in zip(buckets, levels)]
+            for bucket, tokens in zip(buckets, left):
+                self._buckets[bucket.key] = _Tokens(tokens, now, bucket)
             self._takes += 1
             if self._takes % 10_000 == 0:
                 self._forget_full(now)
-            return TakeResult(True, tuple(level - cost for level in levels))
+            return TakeResult(True, tuple(left))
 
     def _forget_full(self, now: float) -> None:
         """Drop buckets that have refilled completely: a missing bucket reads as full."""

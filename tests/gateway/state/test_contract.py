@@ -182,3 +182,32 @@ def test_redis_take_many_is_one_pipeline_of_atomic_takes(redis_server: Any) -> N
     assert first.allowed and first.remaining == (2.0,)
     assert second.allowed and second.remaining == (0.0, 6.0)
     assert not third.allowed and third.tripped
+
+
+def test_a_check_that_may_not_trip_meets_an_open_breaker_but_opens_none(on_store: Run) -> None:
+    breaker = BreakerSpec("pods@emu", cooldown_seconds=0)
+
+    async def scenario(store: StateStore) -> Any:
+        short = await store.take([MINUTE], 6, 0.0, breaker, check_only=True, trip=False)
+        open_now = await store.breakers(0.0)
+        await store.take([MINUTE], 6, 0.0, breaker, reason="real", check_only=True)  # a real check trips it
+        while_open = await store.take([MINUTE], 1, 0.0, breaker, check_only=True, trip=False)
+        return short, open_now, while_open
+
+    short, open_now, while_open = on_store(scenario)
+    assert not short.allowed and not short.tripped and short.breaker is None and short.blocked == 0
+    assert open_now == []
+    assert not while_open.allowed and while_open.breaker is not None and while_open.breaker.reason == "real"
+
+
+def test_tokens_given_back_never_exceed_capacity(on_store: Run) -> None:
+    async def scenario(store: StateStore) -> Any:
+        await store.take([MINUTE, HOUR], 3, 0.0)
+        back = await store.take([MINUTE, HOUR], -3, 0.0)
+        again = await store.take([MINUTE, HOUR], -3, 0.0)  # more back than was taken: capped
+        level = await store.peek([MINUTE, HOUR], 0.0)
+        return back, again, level
+
+    back, again, level = on_store(scenario)
+    assert back.allowed and back.remaining == pytest.approx((5.0, 8.0))
+    assert again.allowed and level == pytest.approx((5.0, 8.0))
