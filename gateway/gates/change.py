@@ -282,6 +282,9 @@ class WebhookGate:
             review = self.review(ctx, identity, cluster, info, body)
             try:
                 answer = await self._ask(hook, review)
+            except ReviewTooLarge as e:
+                _refuse(self.metrics, "webhooks", "too-large", hook.name)
+                raise Denial(413, f"kubegate: {e}", "RequestEntityTooLarge") from None
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, OSError) as e:
                 problem = "timed out" if isinstance(e, asyncio.TimeoutError) else f"failed: {e}"
                 ctx.annotations[f"kubegate.io/webhook.{hook.name}"] = f"error ({problem})"
@@ -303,16 +306,19 @@ class WebhookGate:
                                             + (f": {reason}" if reason else ""))
 
     async def _ask(self, hook: Webhook, review: dict[str, Any]) -> dict[str, Any]:
-        key = ""
-        if hook.cache_seconds > 0:
-            stable = {**review["request"], "uid": "", "object": _without_bookkeeping(review["request"]["object"])}
-            key = hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
+        # Serialising a large object takes a while: off the event loop, so other requests go on.
+        payload, key = await asyncio.to_thread(_serialise, review, hook.cache_seconds > 0)
+        if len(payload) > hook.max_review_bytes:
+            raise ReviewTooLarge(f"the change is too large for risk webhook {hook.name} to review ({len(payload)} "
+                                 f"bytes, at most {hook.max_review_bytes}); it was not sent, and the change is refused")
+        if key:
             hit = self._cache.get((hook.name, key))
             if hit is not None and self.clock() - hit[0] < hook.cache_seconds:
                 return hit[1]
         if self._session is None:
             self._session = aiohttp.ClientSession()
-        async with self._session.post(hook.url, json=review, ssl=self._ssl(hook),
+        async with self._session.post(hook.url, data=payload, headers={"Content-Type": "application/json"},
+                                      ssl=self._ssl(hook),
                                       timeout=aiohttp.ClientTimeout(total=hook.timeout_seconds)) as resp:
             if resp.status != 200:
                 raise ValueError(f"HTTP {resp.status}")
@@ -330,6 +336,19 @@ class WebhookGate:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+class ReviewTooLarge(Exception):
+    pass
+
+
+def _serialise(review: dict[str, Any], cache_key: bool) -> tuple[bytes, str]:
+    """(the review as sent, its cache key: what it asks, without the uid and write bookkeeping)."""
+    payload = json.dumps(review, default=str).encode()
+    if not cache_key:
+        return payload, ""
+    stable = {**review["request"], "uid": "", "object": _without_bookkeeping(review["request"]["object"])}
+    return payload, hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _valid_answer(data: Any, uid: str) -> dict[str, Any]:

@@ -127,14 +127,17 @@ class Webhook:
     match: Match
     ca_file: str = ""
     timeout_seconds: float = 2.0
-    failure_policy: str = ""  # "Fail", "Ignore", or "" = Fail for deletes, Ignore otherwise
+    failure_policy: str = ""  # "Fail", "Ignore", or "" = Fail for every change, Ignore for reads
     cache_seconds: float = 0.0
+    max_review_bytes: int = 1024 * 1024  # a larger review is not sent: the request is refused (413)
     source: str = ""
 
     def fails_closed(self, info: RequestInfo) -> bool:
+        # A checker that errors or times out must not be a way through: by default every change
+        # (and a proxied request, which can change anything) waits for its answer.
         if self.failure_policy:
             return self.failure_policy == "Fail"
-        return info.verb in ("delete", "deletecollection")
+        return info.mutating or info.subresource == "proxy"
 
 
 @dataclass(frozen=True)
@@ -294,7 +297,8 @@ def _rule(r: _Reader, node: Any, i: int) -> Rule | None:
 
 def _webhook(r: _Reader, node: Any, i: int, directory: Path) -> Webhook | None:
     what = f"webhooks[{i}]"
-    if not r.keys(node, {"name", "url", "ca_file", "timeout", "failure_policy", "match", "cache"}, what):
+    if not r.keys(node, {"name", "url", "ca_file", "timeout", "failure_policy", "match", "cache", "max_review_bytes"},
+                  what):
         return None
     name = r.ident(node, "name", what, f"webhook-{i}")
     what = f"webhook {name}"
@@ -315,9 +319,13 @@ def _webhook(r: _Reader, node: Any, i: int, directory: Path) -> Webhook | None:
     cache = yamlsrc.duration(node.get("cache", 0))
     if cache is None:
         r.problem(node, f"{what}.cache must be a duration (0: no cache)")
+    max_review = node.get("max_review_bytes", 1024 * 1024)
+    if isinstance(max_review, bool) or not isinstance(max_review, int) or not 1024 <= max_review <= 64 * 1024 * 1024:
+        r.problem(node, f"{what}.max_review_bytes must be a whole number of bytes from 1024 to 67108864")
+        max_review = 1024 * 1024
     return Webhook(name, str(url), r.match(node.get("match"), what),
                    str(directory / ca_file) if ca_file else "", timeout, str(policy), cache or 0.0,
-                   yamlsrc.where(r.path, node))
+                   max_review, yamlsrc.where(r.path, node))
 
 
 def load(directory: Path) -> tuple[ChangePolicy, list[str]]:

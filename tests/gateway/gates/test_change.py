@@ -23,6 +23,7 @@ from kubegate.emulator import harness
 from tests.conftest import GatewayHandle, Kubectl, python_client, start_gateway_in_process
 from tests.gateway.conftest import send
 
+P = pytest.param
 RULES = (Path(__file__).resolve().parents[3] / "policies" / "gates" / "rules.yaml").read_text()
 FREEZE = """
 windows:
@@ -86,7 +87,7 @@ class ReviewServer:
                 answer = {"uid": req["uid"], "allowed": False, "reason": "inspection INC-314 is still open"}
             elif ns.startswith("wh-slow"):
                 await asyncio.sleep(2)
-            elif ns.startswith("wh-garbage"):
+            elif ns.startswith(("wh-garbage", "wh-default")):
                 return web.Response(text="<html>oops</html>", content_type="text/html")
             elif ns.startswith("wh-approve"):
                 answer["requiresApproval"], answer["reason"] = True, "peak hours: a second pair of eyes"
@@ -142,6 +143,17 @@ webhooks:
     ca_file: {ca}
     cache: 1m
     match: {{namespaces: ["wh-cached*"], verbs: [patch]}}
+  - name: defaults
+    url: https://127.0.0.1:{port}/review
+    ca_file: {ca}
+    timeout: 1s
+    match: {{namespaces: ["wh-default*"]}}
+  - name: small
+    url: https://127.0.0.1:{port}/review
+    ca_file: {ca}
+    failure_policy: Ignore
+    max_review_bytes: 2048
+    match: {{namespaces: ["wh-small*"]}}
 """
 
 
@@ -356,6 +368,31 @@ def test_webhook_failures_follow_the_failure_policy(env: Env, ns: str, passes: b
     out = env.ada("create", "configmap", "c", "-n", ns, check=False)
     assert (out.returncode == 0) == passes, out.stderr
     assert message in out.stderr
+
+
+@pytest.mark.kubectl
+@pytest.mark.parametrize("verb_args", [
+    P(("create", "configmap", "c"), id="create"),
+    P(("label", "namespace", "NS", "x=y"), id="patch"),
+])
+def test_a_failing_webhook_without_a_policy_stops_every_change(env: Env, verb_args: tuple[str, ...]) -> None:
+    ns = env.namespace(f"wh-default-{verb_args[0]}")
+    args = [a.replace("NS", ns) for a in verb_args]
+    out = env.ada(*args, "-n", ns, check=False)
+    assert out.returncode == 1
+    assert "risk webhook defaults failed" in out.stderr and "refuses the change" in out.stderr
+
+
+@pytest.mark.kubectl
+def test_an_oversized_review_is_never_sent_and_the_change_refused(env: Env) -> None:
+    ns = env.namespace("wh-small")
+    seen = len(env.checker.reviews)
+    big = env.ada("create", "configmap", "big", "-n", ns, "--from-literal=k=" + "x" * 4096, check=False)
+    assert big.returncode == 1 and "too large for risk webhook small" in big.stderr, big.stderr
+    assert "risk webhook small" in big.stderr
+    assert len(env.checker.reviews) == seen  # not sent: its Ignore policy cannot be forced
+    assert env.ada("create", "configmap", "small", "-n", ns).returncode == 0
+    assert len(env.checker.reviews) == seen + 1
 
 
 @pytest.mark.kubectl
