@@ -9,12 +9,25 @@ from typing import Sequence
 from .context import GateContext
 from .errors import Denial, internal
 from .stages import Stage
+from .state import store
 
 log = logging.getLogger("kubegate.pipeline")
 
 
+# All the time one request may spend waiting for the state store, over all its calls.
+STORE_BUDGET_SECONDS = 0.5
+
+
 async def run(stages: Sequence[Stage], ctx: GateContext) -> None:
     """Run every stage; raises the Denial that ended the request. A stage's bug is a 500 Denial."""
+    deadline = store.DEADLINE.set(time.monotonic() + STORE_BUDGET_SECONDS)
+    try:
+        await _run(stages, ctx)
+    finally:
+        store.DEADLINE.reset(deadline)
+
+
+async def _run(stages: Sequence[Stage], ctx: GateContext) -> None:
     for stage in stages:
         started = time.perf_counter()
         try:

@@ -61,6 +61,9 @@ class Authenticate:
         ctx.identity = await self.authenticator.authenticate(ctx.request.headers.get("Authorization"))
 
 
+MAX_API_BODY = 64 * 1024  # kubegate's own API takes small JSON documents
+
+
 class AccessApi:
     """kubegate's own API for time-bound access requests, under /kubegate/v1/accessrequests."""
 
@@ -82,6 +85,8 @@ class AccessApi:
                 visible = [a for a in await self.access.all() if self.access.may_see(ctx.identity, a)]
                 raise Answer(200, "", body={"kind": "AccessRequestList", "items": [_access_json(a) for a in visible]})
             if not parts and method == "POST":
+                if len(ctx.request.body) > MAX_API_BODY:
+                    raise AccessError(413, f"an access request body is at most {MAX_API_BODY} bytes")
                 try:
                     spec = json.loads(ctx.request.body or b"{}")
                     req = await self.access.request(ctx.identity, str(spec["role"]), str(spec["cluster"]),
@@ -101,7 +106,7 @@ class AccessApi:
                 ctx.annotations["kubegate.io/access-request"] = parts[0]
                 raise Answer(200, "", body=_access_json(await act(parts[0], ctx.identity)))
         except AccessError as e:
-            raise Denial(e.code, f"kubegate: {e.message}") from None
+            raise Denial(e.code, f"kubegate: {e.message}", retry_after=60 if e.code == 429 else None) from None
         except StoreUnavailable as e:
             raise Denial(503, f"kubegate: access requests are unavailable: {e}", "ServiceUnavailable",
                          retry_after=5) from None
@@ -187,6 +192,7 @@ class Authorize:
 class GateStages:
     """The gates built by the server (they share its store, clock and metrics), in request order."""
 
+    api_limits: Stage
     breaker_api: Stage
     approval_api: Stage
     freeze: Stage
@@ -201,6 +207,7 @@ def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, ups
     return [
         Ingress(audit_ready),         # audit writable; no smuggled Impersonate-* headers
         Authenticate(authenticator),  # bearer JWT → Identity, or 401
+        gates.api_limits,             # /kubegate/v1/...: per-user QPS on kubegate's own API (429)
         AccessApi(access),            # /kubegate/v1/accessrequests: answered here, never forwarded
         gates.breaker_api,            # /kubegate/v1/breakers: list and reset circuit breakers
         gates.approval_api,           # /kubegate/v1/approvals, /kubegate/v1/freeze

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Literal
+from typing import Callable, Iterable, Literal
 
 from .authorizer import Authorizer, Decision, PolicyHolder
 from ..identity.identity import Identity
@@ -29,6 +30,13 @@ log = logging.getLogger("kubegate.access")
 
 Status = Literal["pending", "approved", "denied", "expired"]
 MAX_DURATION_SECONDS = 24 * 3600
+# State any signed-in user can create is bounded: per user, in total, in size and in time.
+MAX_REASON_CHARS = 1024
+MAX_OPEN_PER_USER = 5
+MAX_RECORDS = 10_000
+PENDING_TTL_SECONDS = 24 * 3600  # an undecided request lapses after a day
+RETENTION_SECONDS = 7 * 24 * 3600  # decided and lapsed records are kept this long, then purged
+_NAMESPACE = re.compile(r"^(\*|[a-z0-9*]([-a-z0-9*]{0,61}[a-z0-9*])?)$")
 
 
 class AccessError(Exception):
@@ -75,8 +83,8 @@ AuditHook = Callable[[str, AccessRequest, str], None]  # (event, request, actor)
 
 class AccessService:
     def __init__(self, store: StateStore, policy: PolicyHolder, *, clock: Callable[[], float] = time.time,
-                 audit: AuditHook | None = None) -> None:
-        self.store, self.policy, self.clock = store, policy, clock
+                 audit: AuditHook | None = None, clusters: Callable[[], Iterable[str]] | None = None) -> None:
+        self.store, self.policy, self.clock, self.clusters = store, policy, clock, clusters
         self.audit = audit or (lambda event, request, actor: None)
         self._requests: dict[str, AccessRequest] = {}  # as of _version
         self._version: int | None = None
@@ -99,10 +107,24 @@ class AccessService:
                       reason: str) -> AccessRequest:
         if role not in self._roles():
             raise AccessError(400, f"no role named {role!r} in the policy in force")
+        if self.clusters is not None and cluster not in self.clusters():
+            raise AccessError(400, f"no cluster named {cluster!r} behind this gateway")
+        if not _NAMESPACE.match(namespace or "*"):
+            raise AccessError(400, f"{namespace!r} is not a namespace name or glob")
         if not 0 < duration_seconds <= MAX_DURATION_SECONDS:
             raise AccessError(400, f"the duration must be between 1 second and {MAX_DURATION_SECONDS // 3600} hours")
         if not reason.strip():
             raise AccessError(400, "a reason is required: approvers decide on it and the audit keeps it")
+        if len(reason) > MAX_REASON_CHARS:
+            raise AccessError(413, f"the reason is longer than {MAX_REASON_CHARS} characters")
+        if any(ord(c) < 0x20 and c not in "\n\t" for c in reason):
+            raise AccessError(400, "the reason contains control characters")
+        records = [_load(v) for v in (await self.store.items(KIND)).values()]
+        if sum(r.user == identity.user and r.status == "pending" for r in records) >= MAX_OPEN_PER_USER:
+            raise AccessError(429, f"you have {MAX_OPEN_PER_USER} access requests waiting already; wait for a "
+                                   "decision (or for them to lapse after a day) before asking again")
+        if len(records) >= MAX_RECORDS:
+            raise AccessError(429, "too many access requests are on record; try again later")
         request = AccessRequest(secrets.token_hex(6), identity.user, role, cluster, namespace or "*", reason.strip(),
                                 duration_seconds, self.clock())
         await self.store.put(KIND, request.id, _dump(request))
@@ -154,16 +176,22 @@ class AccessService:
         return await self._decide(request_id, approver, False)
 
     async def expire(self) -> list[AccessRequest]:
-        """Mark grants whose time is up as expired; each is audited once, by whichever replica wins."""
+        """Mark grants whose time is up, and requests nobody decided within a day, as expired (each
+        audited once, by whichever replica wins); purge records past their retention."""
         now = self.clock()
         out = []
         for request_id, raw in (await self.store.items(KIND)).items():
             request = _load(raw)
-            if request.status == "approved" and now >= request.expires_at:
-                expired = replace(request, status="expired")
+            lapsed = (request.status == "approved" and now >= request.expires_at) or \
+                (request.status == "pending" and now >= request.created + PENDING_TTL_SECONDS)
+            if lapsed:
+                expired = replace(request, status="expired", expires_at=request.expires_at or now)
                 if await self.store.swap(KIND, request_id, raw, _dump(expired)):
                     self.audit("expired", expired, "kubegate")
                     out.append(expired)
+            elif request.status in ("denied", "expired") and \
+                    now >= max(request.created, request.expires_at) + RETENTION_SECONDS:
+                await self.store.swap(KIND, request_id, raw, None)
         return out
 
     def bindings(self, user: str) -> list[Binding]:

@@ -9,10 +9,18 @@ from ..identity.identity import Identity
 from .upstreams import Upstream
 
 # Headers a client must never get through to the apiserver: its own credential, impersonation
-# requests, and the front-proxy identity headers an apiserver may trust from the gateway's cert.
-STRIPPED_NAMES = frozenset({"authorization", "proxy-authorization", "x-remote-user", "x-remote-group",
-                            "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-real-ip"})
-STRIPPED_PREFIXES = ("impersonate-", "x-remote-extra-")
+# requests, the front-proxy identity headers an apiserver may trust from the gateway's cert
+# (every X-Remote-*), an Audit-Id of its own (the apiserver records the first one it sees), and
+# hop-by-hop headers, which belong to the client's connection only.
+STRIPPED_NAMES = frozenset({"authorization", "proxy-authorization", "x-forwarded-for", "x-forwarded-host",
+                            "x-forwarded-proto", "x-real-ip", "audit-id", "keep-alive", "proxy-connection", "te",
+                            "trailer", "proxy-authenticate"})
+STRIPPED_PREFIXES = ("impersonate-", "x-remote-")
+# A WebSocket client may carry its token as a subprotocol (`base64url.bearer.authorization.k8s.io.<token>`):
+# that entry is a credential and stays at the gateway.
+BEARER_SUBPROTOCOL = "base64url.bearer.authorization.k8s.io."
+# Headers a hop-by-hop `Connection` list may never take off the request (an upgrade needs them).
+_CONNECTION_KEEPS = frozenset({"upgrade"})
 SESSION_EXTRA = "kubegate.io/session"
 
 _TOKEN_CHARS = frozenset(b"!#$&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -26,6 +34,34 @@ def escape_extra_key(key: str) -> str:
 def stripped(name: str) -> bool:
     lower = name.lower()
     return lower in STRIPPED_NAMES or lower.startswith(STRIPPED_PREFIXES)
+
+
+def header_edits(headers: list[tuple[str, str]]) -> tuple[set[str], dict[str, str]]:
+    """(lower-case names to remove, names to set to a new value) for a client's headers before they
+    travel upstream: the stripped names, every header the client's `Connection` names (hop-by-hop
+    by its say-so), and the bearer entry of `Sec-WebSocket-Protocol`."""
+    remove = {name.lower() for name, _ in headers if stripped(name)}
+    set_to: dict[str, str] = {}
+    tokens = [t.strip().lower() for name, value in headers if name.lower() == "connection"
+              for t in value.split(",") if t.strip()]
+    if tokens:
+        remove |= set(tokens) - _CONNECTION_KEEPS
+        # The list itself is rewritten too: an intermediary before the apiserver would otherwise drop
+        # what it names (the gateway's own Authorization or Impersonate-* headers).
+        kept = [t for t in tokens if t in _CONNECTION_KEEPS | {"close", "keep-alive"}]
+        set_to["Connection"] = ", ".join(dict.fromkeys(kept)) if kept else "keep-alive"
+    protocols = [v for n, v in headers if n.lower() == "sec-websocket-protocol"]
+    if protocols:
+        entries = [p.strip() for value in protocols for p in value.split(",") if p.strip()]
+        kept = [p for p in entries if not p.startswith(BEARER_SUBPROTOCOL)]
+        if kept != entries:
+            if kept:
+                set_to["Sec-WebSocket-Protocol"] = ", ".join(kept)
+            else:
+                remove.add("sec-websocket-protocol")
+    remove.discard("connection")  # rewritten above, never dropped: an upgrade needs it
+    remove -= {"host", "content-length", "transfer-encoding", "content-type"}  # framing is not the client's to drop
+    return remove, set_to
 
 
 @dataclass

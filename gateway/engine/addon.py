@@ -92,8 +92,11 @@ class GatewayAddon:
         plan = forwarding.plan(ctx.upstream, ctx.identity, ctx.path, ctx.query.encode(),
                                ctx.request.client_ip, ctx.request_id)
         headers = flow.request.headers
-        for name in {k for k in headers.keys() if forwarding.stripped(k)}:
+        remove, set_to = forwarding.header_edits(list(headers.items(multi=True)))
+        for name in {k for k in headers.keys() if k.lower() in remove}:
             del headers[name]
+        for name, value in set_to.items():
+            headers[name] = value
         flow.request.scheme, flow.request.host, flow.request.port = "https", plan.host, plan.port
         flow.request.path = plan.path
         for name, value in plan.add_headers:

@@ -1,4 +1,4 @@
-"""Two narrow changes to mitmproxy 12's HTTP layer that fail-closed serving needs.
+"""Four narrow changes to mitmproxy 12's HTTP/1 layer that fail-closed serving needs.
 
 1. Error pages. When mitmproxy itself answers (upstream unreachable, TLS verification failed,
    body too large, malformed HTTP), it writes an HTML page no hook can replace. kubectl shows
@@ -8,6 +8,13 @@
 2. Body limits. `body_size_limit` must cap request bodies (the gateway never streams a request
    body: a streamed body reaches the upstream before the `request` hook runs) but not responses,
    which the gateway streams itself and which may legitimately be large (lists).
+3. Header blocks. mitmproxy buffers a request's header block without limit ("FIXME: protect
+   against header size DoS"): a client could make it read megabytes before any stage runs. A block
+   past MAX_HEADER_BYTES is answered 431 (a Status) and the connection closed, before reading on.
+4. Trailers. A chunked request with trailers raised NotImplementedError inside mitmproxy's layer,
+   which crashed the connection's handler and left the client waiting forever. Such a message is
+   now a protocol error: the client gets a 400 Status, the flow's error is audited, and the
+   gateway serves on.
 
 Both are checked by tests that drive the gateway (oversized body, upstream down, wrong CA,
 large list), so a mitmproxy upgrade that moves these internals fails loudly, not silently.
@@ -19,12 +26,15 @@ from typing import Any, Generator
 
 from mitmproxy import http
 from mitmproxy.net.http import http1
+from mitmproxy.proxy import commands, events
 from mitmproxy.proxy.layers import http as http_layer
 from mitmproxy.proxy.layers.http import _http1
+from mitmproxy.proxy.layers.http._base import ReceiveHttp
 
 from kubegate import status as k8s_status
 
 _installed = False
+MAX_HEADER_BYTES = 1024 * 1024
 
 
 def status_for_proxy_error(code: int, message: str) -> k8s_status.Status:
@@ -39,6 +49,9 @@ def status_for_proxy_error(code: int, message: str) -> k8s_status.Status:
     if code == 502:
         return k8s_status.failure(503, "kubegate: the cluster's API server is unreachable: "
                                        f"{message[:300]}", reason="ServiceUnavailable")
+    if code == 431:
+        return k8s_status.failure(431, f"kubegate: the request's header block is larger than {MAX_HEADER_BYTES} "
+                                       "bytes; it was not read further", reason="RequestHeaderFieldsTooLarge")
     if code == 400:
         return k8s_status.failure(400, f"kubegate: malformed HTTP request: {message[:300]}", reason="BadRequest")
     return k8s_status.failure(code, f"kubegate: {message[:300]}")
@@ -59,11 +72,38 @@ def _requests_only(original: Any) -> Any:
     return check_body_size
 
 
+def _bounded_headers(original: Any) -> Any:
+    def read_headers(self: Any, event: events.ConnectionEvent) -> Generator[Any, Any, None]:
+        yield from original(self, event)
+        still_reading = getattr(self.state, "__func__", None) is read_headers
+        if still_reading and isinstance(event, events.DataReceived) and len(self.buf) > MAX_HEADER_BYTES:
+            yield commands.SendData(self.conn, _status_error_response(431))
+            yield commands.CloseConnection(self.conn)
+            self.state = self.done
+    return read_headers
+
+
+def _trailers_refused(original: Any) -> Any:
+    def read_body(self: Any, event: events.Event) -> Generator[Any, Any, None]:
+        try:
+            yield from original(self, event)
+        except NotImplementedError as e:  # "HTTP trailers are not implemented yet."
+            message = f"HTTP trailers are not accepted ({e})"
+            if isinstance(self, _http1.Http1Server):
+                yield commands.SendData(self.conn, _status_error_response(400, message))
+            yield commands.CloseConnection(self.conn)
+            yield ReceiveHttp(self.ReceiveProtocolError(self.stream_id, message, code=self.ReceiveProtocolError.code))
+            self.state = self.done
+    return read_body
+
+
 def install() -> None:
     global _installed
     if _installed:
         return
     _http1.make_error_response = _status_error_response
+    _http1.Http1Server.read_headers = _bounded_headers(_http1.Http1Server.read_headers)  # type: ignore[method-assign]
+    _http1.Http1Connection.read_body = _trailers_refused(_http1.Http1Connection.read_body)  # type: ignore[method-assign]
     http_layer.HttpStream.check_body_size = _requests_only(  # type: ignore[method-assign]
         http_layer.HttpStream.check_body_size)
     _installed = True

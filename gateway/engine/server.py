@@ -35,7 +35,7 @@ from ..gates.change import ApprovalApi, ApprovalGate, FreezeGate, RulesGate, Web
 from ..context import GateContext
 from ..gates.policy import GatePolicyHolder
 from ..identity.identity import Identity
-from ..gates.rate import RateGate
+from ..gates.rate import ApiRate, RateGate
 from ..state.store import BreakerState, MemoryStore, StateStore, StoreUnavailable
 from ..state.redis_store import RedisStore
 from ..clusters.client import UpstreamClient
@@ -69,11 +69,13 @@ class Gateway:
         self.clock = clock
         self.store = build_store(settings)
         self.counter = UpstreamClient()
-        self.access = AccessService(self.store, self.policy, clock=clock, audit=self._audit_access)
+        self.access = AccessService(self.store, self.policy, clock=clock, audit=self._audit_access,
+                                    clusters=lambda: self.upstreams.by_name)
         self.approvals = ApprovalService(self.store, self.policy, clock=clock, audit=self._audit_approval)
         change = lambda: self.gates.current.change  # noqa: E731 - the set in force at each request
         self.webhooks = WebhookGate(change, clock=clock, metrics=self.metrics, client=self.counter)
         gates = GateStages(
+            api_limits=ApiRate(self.gates, self.store, clock=clock, metrics=self.metrics),
             breaker_api=BreakerApi(self.store, self.policy, clock=clock, metrics=self.metrics,
                                    on_reset=self._audit_breaker_reset),
             approval_api=ApprovalApi(self.approvals, change, clock),
@@ -128,8 +130,9 @@ class Gateway:
             await asyncio.sleep(interval)
             try:
                 await self.access.expire()
+                await self.approvals.purge()
             except StoreUnavailable as e:
-                log.warning("cannot expire access grants now: %s", e)
+                log.warning("cannot expire access grants or purge approval tickets now: %s", e)
 
     async def start(self) -> None:
         first = self.upstreams.default or self.upstreams.all[0]

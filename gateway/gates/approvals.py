@@ -31,6 +31,7 @@ KIND = "approvals"
 INDEX = "approvals-by-request"  # fingerprint -> ids of the tickets for that request
 TICKET_TTL_SECONDS = 3600.0
 PREVIEW_BYTES = 16 * 1024  # how much of a body a ticket shows
+RETENTION_SECONDS = 7 * 24 * 3600  # tickets are kept this long after they lapse, then purged
 Status = Literal["pending", "approved", "denied", "used", "expired"]
 
 
@@ -149,6 +150,19 @@ class ApprovalService:
         await self.store.put(INDEX, fp, json.dumps([*current, ticket.id]))
         self.audit("requested", ticket, identity.user)
         return None, ticket
+
+    async def purge(self) -> int:
+        """Forget tickets past their lifetime plus RETENTION_SECONDS (the audit log keeps their story)."""
+        now, gone = self.clock(), 0
+        for ticket_id, raw in (await self.store.items(KIND)).items():
+            ticket = _load(raw)
+            if now >= ticket.expires_at + RETENTION_SECONDS and await self.store.swap(KIND, ticket_id, raw, None):
+                gone += 1
+                index = await self.store.get(INDEX, ticket.fingerprint)
+                if index is not None:
+                    left = [i for i in json.loads(index) if i != ticket_id]
+                    await self.store.swap(INDEX, ticket.fingerprint, index, json.dumps(left) if left else None)
+        return gone
 
     def _user(self, raw: str, ticket: Ticket, identity: Identity) -> Callable[[], Awaitable[Ticket]]:
         async def use() -> Ticket:

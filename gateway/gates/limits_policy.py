@@ -15,6 +15,7 @@
         qps: 5
         burst: 10
     on_store_failure: {mutating: deny, read: allow}
+    kubegate_api: {qps: 5, burst: 20}   # per user, on /kubegate/v1/... (default as shown)
 
 A resource is named by at most one budget (plus the "*" budget for all others), so a delete is
 charged to exactly one budget and its breaker. Every QPS limit that matches a request applies.
@@ -103,10 +104,19 @@ class StoreFailure:
 
 
 @dataclass(frozen=True)
+class ApiLimit:
+    """Per-user QPS on kubegate's own API (/kubegate/v1/...: access requests, approvals, breakers)."""
+
+    qps: float = 5.0
+    burst: int = 20
+
+
+@dataclass(frozen=True)
 class LimitsPolicy:
     budgets: tuple[Budget, ...] = ()
     qps: tuple[QpsLimit, ...] = ()
     on_store_failure: StoreFailure = field(default_factory=StoreFailure)
+    kubegate_api: ApiLimit = field(default_factory=ApiLimit)
 
     def budget_for(self, resource: str) -> Budget | None:
         named = next((b for b in self.budgets if resource in b.resources), None)
@@ -234,7 +244,7 @@ def load(directory: Path) -> tuple[LimitsPolicy, list[str]]:
     r = _Reader(path)
     if data is None:
         return LimitsPolicy(), []
-    if not r.keys(data, {"budgets", "qps", "on_store_failure"}, FILE):
+    if not r.keys(data, {"budgets", "qps", "on_store_failure", "kubegate_api"}, FILE):
         return LimitsPolicy(), r.problems
     budgets = [b for i, n in enumerate(data.get("budgets") or []) if (b := _budget(r, n, i))]
     limits = [q for i, n in enumerate(data.get("qps") or []) if (q := _qps(r, n, i))]
@@ -262,4 +272,14 @@ def load(directory: Path) -> tuple[LimitsPolicy, list[str]]:
             else:
                 values[key] = value
         failure = StoreFailure(**values)
-    return LimitsPolicy(tuple(budgets), tuple(limits), failure), r.problems
+    api = ApiLimit()
+    raw_api = data.get("kubegate_api")
+    if raw_api is not None and r.keys(raw_api, {"qps", "burst"}, "kubegate_api"):
+        qps, burst = raw_api.get("qps", api.qps), raw_api.get("burst", api.burst)
+        if isinstance(qps, bool) or not isinstance(qps, (int, float)) or not 0 < qps <= 10_000:
+            r.problem(raw_api, "kubegate_api.qps must be a number above 0 and at most 10000")
+        elif isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= 100_000:
+            r.problem(raw_api, "kubegate_api.burst must be a whole number from 1 to 100000")
+        else:
+            api = ApiLimit(float(qps), burst)
+    return LimitsPolicy(tuple(budgets), tuple(limits), failure, api), r.problems

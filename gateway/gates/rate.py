@@ -76,6 +76,34 @@ def breaker_message(state: BreakerState) -> str:
             f"{until}: `kubegate breaker reset {state.key}`")
 
 
+class ApiRate:
+    """Per-user QPS on kubegate's own API, before any of it answers: nobody floods the approval or
+    access-request stores, or slows other users with them."""
+
+    name = "api-limits"
+    PREFIX = "/kubegate/"
+
+    def __init__(self, policy: GatePolicyHolder, store: StateStore, *, clock: Callable[[], float] = time.time,
+                 metrics: Metrics | None = None) -> None:
+        self.policy, self.store, self.clock, self.metrics = policy, store, clock, metrics
+
+    async def __call__(self, ctx: GateContext) -> None:
+        if not ctx.request.raw_path.startswith(self.PREFIX) or ctx.identity is None:
+            return
+        limit = self.policy.current.limits.kubegate_api
+        bucket = Bucket(f"api/user={ctx.identity.user}", limit.burst, limit.qps, "kubegate API")
+        try:
+            result = await self.store.take([bucket], 1, self.clock())
+        except StoreUnavailable:
+            return  # the API calls themselves need the store and say so (503)
+        if not result.allowed:
+            wait = max(1, math.ceil(result.retry_after))
+            if self.metrics:
+                self.metrics.gate_refusals.labels("limits", "qps", "kubegate-api").inc()
+            raise Denial(429, f"kubegate: too many calls to kubegate's API: {limit.qps:g}/s (burst {limit.burst}) per "
+                              f"user; retry after {wait}s", "TooManyRequests", retry_after=wait)
+
+
 class RateGate:
     name = "limits"
 

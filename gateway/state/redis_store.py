@@ -11,17 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Sequence
+import time
+from typing import Any, Awaitable, Sequence, TypeVar
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .store import BreakerSpec, BreakerState, Bucket, StoreUnavailable, TakeResult, wait_for
+from .store import DEADLINE, BreakerSpec, BreakerState, Bucket, StoreUnavailable, TakeResult, wait_for
+
+T = TypeVar("T")
 
 _MAX_BATCH = 256  # takes per pipeline
+
+# After Redis failed to answer in time (hung, not refusing), calls fail at once for this long
+# instead of each waiting a timeout: reads (which pass without the store) stay fast meanwhile.
+AWAY_SECONDS = 2.0
 
 # Idle buckets expire this long after they would be full again (a missing bucket reads as full).
 _IDLE_GRACE_SECONDS = 600
@@ -154,7 +162,8 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return redis.call('INCR', KEYS[2])
 """
 
-# KEYS: records hash, version counter. ARGV: id, expected ('' with ARGV[4]=='0' means absent), value, has_expected
+# KEYS: records hash, version counter.
+# ARGV: id, expected ('' with ARGV[4]=='0' means absent), value, has_expected, delete ('1': remove it)
 _SWAP = """
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if ARGV[4] == '1' then
@@ -162,7 +171,11 @@ if ARGV[4] == '1' then
 elseif cur then
   return 0
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+if ARGV[5] == '1' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+end
 redis.call('INCR', KEYS[2])
 return 1
 """
@@ -196,6 +209,9 @@ class RedisStore:
         self.redis = aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 1))
         self.prefix = prefix
         self.url = url
+        self.timeout = timeout_seconds
+        self._away_until = 0.0  # until then Redis is known to be away: calls fail at once
+        self._away_since = 0.0
         self._take = self.redis.register_script(_TAKE)
         self._queue: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
         self._flushing = False
@@ -265,7 +281,7 @@ class RedisStore:
         return TakeResult(False, levels, blocked, wait_for(levels[blocked], cost, buckets[blocked]), state,
                           tripped=outcome == "tripped")
 
-    async def take(self, buckets: Sequence[Bucket], cost: float, now: float,
+    async def _take_one(self, buckets: Sequence[Bucket], cost: float, now: float,
                    breaker: BreakerSpec | None = None, reason: str = "", check_only: bool = False,
                    trip: bool = True) -> TakeResult:
         """One take, sent in the next pipeline: takes issued while a pipeline is in flight (other
@@ -325,14 +341,14 @@ class RedisStore:
         except (RedisError, OSError) as e:
             raise StoreUnavailable(f"Redis at {self._where()} did not answer: {e}") from e
 
-    async def take_many(self, requests: Sequence[tuple[Sequence[Bucket], BreakerSpec | None, float]],
+    async def _take_many(self, requests: Sequence[tuple[Sequence[Bucket], BreakerSpec | None, float]],
                         now: float) -> list[TakeResult]:
         """Several independent takes in one pipeline: one round trip, each take still atomic."""
         calls = [self._take_call(buckets, cost, now, breaker, "", False) for buckets, breaker, cost in requests]
         outs = await self._pipeline(calls)
         return [self._take_result(out, b, cost, br) for out, (b, br, cost) in zip(outs, requests)]
 
-    async def peek(self, buckets: Sequence[Bucket], now: float) -> tuple[float, ...]:
+    async def _peek_levels(self, buckets: Sequence[Bucket], now: float) -> tuple[float, ...]:
         keys, bucket_spec = self._bucket_spec(buckets)
         out = await self._call(self._peek, keys, [json.dumps({"now": now, "b": bucket_spec})])
         return tuple(float(x) for x in _list(json.loads(out)))
@@ -341,49 +357,116 @@ class RedisStore:
         return BreakerState(redis_key.removeprefix(self._k("breaker", "")), _text(fields[2]),
                             float(_text(fields[0])), _text(fields[3]), float(_text(fields[1])))
 
-    async def breakers(self, now: float) -> list[BreakerState]:
+    async def _breakers_open(self, now: float) -> list[BreakerState]:
         out = await self._call(self._breakers, [self._index], [repr(float(now))])
         states = [self._breaker_state(_text(row[0]), row[1:]) for row in out]
         return sorted(states, key=lambda b: b.opened_at)
 
-    async def reset_breaker(self, key: str) -> BreakerState | None:
+    async def _reset_breaker(self, key: str) -> BreakerState | None:
         redis_key = self._k("breaker", key)
         out = await self._call(self._reset, [redis_key, self._index], [])
         return None if not out else self._breaker_state(redis_key, out)
 
-    async def put(self, kind: str, id: str, value: str) -> None:
+    async def _put_record(self, kind: str, id: str, value: str) -> None:
         await self._call(self._put, [self._k("records", kind), self._k("version", kind)], [id, value])
 
-    async def get(self, kind: str, id: str) -> str | None:
+    async def _get(self, kind: str, id: str) -> str | None:
         try:
             value = await self.redis.hget(self._k("records", kind), id)
         except (RedisError, OSError) as e:
             raise StoreUnavailable(f"Redis at {self._where()} did not answer: {e}") from e
         return None if value is None else _text(value)
 
-    async def items(self, kind: str) -> dict[str, str]:
+    async def _items(self, kind: str) -> dict[str, str]:
         try:
             found = await self.redis.hgetall(self._k("records", kind))
         except (RedisError, OSError) as e:
             raise StoreUnavailable(f"Redis at {self._where()} did not answer: {e}") from e
         return {_text(k): _text(v) for k, v in found.items()}
 
-    async def swap(self, kind: str, id: str, expected: str | None, value: str) -> bool:
-        args = [id, expected or "", value, "0" if expected is None else "1"]
+    async def _swap_record(self, kind: str, id: str, expected: str | None, value: str | None) -> bool:
+        args = [id, expected or "", value or "", "0" if expected is None else "1", "1" if value is None else "0"]
         return bool(await self._call(self._swap, [self._k("records", kind), self._k("version", kind)], args))
 
-    async def version(self, kind: str) -> int:
+    async def _version(self, kind: str) -> int:
         try:
             value = await self.redis.get(self._k("version", kind))
         except (RedisError, OSError) as e:
             raise StoreUnavailable(f"Redis at {self._where()} did not answer: {e}") from e
         return 0 if value is None else int(value)
 
-    async def ping(self) -> None:
+    # -- every operation: within the request's deadline, and not at all while Redis is known away --
+
+    async def _guarded(self, what: Awaitable[T]) -> T:
+        now = time.monotonic()
+        if now < self._away_until:
+            close = getattr(what, "close", None)
+            if close is not None:
+                close()  # never started: no "never awaited" warning
+            raise StoreUnavailable(f"Redis at {self._where()} did not answer {now - self._away_since:.1f}s ago; "
+                                   f"it is asked again in {self._away_until - now:.1f}s")
+        deadline = DEADLINE.get()
+        budget = self.timeout if deadline is None else min(self.timeout, deadline - now)
+        if budget <= 0:
+            close = getattr(what, "close", None)
+            if close is not None:
+                close()
+            raise StoreUnavailable("this request's time for the state store is used up")
         try:
-            await self.redis.ping()
-        except (RedisError, OSError) as e:
-            raise StoreUnavailable(f"Redis at {self._where()} did not answer: {e}") from e
+            result = await asyncio.wait_for(what, budget)
+        except (StoreUnavailable, asyncio.TimeoutError) as e:
+            # Only a Redis that does not answer in time is remembered: one that refuses connections
+            # fails at once anyway, and is used again the moment it is back.
+            if isinstance(e, asyncio.TimeoutError) or isinstance(e.__cause__, RedisTimeoutError):
+                if self._away_until <= now:
+                    self._away_since = now
+                self._away_until = time.monotonic() + AWAY_SECONDS
+            if isinstance(e, StoreUnavailable):
+                raise
+            raise StoreUnavailable(f"Redis at {self._where()} did not answer within {budget:.2f}s") from None
+        self._away_until = 0.0
+        return result
+
+    async def take(self, buckets: Sequence[Bucket], cost: float, now: float,
+                   breaker: BreakerSpec | None = None, reason: str = "", check_only: bool = False,
+                   trip: bool = True) -> TakeResult:
+        return await self._guarded(self._take_one(buckets, cost, now, breaker, reason, check_only, trip))
+
+    async def take_many(self, requests: Sequence[tuple[Sequence[Bucket], BreakerSpec | None, float]],
+                        now: float) -> list[TakeResult]:
+        return await self._guarded(self._take_many(requests, now))
+
+    async def peek(self, buckets: Sequence[Bucket], now: float) -> tuple[float, ...]:
+        return await self._guarded(self._peek_levels(buckets, now))
+
+    async def breakers(self, now: float) -> list[BreakerState]:
+        return await self._guarded(self._breakers_open(now))
+
+    async def reset_breaker(self, key: str) -> BreakerState | None:
+        return await self._guarded(self._reset_breaker(key))
+
+    async def put(self, kind: str, id: str, value: str) -> None:
+        await self._guarded(self._put_record(kind, id, value))
+
+    async def get(self, kind: str, id: str) -> str | None:
+        return await self._guarded(self._get(kind, id))
+
+    async def items(self, kind: str) -> dict[str, str]:
+        return await self._guarded(self._items(kind))
+
+    async def swap(self, kind: str, id: str, expected: str | None, value: str | None) -> bool:
+        return await self._guarded(self._swap_record(kind, id, expected, value))
+
+    async def version(self, kind: str) -> int:
+        return await self._guarded(self._version(kind))
+
+    async def ping(self) -> None:
+        """A probe: asks Redis even while it is known away, and clears that memory when it answers."""
+        try:
+            await asyncio.wait_for(self.redis.ping(), self.timeout)
+        except (RedisError, OSError, asyncio.TimeoutError) as e:
+            raise StoreUnavailable(f"Redis at {self._where()} did not answer: {e or 'timeout'}") from e
+        self._away_until = 0.0
 
     async def close(self) -> None:
         await self.redis.aclose()

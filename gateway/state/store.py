@@ -19,12 +19,19 @@ from __future__ import annotations
 
 import math
 import threading
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 
 class StoreUnavailable(Exception):
     """The store cannot be reached or did not answer in time; gates decide what that means."""
+
+
+# The time (time.monotonic) by which the request being served must be done with the store. The
+# pipeline sets it once per request, so a hung store costs a request one timeout in all, not one
+# per store call.
+DEADLINE: ContextVar[float | None] = ContextVar("kubegate_store_deadline", default=None)
 
 
 @dataclass(frozen=True)
@@ -88,8 +95,9 @@ class StateStore(Protocol):
     async def put(self, kind: str, id: str, value: str) -> None: ...
     async def get(self, kind: str, id: str) -> str | None: ...
     async def items(self, kind: str) -> dict[str, str]: ...
-    async def swap(self, kind: str, id: str, expected: str | None, value: str) -> bool:
-        """Store `value` only if the record is still `expected` (None: absent). True if stored."""
+    async def swap(self, kind: str, id: str, expected: str | None, value: str | None) -> bool:
+        """Store `value` (None: delete the record) only if the record is still `expected` (None:
+        absent). True if done."""
         ...
 
     async def version(self, kind: str) -> int:
@@ -200,12 +208,15 @@ class MemoryStore:
         with self._lock:
             return dict(self._records.get(kind, {}))
 
-    async def swap(self, kind: str, id: str, expected: str | None, value: str) -> bool:
+    async def swap(self, kind: str, id: str, expected: str | None, value: str | None) -> bool:
         with self._lock:
             records = self._records.setdefault(kind, {})
             if records.get(id) != expected:
                 return False
-            records[id] = value
+            if value is None:
+                records.pop(id, None)
+            else:
+                records[id] = value
             self._versions[kind] = self._versions.get(kind, 0) + 1
             return True
 

@@ -211,3 +211,43 @@ def test_a_redis_outage_applies_no_grants_until_it_answers(tmp_path: Any) -> Non
         env.run(service.store.close())
         loop.close()
         server.stop()
+
+
+# -- bounded: what any signed-in user can put in the store ------------------------------------------
+
+@pytest.mark.parametrize(("kwargs", "code", "says"), [
+    pytest.param({"reason": "x" * 1025}, 413, "longer than 1024", id="long-reason"),
+    pytest.param({"reason": "ok\x1b[2J"}, 400, "control characters", id="control-in-reason"),
+    pytest.param({"namespace": "Not A Namespace"}, 400, "not a namespace", id="bad-namespace"),
+    pytest.param({"namespace": "a" * 64}, 400, "not a namespace", id="namespace-too-long"),
+    pytest.param({"cluster": "nowhere"}, 400, "no cluster named 'nowhere'", id="unknown-cluster"),
+])
+def test_access_requests_are_validated(env: Env, kwargs: dict[str, Any], code: int, says: str) -> None:
+    service = AccessService(env.new_store(), env.holder, clock=env.clock, clusters=lambda: {"hz-1"})
+    args = {"role": "developer", "cluster": "hz-1", "namespace": "payments", "duration_seconds": 600,
+            "reason": "hotfix", **kwargs}
+    with pytest.raises(AccessError) as err:
+        env.run(service.request(DAN, **args))
+    assert err.value.code == code and says in err.value.message
+
+
+def test_open_requests_per_user_are_capped(env: Env) -> None:
+    for i in range(5):
+        env.run(env.service.request(DAN, "developer", "hz-1", "payments", 600, f"try {i}"))
+    with pytest.raises(AccessError) as err:
+        env.run(env.service.request(DAN, "developer", "hz-1", "payments", 600, "one more"))
+    assert err.value.code == 429
+    env.run(env.service.request(VIC, "developer", "hz-1", "payments", 600, "someone else may"))
+
+
+def test_undecided_requests_lapse_and_old_records_are_purged(env: Env) -> None:
+    pending = env.run(env.service.request(DAN, "developer", "hz-1", "payments", 600, "nobody looks"))
+    denied = env.run(env.service.request(DAN, "viewer", "hz-1", "payments", 600, "no"))
+    env.run(env.service.deny(denied.id, SAM))
+    env.clock.now += 24 * 3600 + 1
+    env.run(env.service.expire())
+    assert env.run(env.service.get(pending.id)).status == "expired"  # type: ignore[union-attr]
+    assert ("expired", pending.id, "kubegate") in env.events
+    env.clock.now += 7 * 24 * 3600
+    env.run(env.service.expire())
+    assert env.run(env.service.all()) == []

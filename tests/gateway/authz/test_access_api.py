@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from kubegate.emulator import harness
 from tests.conftest import GatewayHandle, Kubectl, start_gateway
+from tests.gateway.conftest import Response, send
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +119,33 @@ def test_a_ten_minute_grant_lets_kubectl_act_and_lapses_on_a_fake_clock(tmp_path
     finally:
         gw.stop()
         upstream.stop()
+
+
+def _post(gw: GatewayHandle, user: str, body: bytes) -> Response:
+    return send(gw.port, gw.ca_file, "POST", "/kubegate/v1/accessrequests", body=body,
+                headers={"Authorization": f"Bearer {gw.token(user, ['kubegate:viewers'])}",
+                         "Content-Type": "application/json"})
+
+
+def test_a_flood_of_access_requests_is_refused(env: tuple[GatewayHandle, Path]) -> None:
+    gw, _ = env
+    spec = {"role": "developer", "cluster": "emu", "namespace": "payments", "durationSeconds": 600}
+    answers = [_post(gw, "flo", json.dumps({**spec, "reason": f"r{i}"}).encode()).status for i in range(7)]
+    assert answers == [201] * 5 + [429] * 2
+    huge = _post(gw, "flo2", json.dumps({**spec, "reason": "x" * (3 * 1024 * 1024)}).encode())
+    assert huge.status == 413 and huge.json()["kind"] == "Status"
+    stranger = _post(gw, "flo3", json.dumps({**spec, "cluster": "does-not-exist", "reason": "x"}).encode())
+    assert stranger.status == 400 and "no cluster named" in stranger.json()["message"]
+
+
+def test_kubegates_own_api_is_rate_limited_per_user(env: tuple[GatewayHandle, Path]) -> None:
+    gw, _ = env
+    token = gw.token("quinn", ["kubegate:viewers"])
+    codes = [send(gw.port, gw.ca_file, "GET", "/kubegate/v1/approvals",
+                  headers={"Authorization": f"Bearer {token}"}) for _ in range(30)]
+    refused = [r for r in codes if r.status == 429]
+    assert refused and all(int(r.headers["retry-after"]) >= 1 for r in refused)
+    assert "too many calls to kubegate's API" in refused[0].json()["message"]
+    other = send(gw.port, gw.ca_file, "GET", "/kubegate/v1/approvals",
+                 headers={"Authorization": f"Bearer {gw.token('rita', ['kubegate:viewers'])}"})
+    assert other.status == 200  # one user's flood is that user's alone

@@ -211,3 +211,16 @@ def test_tokens_given_back_never_exceed_capacity(on_store: Run) -> None:
     back, again, level = on_store(scenario)
     assert back.allowed and back.remaining == pytest.approx((5.0, 8.0))
     assert again.allowed and level == pytest.approx((5.0, 8.0))
+
+
+def test_swap_to_none_deletes_the_record(on_store: Run) -> None:
+    async def scenario(store: StateStore) -> Any:
+        await store.put("things", "a", "1")
+        before = await store.version("things")
+        wrong = await store.swap("things", "a", "2", None)
+        gone = await store.swap("things", "a", "1", None)
+        return wrong, gone, await store.get("things", "a"), await store.items("things"), \
+            await store.version("things") > before
+
+    wrong, gone, value, items, bumped = on_store(scenario)
+    assert (wrong, gone, value, items, bumped) == (False, True, None, {}, True)
