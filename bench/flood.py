@@ -47,6 +47,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--per-user", type=int, default=10)
     parser.add_argument("--big", type=int, default=20, help="requests with a 3 MiB reason")
+    parser.add_argument("--rounds", type=int, default=3, help="floods, each by new users")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="kubegate-flood-"))
     procs: list[subprocess.Popen[str]] = []
@@ -58,6 +59,9 @@ def main() -> int:
         admin = yaml.safe_load((work / "emu" / "kubeconfig").read_text())["users"][0]["user"]["token"]
         gates = work / "gates"
         shutil.copytree(ROOT / "policies" / "gates", gates)
+        # The bystander calls as fast as it can: the starter per-user QPS limit is lifted for it.
+        limits = (gates / "limits.yaml").read_text()
+        (gates / "limits.yaml").write_text(limits.replace("qps: 50\n    burst: 100", "qps: 1000000\n    burst: 1000000"))
         config = work / "kubegate.yaml"
         config.write_text(yaml.safe_dump({
             "listen": {"port": 0}, "metrics": {"port": -1}, "state_dir": str(work / "gw"),
@@ -100,28 +104,27 @@ def main() -> int:
 
         bystander_median(100)  # warm up
         before_ms, before_rss = bystander_median() * 1e3, rss_mib(gw.pid)
-        answers: collections.Counter[int] = collections.Counter()
         spec = {"role": "developer", "cluster": "bench", "namespace": "shop", "durationSeconds": 600}
-        started = time.perf_counter()
-        for u in range(args.users):
-            token = issuer.issue(f"flooder-{u}", ["kubegate:viewers"])
-            conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
-            for i in range(args.per_user):
-                body = json.dumps({**spec, "reason": f"please {i}"}).encode()
-                answers[call(token, "POST", "/kubegate/v1/accessrequests", body, conn)] += 1
-            conn.close()
         big = json.dumps({**spec, "reason": "x" * (3 * 1024 * 1024)}).encode()
-        for i in range(args.big):
-            answers[call(issuer.issue(f"big-{i}", []), "POST", "/kubegate/v1/accessrequests", big)] += 1
-        flood_seconds = time.perf_counter() - started
-        after_ms, after_rss = bystander_median() * 1e3, rss_mib(gw.pid)
-
-        total = sum(answers.values())
-        print(f"{total} access requests in {flood_seconds:.1f}s: "
-              + ", ".join(f"{code}: {n}" for code, n in sorted(answers.items())))
-        print(f"gateway RSS: {before_rss:.1f} MiB before, {after_rss:.1f} MiB after ({after_rss / before_rss:.2f}x)")
-        print(f"bystander GET median: {before_ms:.2f} ms before, {after_ms:.2f} ms after "
-              f"({after_ms / before_ms:.2f}x)")
+        print(f"before: RSS {before_rss:.1f} MiB, bystander GET median {before_ms:.2f} ms")
+        for r in range(args.rounds):
+            answers: collections.Counter[int] = collections.Counter()
+            started = time.perf_counter()
+            for u in range(args.users):
+                token = issuer.issue(f"flooder-{r}-{u}", ["kubegate:viewers"])
+                conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+                for i in range(args.per_user):
+                    body = json.dumps({**spec, "reason": f"please {i}"}).encode()
+                    answers[call(token, "POST", "/kubegate/v1/accessrequests", body, conn)] += 1
+                conn.close()
+            for i in range(args.big):
+                answers[call(issuer.issue(f"big-{r}-{i}", []), "POST", "/kubegate/v1/accessrequests", big)] += 1
+            seconds = time.perf_counter() - started
+            after_ms, after_rss = bystander_median() * 1e3, rss_mib(gw.pid)
+            print(f"flood {r + 1}: {sum(answers.values())} requests in {seconds:.1f}s ("
+                  + ", ".join(f"{code}: {n}" for code, n in sorted(answers.items()))
+                  + f"); RSS {after_rss:.1f} MiB ({after_rss / before_rss:.2f}x before); bystander GET median "
+                  f"{after_ms:.2f} ms ({after_ms / before_ms:.2f}x before)")
         return 0
     finally:
         for proc in procs:  # started here, ended by their PIDs

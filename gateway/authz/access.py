@@ -67,7 +67,9 @@ class AccessRequest:
         return self.status == "approved" and now < self.expires_at
 
 
-KIND = "accessrequests"  # the record kind in the state store
+KIND = "accessrequests"  # the record kind in the state store: every request, any status
+GRANTS = "accessgrants"  # approved, not yet expired: what authorization reads (its own version)
+OPEN = "accessrequests-open"  # user -> ids of their requests waiting for a decision
 
 
 def _dump(request: AccessRequest) -> str:
@@ -119,17 +121,29 @@ class AccessService:
             raise AccessError(413, f"the reason is longer than {MAX_REASON_CHARS} characters")
         if any(ord(c) < 0x20 and c not in "\n\t" for c in reason):
             raise AccessError(400, "the reason contains control characters")
-        records = [_load(v) for v in (await self.store.items(KIND)).values()]
-        if sum(r.user == identity.user and r.status == "pending" for r in records) >= MAX_OPEN_PER_USER:
-            raise AccessError(429, f"you have {MAX_OPEN_PER_USER} access requests waiting already; wait for a "
-                                   "decision (or for them to lapse after a day) before asking again")
-        if len(records) >= MAX_RECORDS:
+        if await self.store.count(KIND) >= MAX_RECORDS:
             raise AccessError(429, "too many access requests are on record; try again later")
         request = AccessRequest(secrets.token_hex(6), identity.user, role, cluster, namespace or "*", reason.strip(),
                                 duration_seconds, self.clock())
+        if not await self._open_change(identity.user, add=request.id):
+            raise AccessError(429, f"you have {MAX_OPEN_PER_USER} access requests waiting already; wait for a "
+                                   "decision (or for them to lapse after a day) before asking again")
         await self.store.put(KIND, request.id, _dump(request))
         self.audit("requested", request, identity.user)
         return request
+
+    async def _open_change(self, user: str, *, add: str = "", remove: str = "") -> bool:
+        """Add or remove a request in the user's list of waiting ones (compare-and-swap, so replicas
+        racing for the last place cannot both have it). False: adding would pass the cap."""
+        for _ in range(8):
+            raw = await self.store.get(OPEN, user)
+            ids: list[str] = json.loads(raw) if raw else []
+            new = [i for i in ids if i != remove] + ([add] if add else [])
+            if add and len(new) > MAX_OPEN_PER_USER:
+                return False
+            if await self.store.swap(OPEN, user, raw, json.dumps(new) if new else None):
+                return True
+        raise StoreUnavailable("the list of waiting access requests changed too often to update")
 
     async def _pending(self, request_id: str) -> tuple[str, AccessRequest]:
         raw = await self.store.get(KIND, request_id)
@@ -166,6 +180,9 @@ class AccessService:
             decided = replace(request, status="denied", decided_by=approver.user)
         if not await self.store.swap(KIND, request_id, raw, _dump(decided)):
             raise AccessError(409, f"access request {request_id} was decided by someone else meanwhile")
+        if approve:
+            await self.store.put(GRANTS, request_id, _dump(decided))
+        await self._open_change(request.user, remove=request_id)
         self.audit(decided.status, decided, approver.user)
         return decided
 
@@ -176,23 +193,36 @@ class AccessService:
         return await self._decide(request_id, approver, False)
 
     async def expire(self) -> list[AccessRequest]:
-        """Mark grants whose time is up, and requests nobody decided within a day, as expired (each
-        audited once, by whichever replica wins); purge records past their retention."""
+        """Mark grants whose time is up as expired; each is audited once, by whichever replica wins."""
         now = self.clock()
         out = []
-        for request_id, raw in (await self.store.items(KIND)).items():
-            request = _load(raw)
-            lapsed = (request.status == "approved" and now >= request.expires_at) or \
-                (request.status == "pending" and now >= request.created + PENDING_TTL_SECONDS)
-            if lapsed:
-                expired = replace(request, status="expired", expires_at=request.expires_at or now)
+        for request_id, grant_raw in (await self.store.items(GRANTS)).items():
+            if now < _load(grant_raw).expires_at:
+                continue
+            raw = await self.store.get(KIND, request_id)
+            request = _load(raw) if raw else None
+            if raw is not None and request is not None and request.status == "approved":
+                expired = replace(request, status="expired")
                 if await self.store.swap(KIND, request_id, raw, _dump(expired)):
                     self.audit("expired", expired, "kubegate")
                     out.append(expired)
+            await self.store.swap(GRANTS, request_id, grant_raw, None)
+        return out
+
+    async def purge(self) -> None:
+        """Requests nobody decided within a day lapse (audited once); decided and lapsed records
+        past their retention are deleted. Reads every record: run now and then, not per request."""
+        now = self.clock()
+        for request_id, raw in (await self.store.items(KIND)).items():
+            request = _load(raw)
+            if request.status == "pending" and now >= request.created + PENDING_TTL_SECONDS:
+                lapsed = replace(request, status="expired", expires_at=now)
+                if await self.store.swap(KIND, request_id, raw, _dump(lapsed)):
+                    await self._open_change(request.user, remove=request_id)
+                    self.audit("expired", lapsed, "kubegate")
             elif request.status in ("denied", "expired") and \
                     now >= max(request.created, request.expires_at) + RETENTION_SECONDS:
                 await self.store.swap(KIND, request_id, raw, None)
-        return out
 
     def bindings(self, user: str) -> list[Binding]:
         """The user's active grants as bindings (read by the authorizer during a decision)."""
@@ -201,7 +231,8 @@ class AccessService:
                 for r in self._requests.values() if r.user == user and r.active(now)]
 
     async def _reload(self) -> None:
-        self._requests = {r.id: r for r in map(_load, (await self.store.items(KIND)).values())}
+        # Only approved grants: a flood of waiting requests changes nothing authorization reads.
+        self._requests = {r.id: r for r in map(_load, (await self.store.items(GRANTS)).values())}
         self._next_expiry = min((r.expires_at for r in self._requests.values() if r.status == "approved"),
                                 default=float("inf"))
 
@@ -209,12 +240,12 @@ class AccessService:
         """Before a decision: load grants that changed (on any replica), expire what is due, and
         drop cached decisions when either happened. A store that cannot answer means no grants."""
         try:
-            version = await self.store.version(KIND)
+            version = await self.store.version(GRANTS)
             if version != self._version:
                 await self._reload()
             if self.clock() >= self._next_expiry:
                 await self.expire()
-                version = await self.store.version(KIND)
+                version = await self.store.version(GRANTS)
                 await self._reload()
             self._outage_logged = False
         except StoreUnavailable as e:

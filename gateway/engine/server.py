@@ -44,6 +44,8 @@ from ..config.settings import Settings
 from ..stages import GateStages, Stage, default_stages
 
 log = logging.getLogger("kubegate.server")
+PURGE_EVERY_TICKS = 12  # with the 5 s expiry tick: once a minute
+
 
 StagesHook = Callable[[list[Stage]], list[Stage]]
 
@@ -125,14 +127,19 @@ class Gateway:
             self.metrics.audit_failures.inc()
 
     async def _expire_grants(self, interval: float) -> None:
-        """Grants lapse on the request path too; this audits an expiry when nobody is asking."""
+        """Grants lapse on the request path too; this audits an expiry when nobody is asking. Now and
+        then it also lapses undecided access requests and purges old records and tickets."""
+        ticks = 0
         while True:
             await asyncio.sleep(interval)
+            ticks += 1
             try:
                 await self.access.expire()
-                await self.approvals.purge()
+                if ticks % PURGE_EVERY_TICKS == 0:
+                    await self.access.purge()
+                    await self.approvals.purge()
             except StoreUnavailable as e:
-                log.warning("cannot expire access grants or purge approval tickets now: %s", e)
+                log.warning("cannot expire access grants or purge old records now: %s", e)
 
     async def start(self) -> None:
         first = self.upstreams.default or self.upstreams.all[0]

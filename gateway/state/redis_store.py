@@ -384,6 +384,12 @@ class RedisStore:
             raise StoreUnavailable(f"Redis at {self._where()} did not answer: {e}") from e
         return {_text(k): _text(v) for k, v in found.items()}
 
+    async def _count(self, kind: str) -> int:
+        try:
+            return int(await self.redis.hlen(self._k("records", kind)))
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(f"Redis at {self._where()} did not answer: {e}") from e
+
     async def _swap_record(self, kind: str, id: str, expected: str | None, value: str | None) -> bool:
         args = [id, expected or "", value or "", "0" if expected is None else "1", "1" if value is None else "0"]
         return bool(await self._call(self._swap, [self._k("records", kind), self._k("version", kind)], args))
@@ -456,6 +462,9 @@ class RedisStore:
 
     async def swap(self, kind: str, id: str, expected: str | None, value: str | None) -> bool:
         return await self._guarded(self._swap_record(kind, id, expected, value))
+
+    async def count(self, kind: str) -> int:
+        return await self._guarded(self._count(kind))
 
     async def version(self, kind: str) -> int:
         return await self._guarded(self._version(kind))

@@ -95,6 +95,10 @@ class StateStore(Protocol):
     async def put(self, kind: str, id: str, value: str) -> None: ...
     async def get(self, kind: str, id: str) -> str | None: ...
     async def items(self, kind: str) -> dict[str, str]: ...
+    async def count(self, kind: str) -> int:
+        """How many records of this kind there are (without reading them)."""
+        ...
+
     async def swap(self, kind: str, id: str, expected: str | None, value: str | None) -> bool:
         """Store `value` (None: delete the record) only if the record is still `expected` (None:
         absent). True if done."""
@@ -207,6 +211,9 @@ class MemoryStore:
     async def items(self, kind: str) -> dict[str, str]:
         with self._lock:
             return dict(self._records.get(kind, {}))
+
+    async def count(self, kind: str) -> int:
+        return len(self._records.get(kind, {}))
 
     async def swap(self, kind: str, id: str, expected: str | None, value: str | None) -> bool:
         with self._lock:

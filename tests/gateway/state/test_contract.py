@@ -224,3 +224,14 @@ def test_swap_to_none_deletes_the_record(on_store: Run) -> None:
 
     wrong, gone, value, items, bumped = on_store(scenario)
     assert (wrong, gone, value, items, bumped) == (False, True, None, {}, True)
+
+
+def test_count_counts_records_without_reading_them(on_store: Run) -> None:
+    async def scenario(store: StateStore) -> Any:
+        empty = await store.count("things")
+        for i in range(3):
+            await store.put("things", str(i), "x")
+        await store.swap("things", "1", "x", None)
+        return empty, await store.count("things")
+
+    assert on_store(scenario) == (0, 2)
