@@ -301,6 +301,10 @@ def test_rules_judge_bodies_as_go_decodes_them(env: Env, body: bytes | str, cont
       "application/yaml", id="yaml-duplicate-key"),
     P(b'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n---\nspec: {replicas: 0}\n',
       "application/yaml", id="yaml-two-documents"),
+    P(b'a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
+      b'c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n'
+      b'f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n', "application/yaml",
+      id="yaml-alias-bomb"),
 ])
 def test_bodies_go_would_read_differently_are_refused(env: Env, body: bytes, content_type: str) -> None:
     ns = env.namespace(prefix="prod")
