@@ -15,24 +15,15 @@ import argparse
 import collections
 import http.client
 import json
-import shutil
-import signal
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latency import ROOT, spawn  # noqa: E402  (bench/ scripts share their process helpers)
-
-from kubegate.gateway.config import settings  # noqa: E402
-from kubegate.gateway.identity import keys  # noqa: E402
-from kubegate.gateway.identity.authn import TokenIssuer  # noqa: E402
+from stack import Stack  # noqa: E402  (the benchmarks' shared set-up)
 
 
 def rss_mib(pid: int) -> float:
@@ -49,32 +40,12 @@ def main() -> int:
     parser.add_argument("--big", type=int, default=20, help="requests with a 3 MiB reason")
     parser.add_argument("--rounds", type=int, default=3, help="floods, each by new users")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="kubegate-flood-"))
-    procs: list[subprocess.Popen[str]] = []
+    stack = Stack(Path(tempfile.mkdtemp(prefix="kubegate-flood-")))
     try:
-        emu, line = spawn([sys.executable, "-m", "kubegate.emulator", "--dir", str(work / "emu")],
-                          "emulator listening on", work / "emu.log")
-        procs.append(emu)
-        upstream_url = line.split()[-1]
-        admin = yaml.safe_load((work / "emu" / "kubeconfig").read_text())["users"][0]["user"]["token"]
-        gates = work / "gates"
-        shutil.copytree(ROOT / "policies" / "gates", gates)
-        # The bystander calls as fast as it can: the starter per-user QPS limit is lifted for it.
-        limits = (gates / "limits.yaml").read_text()
-        (gates / "limits.yaml").write_text(limits.replace("qps: 50\n    burst: 100", "qps: 1000000\n    burst: 1000000"))
-        config = work / "kubegate.yaml"
-        config.write_text(yaml.safe_dump({
-            "listen": {"port": 0}, "metrics": {"port": -1}, "state_dir": str(work / "gw"),
-            "authz": {"policy_dir": str(ROOT / "policies" / "authz")}, "gates": {"policy_dir": str(gates)},
-            "clusters": [{"name": "bench", "server": upstream_url, "ca_file": str(work / "emu" / "ca.crt"),
-                          "token": admin}]}))
-        gw, line = spawn([sys.executable, "-m", "kubegate", "serve", "-c", str(config), "--log-level", "warning"],
-                         "kubegate serving on", work / "gw.log")
-        procs.append(gw)
-        port = int(line.split("https://127.0.0.1:")[1].split(",")[0])
-        cfg = settings.load(config)
-        issuer = TokenIssuer(cfg.issuer, keys.signing_key_pem(cfg))
-        ctx = ssl.create_default_context(cafile=str(work / "gw" / "tls" / "ca.crt"))
+        stack.start_emulator()
+        stack.start_gateway()
+        port, gw_pid = stack.gateway_port, stack.gateway_pid
+        ctx = ssl.create_default_context(cafile=str(stack.gateway_ca))
 
         def call(token: str, method: str, path: str, body: bytes | None = None,
                  conn: http.client.HTTPSConnection | None = None) -> int:
@@ -91,7 +62,7 @@ def main() -> int:
                 if conn is None:
                     own.close()
 
-        viewer = issuer.issue("bystander", ["kubegate:viewers"])
+        viewer = stack.token("bystander", ["kubegate:viewers"])
         bystander = http.client.HTTPSConnection("127.0.0.1", port, context=ctx)
 
         def bystander_median(n: int = 300) -> float:
@@ -103,7 +74,7 @@ def main() -> int:
             return statistics.median(samples)
 
         bystander_median(100)  # warm up
-        before_ms, before_rss = bystander_median() * 1e3, rss_mib(gw.pid)
+        before_ms, before_rss = bystander_median() * 1e3, rss_mib(gw_pid)
         spec = {"role": "developer", "cluster": "bench", "namespace": "shop", "durationSeconds": 600}
         big = json.dumps({**spec, "reason": "x" * (3 * 1024 * 1024)}).encode()
         print(f"before: RSS {before_rss:.1f} MiB, bystander GET median {before_ms:.2f} ms")
@@ -111,30 +82,23 @@ def main() -> int:
             answers: collections.Counter[int] = collections.Counter()
             started = time.perf_counter()
             for u in range(args.users):
-                token = issuer.issue(f"flooder-{r}-{u}", ["kubegate:viewers"])
+                token = stack.token(f"flooder-{r}-{u}", ["kubegate:viewers"])
                 conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
                 for i in range(args.per_user):
                     body = json.dumps({**spec, "reason": f"please {i}"}).encode()
                     answers[call(token, "POST", "/kubegate/v1/accessrequests", body, conn)] += 1
                 conn.close()
             for i in range(args.big):
-                answers[call(issuer.issue(f"big-{r}-{i}", []), "POST", "/kubegate/v1/accessrequests", big)] += 1
+                answers[call(stack.token(f"big-{r}-{i}", []), "POST", "/kubegate/v1/accessrequests", big)] += 1
             seconds = time.perf_counter() - started
-            after_ms, after_rss = bystander_median() * 1e3, rss_mib(gw.pid)
+            after_ms, after_rss = bystander_median() * 1e3, rss_mib(gw_pid)
             print(f"flood {r + 1}: {sum(answers.values())} requests in {seconds:.1f}s ("
                   + ", ".join(f"{code}: {n}" for code, n in sorted(answers.items()))
                   + f"); RSS {after_rss:.1f} MiB ({after_rss / before_rss:.2f}x before); bystander GET median "
                   f"{after_ms:.2f} ms ({after_ms / before_ms:.2f}x before)")
         return 0
     finally:
-        for proc in procs:  # started here, ended by their PIDs
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        stack.stop()
 
 
 if __name__ == "__main__":

@@ -13,40 +13,18 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import signal
 import ssl
 import statistics
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from kubegate import pki
-from kubegate.gateway.identity import keys
-from kubegate.gateway.config import settings
-from kubegate.gateway.identity.authn import TokenIssuer
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stack import ROOT, Stack, spawn  # noqa: E402  (the benchmarks' shared set-up)
 OBJECT = "/api/v1/namespaces/default/configmaps/bench"
-
-
-def spawn(args: list[str], marker: str, log: Path) -> tuple[subprocess.Popen[str], str]:
-    with open(log, "wb") as err:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith(marker):
-            return proc, line.strip()
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise SystemExit(f"{args[:3]} did not start: {log.read_text()[-2000:]}")
 
 
 class Target:
@@ -71,16 +49,11 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=3000, help="measured requests per target (default 3000)")
     parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds (default 6)")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="kubegate-bench-"))
-    procs: list[subprocess.Popen[str]] = []
+    stack = Stack(Path(tempfile.mkdtemp(prefix="kubegate-bench-")))
+    work = stack.work
     try:
-        emu, line = spawn([sys.executable, "-m", "kubegate.emulator", "--dir", str(work / "emu")],
-                          "emulator listening on", work / "emu.log")
-        procs.append(emu)
-        upstream_url = line.split()[-1]
-        kubeconfig = yaml.safe_load((work / "emu" / "kubeconfig").read_text())
-        admin = kubeconfig["users"][0]["user"]["token"]
-        emu_ca = work / "emu" / "ca.crt"
+        stack.start_emulator()
+        upstream_url, emu_ca, admin = stack.upstream_url, stack.upstream_ca, stack.admin_token
         conn = http.client.HTTPSConnection("127.0.0.1", int(upstream_url.rsplit(":", 1)[1]),
                                            context=ssl.create_default_context(cafile=str(emu_ca)))
         conn.request("POST", "/api/v1/namespaces/default/configmaps",
@@ -94,33 +67,15 @@ def main() -> int:
         (work / "proxy-bundle.pem").write_bytes(leaf.cert_pem + leaf.key_pem)
         plain, line = spawn([sys.executable, str(ROOT / "bench" / "plain_mitmproxy.py"), upstream_url, str(emu_ca),
                              str(work / "proxy-bundle.pem")], "listening", work / "plain.log")
-        procs.append(plain)
+        stack.procs.append(plain)
         plain_port = int(line.split()[-1])
-
-        # The starter gate policy, so every gate runs as it would; only the per-user QPS limit is
-        # lifted, since this loop is one user calling as fast as it can.
-        gates = work / "gates"
-        shutil.copytree(ROOT / "policies" / "gates", gates)
-        limits = (gates / "limits.yaml").read_text()
-        lifted = limits.replace("qps: 50\n    burst: 100", "qps: 1000000\n    burst: 1000000")
-        if lifted == limits:
-            raise SystemExit("bench: the starter per-user QPS limit changed; update bench/latency.py")
-        (gates / "limits.yaml").write_text(lifted)
-        config = work / "kubegate.yaml"
-        config.write_text(yaml.safe_dump({
-            "listen": {"port": 0}, "metrics": {"port": -1}, "state_dir": str(work / "gw"),
-            "authz": {"policy_dir": str(ROOT / "policies" / "authz")}, "gates": {"policy_dir": str(gates)},
-            "clusters": [{"name": "bench", "server": upstream_url, "ca_file": str(emu_ca), "token": admin}]}))
-        gw, line = spawn([sys.executable, "-m", "kubegate", "serve", "-c", str(config), "--log-level", "warning"],
-                         "kubegate serving on", work / "gw.log")
-        procs.append(gw)
-        gw_port = int(line.split("https://127.0.0.1:")[1].split(",")[0])
-        cfg = settings.load(config)
-        user_token = TokenIssuer(cfg.issuer, keys.signing_key_pem(cfg)).issue("bench", ["kubegate:viewers"])
+        stack.start_gateway()
+        gw_port = stack.gateway_port
+        user_token = stack.token("bench", ["kubegate:viewers"])
 
         targets = [Target("direct", int(upstream_url.rsplit(":", 1)[1]), emu_ca, admin),
                    Target("mitmproxy", plain_port, work / "proxy-ca.crt", admin),
-                   Target("kubegate", gw_port, work / "gw" / "tls" / "ca.crt", user_token)]
+                   Target("kubegate", gw_port, stack.gateway_ca, user_token)]
         for t in targets:  # warm up: TLS handshake, caches, lazy imports
             for _ in range(200):
                 t.get()
@@ -142,13 +97,7 @@ def main() -> int:
               f"{len(targets[0].samples)} requests per target in {args.rounds} rounds")
         return 0
     finally:
-        for proc in procs:  # started here, ended by their PIDs
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stack.stop()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,98 @@
+"""What the end-to-end benchmarks share: an emulator and a `kubegate serve` in front of it, each in
+its own process, started and ended by PID."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from kubegate.gateway.config import settings
+from kubegate.gateway.identity import keys
+from kubegate.gateway.identity.authn import TokenIssuer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def spawn(args: list[str], marker: str, log: Path) -> tuple[subprocess.Popen[str], str]:
+    """Start a process and wait for the stdout line that starts with `marker`."""
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith(marker):
+            return proc, line.strip()
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise SystemExit(f"{args[:3]} did not start: {log.read_text()[-2000:]}")
+
+
+@dataclass
+class Stack:
+    work: Path
+    procs: list[subprocess.Popen[str]] = field(default_factory=list)
+    upstream_url: str = ""
+    upstream_ca: Path = Path()
+    admin_token: str = ""
+    gateway_port: int = 0
+    gateway_pid: int = 0
+    gateway_ca: Path = Path()
+    issuer: TokenIssuer | None = None
+
+    def start_emulator(self) -> None:
+        emu, line = spawn([sys.executable, "-m", "kubegate.emulator", "--dir", str(self.work / "emu")],
+                          "emulator listening on", self.work / "emu.log")
+        self.procs.append(emu)
+        self.upstream_url = line.split()[-1]
+        self.upstream_ca = self.work / "emu" / "ca.crt"
+        self.admin_token = yaml.safe_load((self.work / "emu" / "kubeconfig").read_text())["users"][0]["user"]["token"]
+
+    def start_gateway(self) -> None:
+        """kubegate with the starter policies, every gate on; only the per-user QPS limit is lifted,
+        since a benchmark is one user calling as fast as it can."""
+        gates = self.work / "gates"
+        shutil.copytree(ROOT / "policies" / "gates", gates)
+        limits = (gates / "limits.yaml").read_text()
+        lifted = limits.replace("qps: 50\n    burst: 100", "qps: 1000000\n    burst: 1000000")
+        if lifted == limits:
+            raise SystemExit("bench: the starter per-user QPS limit changed; update bench/stack.py")
+        (gates / "limits.yaml").write_text(lifted)
+        config = self.work / "kubegate.yaml"
+        config.write_text(yaml.safe_dump({
+            "listen": {"port": 0}, "metrics": {"port": -1}, "state_dir": str(self.work / "gw"),
+            "authz": {"policy_dir": str(ROOT / "policies" / "authz")}, "gates": {"policy_dir": str(gates)},
+            "clusters": [{"name": "bench", "server": self.upstream_url, "ca_file": str(self.upstream_ca),
+                          "token": self.admin_token}]}))
+        gw, line = spawn([sys.executable, "-m", "kubegate", "serve", "-c", str(config), "--log-level", "warning"],
+                         "kubegate serving on", self.work / "gw.log")
+        self.procs.append(gw)
+        self.gateway_port = int(line.split("https://127.0.0.1:")[1].split(",")[0])
+        self.gateway_pid = gw.pid
+        self.gateway_ca = self.work / "gw" / "tls" / "ca.crt"
+        cfg = settings.load(config)
+        self.issuer = TokenIssuer(cfg.issuer, keys.signing_key_pem(cfg))
+
+    def token(self, user: str, groups: list[str]) -> str:
+        assert self.issuer is not None
+        return self.issuer.issue(user, groups)
+
+    def stop(self) -> None:
+        for proc in self.procs:  # started here, ended by their PIDs
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        shutil.rmtree(self.work, ignore_errors=True)
