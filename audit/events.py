@@ -1,4 +1,13 @@
-"""Building audit.k8s.io/v1 Events from what the gateway knows about a request."""
+"""Building audit.k8s.io/v1 Events from what the gateway knows about a request.
+
+Read by tools built for kube-apiserver's audit log, they mean what its events mean: `user` is the
+authenticated caller (kubegate forwards as the caller, it does not impersonate on anyone's
+request, so there is no `impersonatedUser`); `stage` is ResponseComplete, with ResponseStarted
+first for long-running requests (watch, logs, exec/attach/port-forward, proxy) and Panic for a
+failure inside the gateway; `auditID` is a UUID; kubegate's own objects (access requests,
+approval tickets, breakers) are recorded with real verbs on `*.kubegate.io` resources, and what
+happened to them in the annotation `kubegate.io/event`.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +20,23 @@ def timestamp(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# What happened to one of kubegate's own objects, as the API verb that did it.
+STEP_VERBS = {"requested": "create", "approved": "update", "denied": "update", "expired": "update",
+              "used": "update", "tripped": "create", "reset": "delete"}
+
+
 def _step(prefix: str, kind: str, resource: str, name: str, uri: str, actor: str, now: float,
           annotations: dict[str, str]) -> dict[str, Any]:
     """A step of one of kubegate's own objects (access request, ticket, breaker), recorded apart
     from the HTTP request that may have caused it."""
     return {
         "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
-        "auditID": f"{prefix}-{kind}-{uuid.uuid4()}", "stage": "ResponseComplete", "verb": kind,
-        "requestURI": uri, "user": {"username": actor},
-        "objectRef": {"resource": resource, "apiGroup": "kubegate.io", "name": name},
+        "auditID": str(uuid.uuid4()), "stage": "ResponseComplete", "verb": STEP_VERBS.get(kind, "update"),
+        "requestURI": uri, "user": {"username": actor}, "sourceIPs": [], "userAgent": "kubegate",
+        "objectRef": {"resource": resource, "apiGroup": "kubegate.io", "apiVersion": "v1", "name": name},
+        "responseStatus": {"metadata": {}, "code": 200},
         "requestReceivedTimestamp": timestamp(now), "stageTimestamp": timestamp(now),
-        "annotations": {f"kubegate.io/{prefix}-event": kind, **annotations},
+        "annotations": {"kubegate.io/event": kind, f"kubegate.io/{prefix}-event": kind, **annotations},
     }
 
 
@@ -49,21 +64,24 @@ def breaker_event(kind: str, key: str, actor: str, label: str, reason: str, now:
 def event(*, audit_id: str, stage: str, request_uri: str, verb: str, user: dict[str, Any] | None,
           source_ips: list[str], user_agent: str, object_ref: dict[str, str] | None, code: int,
           status_message: str, reason: str, received: float, now: float,
-          annotations: dict[str, str]) -> dict[str, Any]:
+          annotations: dict[str, str], level: str = "Metadata", request_object: Any = None,
+          response_object: Any = None) -> dict[str, Any]:
     ev: dict[str, Any] = {
-        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": level,
         "auditID": audit_id, "stage": stage, "requestURI": request_uri, "verb": verb,
         "user": user or {"username": "system:anonymous", "groups": ["system:unauthenticated"]},
         "sourceIPs": source_ips, "userAgent": user_agent,
-        "responseStatus": {"metadata": {}, "code": code},
         "requestReceivedTimestamp": timestamp(received), "stageTimestamp": timestamp(now),
         "annotations": annotations,
     }
-    if user:
-        # kubegate forwards as the caller: the upstream sees this identity impersonated.
-        ev["impersonatedUser"] = user
+    if stage != "ResponseStarted" or code:
+        ev["responseStatus"] = {"metadata": {}, "code": code}
+        if status_message:
+            ev["responseStatus"].update(status="Failure", message=status_message, reason=reason)
     if object_ref:
         ev["objectRef"] = object_ref
-    if status_message:
-        ev["responseStatus"].update(status="Failure", message=status_message, reason=reason)
+    if request_object is not None and level in ("Request", "RequestResponse"):
+        ev["requestObject"] = request_object
+    if response_object is not None and level == "RequestResponse" and stage == "ResponseComplete":
+        ev["responseObject"] = response_object
     return ev

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 import logging
 import os
 import threading
+import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
+
+from . import chain
 
 log = logging.getLogger("kubegate.audit")
 
@@ -22,41 +25,129 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-class JsonlSink:
-    """One JSON object per line, appended and flushed per event.
+def _now_text(now: float) -> str:
+    return dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-    An event that cannot be written is kept and retried before the next one, so a full disk
-    delays records instead of losing them; while that lasts, `healthy()` is False.
+
+class JsonlSink:
+    """One hash-chained audit.k8s.io/v1 Event per line (see chain.py), flushed per event.
+
+    - An event that cannot be written is kept and retried before the next one, so a full disk
+      delays records instead of losing them; while that lasts, `healthy()` is False.
+    - The file is rotated past `rotate_bytes` or `rotate_seconds` (renamed to FILE.<UTC time>),
+      and only the newest `keep_files` rotated files are kept. Each new file starts with a
+      `log-opened` event that links it to the one before.
+    - A file moved or deleted by someone else (logrotate) is noticed at the next write and a new
+      one is started; so is a `reopen()` (SIGHUP).
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, *, rotate_bytes: int = 0, rotate_seconds: float = 0, keep_files: int = 0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.path, self.head = path, path.with_name(path.name + ".head")
+        self.rotate_bytes, self.rotate_seconds, self.keep_files, self.clock = \
+            rotate_bytes, rotate_seconds, keep_files, clock
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._pending: list[str] = []
-        self._file = open(path, "a", encoding="utf-8")
-        os.chmod(path, 0o600)
+        self._pending: list[dict[str, Any]] = []
+        self._reopen_asked = False
+        link = chain.last_link(path) or self._last_rotated_link()
+        self._seq, self._prev = (link[0] + 1, link[1]) if link else (0, chain.GENESIS)
+        self._open(previous=self._newest_rotated() if not path.exists() or path.stat().st_size == 0 else None)
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def _rotated(self) -> list[Path]:
+        return sorted(self.path.parent.glob(self.path.name + ".2*"))
+
+    def _newest_rotated(self) -> str:
+        rotated = self._rotated()
+        return rotated[-1].name if rotated else ""
+
+    def _last_rotated_link(self) -> tuple[int, str] | None:
+        for older in reversed(self._rotated()):
+            if (link := chain.last_link(older)) is not None:
+                return link
+        return None
+
+    def _open(self, previous: str | None) -> None:
+        """Open the log for appending; `previous` (not None): it is new, and starts with a header."""
+        if getattr(self, "_head", None) is None:
+            self._head = open(self.head, "r+" if self.head.exists() else "w", encoding="utf-8")
+        self._file = open(self.path, "a", encoding="utf-8")
+        os.chmod(self.path, 0o600)
+        self._inode = os.fstat(self._file.fileno()).st_ino
+        self._opened = self.clock()
+        if previous is not None:
+            self._append(chain.opened_event(previous, _now_text(self._opened)))
+
+    def _moved_away(self) -> bool:
+        try:
+            return os.stat(self.path).st_ino != self._inode
+        except FileNotFoundError:
+            return True
+
+    def _rotate_due(self) -> bool:
+        size = self._file.tell()
+        return size > 0 and (bool(self.rotate_bytes and size >= self.rotate_bytes) or
+                             bool(self.rotate_seconds and self.clock() - self._opened >= self.rotate_seconds))
+
+    def _start_new_file(self, previous: str) -> None:
+        self._file.close()
+        self._open(previous=previous)
+
+    def _rotate(self) -> None:
+        stamp = dt.datetime.fromtimestamp(self.clock(), dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        target = self.path.with_name(f"{self.path.name}.{stamp}")
+        self._file.close()
+        os.replace(self.path, target)
+        if self.keep_files:
+            for old in self._rotated()[:-self.keep_files]:
+                old.unlink(missing_ok=True)
+        self._open(previous=target.name)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _append(self, event: dict[str, Any]) -> None:
+        line, digest = chain.seal(event, self._seq, self._prev)
+        self._file.write(line + "\n")
+        self._file.flush()
+        self._seq, self._prev = self._seq + 1, digest
+        # Overwritten in place, fixed width: no open, truncate or rename per event.
+        self._head.seek(0)
+        self._head.write(f"{self._seq - 1:020d} {digest}\n")
+        self._head.flush()
 
     def write(self, event: dict[str, Any]) -> None:
-        line = json.dumps(event, separators=(",", ":"), sort_keys=True) + "\n"
         with self._lock:
-            self._pending.append(line)
+            self._pending.append(event)
             self._flush()
 
     def _flush(self) -> None:
         try:
-            self._file.write("".join(self._pending))
-            self._file.flush()
+            if self._reopen_asked or self._moved_away():
+                self._reopen_asked = False
+                self._start_new_file(previous="(moved away: see rotated files)")
+            elif self._rotate_due():
+                self._rotate()
+            while self._pending:
+                self._append(self._pending[0])
+                self._pending.pop(0)
         except OSError:
             log.error("cannot write audit events to %s (%d pending)", self.path, len(self._pending))
             raise
-        self._pending.clear()
+
+    def reopen(self) -> None:
+        """Start a new file at the next write (SIGHUP, after an outside rotation)."""
+        with self._lock:
+            self._reopen_asked = True
 
     def healthy(self) -> bool:
         with self._lock:
-            if not self._pending:
-                return True
             try:
+                if self._moved_away() and not self._pending:
+                    self._flush()  # a deleted or moved file: a new one now, so readiness tells the truth
+                if not self._pending:
+                    return True
                 self._flush()
             except OSError:
                 return False
@@ -65,3 +156,4 @@ class JsonlSink:
     def close(self) -> None:
         with self._lock:
             self._file.close()
+            self._head.close()

@@ -50,7 +50,6 @@ class GateContext:
     delete_options: DeleteOptions | None = None
     denial: Denial | None = None
     forwarded: bool = False
-    audited: bool = False
     annotations: dict[str, str] = field(default_factory=dict)
     # Change gates that want a second person add why here; the approvals stage acts on it.
     approval_reasons: list[str] = field(default_factory=list)
@@ -66,6 +65,11 @@ class GateContext:
     # delete the cluster refused gives its budget tokens back).
     after_response: list[Callable[[int], Awaitable[None]]] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # Audit: the policy's decision for this request, the stages written, a captured response body.
+    audit_decision: Any = None
+    audited_stages: set[str] = field(default_factory=set)
+    response_body: bytearray | None = None
+    response_truncated: bool = False
 
     @property
     def decision(self) -> str:

@@ -30,7 +30,7 @@ class Stage(Protocol):
 
 
 class Ingress:
-    """Refuse what must never travel upstream, before anything else looks at the request."""
+    """No request is served while its audit event could not be written."""
 
     name = "ingress"
 
@@ -41,6 +41,15 @@ class Ingress:
         if not self.audit_ready():
             raise Denial(503, "kubegate: the audit log cannot be written, so no request is served "
                               "until it can; tell the gateway's operators", "ServiceUnavailable", retry_after=5)
+
+
+class NoImpersonation:
+    """Client impersonation is refused (the gateway alone impersonates). After authentication, so
+    the audit event names who tried."""
+
+    name = "impersonation"
+
+    async def __call__(self, ctx: GateContext) -> None:
         smuggled = sorted({k.lower() for k in ctx.request.headers if k.lower().startswith("impersonate-")})
         if smuggled:
             raise Denial(403, f"kubegate: impersonation headers ({', '.join(smuggled)}) are not accepted: "
@@ -183,6 +192,10 @@ class Authorize:
         await self.access.sync(authorizer)  # approved grants in, expired ones out
         decision = authorizer.decide(ctx.identity, ctx.upstream.name, ctx.info)
         ctx.annotations["kubegate.io/authz"] = decision.reason
+        ctx.annotations["kubegate.io/policy-revision"] = authorizer.policy.revision
+        # The keys kube-apiserver's own authorizers write, so audit tooling reads kubegate's verdict.
+        ctx.annotations["authorization.k8s.io/decision"] = "allow" if decision.allowed else "forbid"
+        ctx.annotations["authorization.k8s.io/reason"] = decision.reason
         if not decision.allowed:
             raise Denial(403, describe_refusal(ctx.identity.user, ctx.upstream.name, ctx.info, decision),
                          "Forbidden")
@@ -205,8 +218,9 @@ class GateStages:
 def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, upstreams: Upstreams,
                    policy: PolicyHolder, access: AccessService, gates: GateStages) -> list[Stage]:
     return [
-        Ingress(audit_ready),         # audit writable; no smuggled Impersonate-* headers
+        Ingress(audit_ready),         # the audit log is writable, or 503
         Authenticate(authenticator),  # bearer JWT → Identity, or 401
+        NoImpersonation(),            # no client Impersonate-* headers (403)
         gates.api_limits,             # /kubegate/v1/...: per-user QPS on kubegate's own API (429)
         AccessApi(access),            # /kubegate/v1/accessrequests: answered here, never forwarded
         gates.breaker_api,            # /kubegate/v1/breakers: list and reset circuit breakers

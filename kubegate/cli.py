@@ -53,6 +53,7 @@ def _serve(args: argparse.Namespace) -> int:
     async def main() -> None:
         await Gateway(cfg).serve_until_signalled(started)
 
+    from kubegate.audit.policy import PolicyError as AuditPolicyError
     from kubegate.gateway.gates.policy import GatePolicyError
     from kubegate.gateway.authz.policy import PolicyError
 
@@ -65,6 +66,9 @@ def _serve(args: argparse.Namespace) -> int:
     except GatePolicyError as e:
         print(f"kubegate: the gate policy in {cfg.path(cfg.gates.policy_dir)} is invalid; nothing is "
               "served:\n" + "\n".join(f"  - {p}" for p in e.problems), file=sys.stderr)
+        return 2
+    except AuditPolicyError as e:
+        print(f"kubegate: {e}\nnothing is served", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"kubegate: cannot serve: {e}", file=sys.stderr)
@@ -269,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     breaker_cli.add_parser(sub)
     approvals_cli.add_parser(sub)
+
+    from kubegate import audit_cli
+
+    audit_cli.add_parser(sub)
 
     demo = sub.add_parser("demo", help="run kubegate in front of an emulated cluster and print a kubeconfig")
     demo.add_argument("--dir", default=None, help="state directory (default: ./state/demo)")

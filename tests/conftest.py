@@ -205,8 +205,10 @@ class GatewayHandle:
         return path
 
     def audit_events(self) -> list[dict[str, Any]]:
+        """The events about requests and kubegate's objects (not the log's own `log-opened` lines)."""
         path = self.settings.audit_path
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [e for e in events if e.get("annotations", {}).get("kubegate.io/event") != "log-opened"]
 
     def stop(self) -> None:
         self._stop()

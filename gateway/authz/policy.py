@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import fnmatch
 import functools
+import hashlib
 import io
 import re
 from dataclasses import dataclass, field
@@ -106,6 +107,7 @@ class PolicySet:
     bindings: list[Binding] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # "file:line: message"
     warnings: list[str] = field(default_factory=list)  # "file:line: message"; serving goes on
+    revision: str = ""  # a content hash of the set: which policy decided, in every audit event
 
     @property
     def ok(self) -> bool:
@@ -198,6 +200,10 @@ def load(directory: Path | str) -> PolicySet:
         return PolicySet(directory, "", problems=[f"{model}: missing (the Casbin model)"])
     ps = PolicySet(directory, model.read_text())
     files = sorted(directory.glob("*.csv"))
+    content = hashlib.sha256(ps.model_text.encode())
+    for path in files:
+        content.update(b"\0" + path.name.encode() + b"\0" + path.read_bytes())
+    ps.revision = content.hexdigest()[:16]
     if not files:
         ps.problems.append(f"{directory}: no *.csv policy files")
     for path in files:

@@ -132,6 +132,18 @@ class Cluster:
 class Audit:
     path: str = ""
     """JSONL file of audit.k8s.io/v1 events. Default: state_dir/audit.jsonl."""
+    policy_file: str = ""
+    """An audit.k8s.io/v1 Policy (kube-apiserver's format) choosing each request's level. Empty: Metadata for all."""
+    max_object_bytes: int = 64 * 1024
+    """Request and response objects larger than this (as JSON) are left out of events, with a marker."""
+    redact_fields: list[str] = field(default_factory=list)
+    """Dotted paths redacted in every recorded object, besides Secret data and tokens (always)."""
+    rotate_bytes: int = 100 * 1024 * 1024
+    """Start a new file past this size (0: never by size)."""
+    rotate_seconds: int = 24 * 3600
+    """Start a new file after this long (0: never by time)."""
+    keep_files: int = 30
+    """How many rotated files are kept (0: all)."""
 
 
 @dataclass

@@ -2,28 +2,29 @@
 
 mitmproxy logs an exception raised in a hook and then FORWARDS the flow. Everything here is
 therefore wrapped so that any failure ends in a Status answer (or a killed flow), never in a
-forwarded request. Every flow is audited exactly once: when its response starts, or when it
-fails without one.
+forwarded request. Every flow gets one ResponseComplete (or Panic) audit event, when its
+response has ended or it failed without one; a long-running one also a ResponseStarted event
+when its response starts (gateway/audit_record.py builds them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 from mitmproxy import connection, http, tcp, tls
 from multidict import CIMultiDict
 from OpenSSL import SSL
 
 from kubegate import status as k8s_status
-from kubegate.audit import events
 from kubegate.audit.sink import Sink
 
 from ..clusters import forwarding
 from . import upstream_tls
-from .. import pipeline
+from .. import audit_record, pipeline
 from ..context import METADATA_KEY, GateContext, RequestView, context_of
 from ..errors import Denial, internal
 from ..metrics import Metrics
@@ -33,6 +34,7 @@ from ..stages import Stage
 from ..clusters.upstreams import Upstreams
 
 log = logging.getLogger("kubegate.addon")
+STREAM_ABOVE_BYTES = 1024 * 1024
 
 
 def _view(flow: http.HTTPFlow) -> RequestView:
@@ -47,11 +49,13 @@ def _view(flow: http.HTTPFlow) -> RequestView:
 
 
 class GatewayAddon:
-    def __init__(self, stages: Sequence[Stage], upstreams: Upstreams, sink: Sink, metrics: Metrics) -> None:
+    def __init__(self, stages: Sequence[Stage], upstreams: Upstreams, sink: Sink, metrics: Metrics,
+                 recorder: audit_record.Recorder | None = None) -> None:
         self.stages = list(stages)
         self.upstreams = upstreams
         self.sink = sink
         self.metrics = metrics
+        self.recorder = recorder or audit_record.Recorder()
         self.started = asyncio.Event()
         # For connections to an address that is no cluster's: a context that trusts nothing.
         self._refuse_tls = SSL.Context(SSL.TLS_CLIENT_METHOD)
@@ -125,61 +129,108 @@ class GatewayAddon:
                         await hook(flow.response.status_code)
                     except Exception:
                         log.exception("request %s: an after-response step failed", ctx.request_id)
-            if ctx.forwarded and flow.response.status_code != 101:
-                flow.response.stream = True  # watches, logs -f, large lists: pass through as they come
+            if ctx.forwarded and flow.response.status_code != 101 and self._streams(ctx, flow.response):
+                # Watches, logs -f, large lists: passed through as they come; a response the audit
+                # policy records in full is seen on its way (up to the recorder's bound).
+                flow.response.stream = self._capture(ctx) if self.recorder.wants_response_body(ctx) else True
             flow.response.headers["Audit-Id"] = ctx.request_id
-            message = ctx.denial.message if ctx.denial else ""
-            reason = (ctx.denial.reason or "") if ctx.denial else ""
-            self._audit(ctx, flow.response.status_code, message, reason)
+            if ctx.forwarded and audit_record.long_running(ctx):
+                self._record(ctx, "ResponseStarted", flow.response.status_code)
         except Exception:
             log.exception("cannot finish request %s", ctx.request_id)
+
+    @staticmethod
+    def _streams(ctx: GateContext, response: http.Response) -> bool:
+        """Long-running responses and large or unsized ones stream; a small one is held until it is
+        complete, so its ResponseComplete event is written before the client has the answer."""
+        if audit_record.long_running(ctx):
+            return True
+        length = response.headers.get("Content-Length", "")
+        return not length.isdigit() or int(length) > STREAM_ABOVE_BYTES
+
+    def _capture(self, ctx: GateContext) -> Callable[[bytes], bytes]:
+        ctx.response_body = bytearray()
+        limit = self.recorder.max_object_bytes * 4  # compressed or not, past this it is left out anyway
+
+        def seen(chunk: bytes) -> bytes:
+            if ctx.response_body is not None and not ctx.response_truncated:
+                if len(ctx.response_body) + len(chunk) > limit:
+                    ctx.response_truncated, ctx.response_body = True, bytearray()
+                else:
+                    ctx.response_body += chunk
+            return chunk
+        return seen
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        ctx = context_of(flow.metadata)
+        if ctx is None or flow.response is None:
+            return
+        try:
+            if flow.response.status_code == 101 and flow.websocket is not None:
+                return  # a WebSocket session: complete when it ends (websocket_end)
+            if ctx.forwarded and not flow.response.stream and self.recorder.wants_response_body(ctx):
+                ctx.response_body = bytearray(flow.response.raw_content or b"")
+            if ctx.response_body and flow.response.headers.get("Content-Encoding", "") == "gzip":
+                try:
+                    ctx.response_body = bytearray(gzip.decompress(bytes(ctx.response_body)))
+                except (OSError, EOFError):
+                    ctx.response_body = None
+            self._complete(ctx, flow.response.status_code)
+        except Exception:
+            log.exception("cannot audit request %s", ctx.request_id)
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        ctx = context_of(flow.metadata)
+        if ctx is not None:
+            self._complete(ctx, 101)
 
     def error(self, flow: http.HTTPFlow) -> None:
         try:
             ctx = self._context(flow)
-            if ctx.audited:
-                return  # the response had started (and was audited); the stream ended early
+            if "ResponseComplete" in ctx.audited_stages or "Panic" in ctx.audited_stages:
+                return
             message = flow.error.msg if flow.error else "unknown error"
+            if "ResponseStarted" in ctx.audited_stages and flow.response is not None:
+                # The response had started; the stream ended early (client gone, upstream closed).
+                ctx.annotations["kubegate.io/stream-ended"] = message[:300]
+                self._complete(ctx, flow.response.status_code)
+                return
             status = status_for_proxy_error(502 if ctx.forwarded else 400, message)
             if "body exceeds" in message:
                 ctx.annotations["kubegate.io/stage"] = "ingress"
             if ctx.forwarded and ctx.upstream is not None:
                 self.metrics.upstream_errors.labels(ctx.upstream.name, str(status["code"])).inc()
-            self._audit(ctx, status["code"], status["message"], status.get("reason", ""))
+            self._complete(ctx, status["code"], status["message"], status.get("reason", ""))
         except Exception:
             log.exception("cannot audit a failed request")
 
-    def _audit(self, ctx: GateContext, code: int, message: str, reason: str) -> None:
-        if ctx.audited:
+    def _complete(self, ctx: GateContext, code: int, message: str = "", reason: str = "") -> None:
+        """The request's last event (ResponseComplete, or Panic for a failure inside the gateway),
+        once, and its metrics."""
+        if "ResponseComplete" in ctx.audited_stages or "Panic" in ctx.audited_stages:
             return
-        ctx.audited = True
+        if ctx.denial is not None and not message:
+            message, reason = ctx.denial.message, ctx.denial.reason or ""
+        panic = ctx.denial is not None and ctx.denial.code == 500 and ctx.denial.reason == "InternalError"
+        self._record(ctx, "Panic" if panic else "ResponseComplete", code, message, reason)
         info = ctx.info
-        annotations = {"kubegate.io/decision": ctx.decision, **ctx.annotations}
-        if ctx.denial is not None:
-            annotations["kubegate.io/stage"] = ctx.denial.stage
-            annotations.update(ctx.denial.annotations)
-        object_ref = None
-        if info is not None and info.is_resource:
-            object_ref = {k: v for k, v in {
-                "resource": info.resource, "namespace": info.namespace, "name": info.name,
-                "apiGroup": info.api_group, "apiVersion": info.api_version, "subresource": info.subresource,
-            }.items() if v}
-        request_uri = ctx.request.raw_path + (f"?{ctx.request.query}" if ctx.request.query else "")
-        event = events.event(
-            audit_id=ctx.request_id, stage="ResponseStarted", request_uri=request_uri,
-            verb=info.verb if info else ctx.request.method.lower(),
-            user=ctx.identity.to_audit() if ctx.identity else None, source_ips=[ctx.request.client_ip],
-            user_agent=ctx.request.user_agent, object_ref=object_ref, code=code, status_message=message,
-            reason=reason, received=ctx.received, now=time.time(), annotations=annotations)
-        try:
-            self.sink.write(event)
-        except OSError:
-            self.metrics.audit_failures.inc()  # the sink keeps it pending; new requests wait (Ingress)
         self.metrics.observe_stages(ctx.stage_seconds)
         self.metrics.requests.labels(
             ctx.upstream.name if ctx.upstream else "", info.verb if info else "",
             info.resource if info else "", str(code), ctx.decision,
             ctx.denial.stage if ctx.denial else "").inc()
+
+    def _record(self, ctx: GateContext, stage: str, code: int, message: str = "", reason: str = "") -> None:
+        if stage in ctx.audited_stages:
+            return
+        ctx.audited_stages.add(stage)
+        event = self.recorder.event(ctx, stage, code, message, reason)
+        if event is None:
+            return
+        try:
+            self.sink.write(event)
+        except OSError:
+            self.metrics.audit_failures.inc()  # the sink keeps it pending; new requests wait (Ingress)
 
     def tls_start_server(self, tls_start: tls.TlsData) -> None:
         server = tls_start.conn

@@ -17,8 +17,10 @@ from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
 from kubegate.aio import abort_leftover_transports
+from kubegate.audit import policy as audit_policy
 from kubegate.audit.sink import JsonlSink
 
+from .. import audit_record
 from ..identity import keys
 from . import mitm_patches
 from . import upstream_tls
@@ -60,7 +62,12 @@ class Gateway:
         self.upstreams = upstreams.build(settings)
         for u in self.upstreams.all:
             u.tls_context = upstream_tls.build_context(u)
-        self.sink = JsonlSink(settings.audit_path)
+        audit = settings.audit
+        self.sink = JsonlSink(settings.audit_path, rotate_bytes=audit.rotate_bytes, rotate_seconds=audit.rotate_seconds,
+                              keep_files=audit.keep_files)
+        recorder = audit_record.Recorder(
+            audit_policy.load(settings.path(audit.policy_file)) if audit.policy_file else audit_policy.Policy(),
+            audit.max_object_bytes, tuple(audit.redact_fields))
         self.metrics = Metrics()
         self.policy = PolicyHolder(
             settings.path(settings.authz.policy_dir),
@@ -91,7 +98,7 @@ class Gateway:
         stages = default_stages(audit_ready=self.sink.healthy, authenticator=self.authenticator,
                                 upstreams=self.upstreams, policy=self.policy, access=self.access, gates=gates)
         self.stages = stages_hook(stages) if stages_hook else stages
-        self.addon = GatewayAddon(self.stages, self.upstreams, self.sink, self.metrics)
+        self.addon = GatewayAddon(self.stages, self.upstreams, self.sink, self.metrics, recorder)
         self.master: Master | None = None
         self.port = 0
         self.metrics_port = 0
@@ -225,6 +232,7 @@ class Gateway:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.sink.reopen)  # after an outside log rotation
         await self.start()
         try:
             on_started(self)

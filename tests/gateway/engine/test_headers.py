@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 
 import pytest
 
@@ -96,6 +97,10 @@ def test_a_request_with_trailers_is_400_and_the_gateway_serves_on(isolated: Isol
     answer = _raw(isolated, request)
     assert answer.startswith(b"HTTP/1.1 400 ") and b"trailers are not accepted" in answer
     assert isolated.upstream.requests == []
-    events = [e for e in isolated.audit_events() if e["responseStatus"]["code"] == 400]
-    assert events and "trailers" in events[-1]["responseStatus"]["message"]
+    # The client has its answer before mitmproxy reports the failed flow: wait for its audit event.
+    deadline = time.monotonic() + 10
+    while not (events := [e for e in isolated.audit_events() if e["responseStatus"]["code"] == 400
+                          and "trailers" in e["responseStatus"].get("message", "")]):
+        assert time.monotonic() < deadline, "the refused request was not audited"
+        time.sleep(0.05)
     assert isolated.send("GET", PODS, token=token).status == 200

@@ -145,11 +145,15 @@ def test_every_request_is_audited_exactly_once(isolated: Isolated, kubectl_path:
     isolated.send("GET", PODS)  # unauthenticated
     isolated.send("GET", "/api/v1/namespaces/default/pods/%2e%2e", token=isolated.gw.token("alice"))
     events = isolated.audit_events()
-    per_id = Counter(e["auditID"] for e in events)
-    assert set(per_id.values()) == {1}
-    decisions = Counter(e["annotations"]["kubegate.io/decision"] for e in events)
+    # One ResponseComplete per request; a long-running one (exec) has a ResponseStarted before it.
+    complete = [e for e in events if e["stage"] == "ResponseComplete"]
+    assert set(Counter(e["auditID"] for e in complete).values()) == {1}
+    assert {e["auditID"] for e in events} == {e["auditID"] for e in complete}
+    started = [e for e in events if e["stage"] == "ResponseStarted"]
+    assert [e.get("objectRef", {}).get("subresource") for e in started] == ["exec"]
+    decisions = Counter(e["annotations"]["kubegate.io/decision"] for e in complete)
     assert decisions["deny"] == 3
-    exec_event = next(e for e in events if e.get("objectRef", {}).get("subresource") == "exec")
+    exec_event = next(e for e in complete if e.get("objectRef", {}).get("subresource") == "exec")
     assert (exec_event["verb"], exec_event["user"]["username"]) == ("create", "alice")
     assert exec_event["responseStatus"]["code"] == 101
 
