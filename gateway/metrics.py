@@ -42,6 +42,13 @@ class Metrics:
             "kubegate_store_unavailable", "State store calls that failed, by what they were for.",
             ["use"], registry=self.registry)
         self.ready = Gauge("kubegate_ready", "1 while the gateway serves requests.", registry=self.registry)
+        self.audit_events = Counter("kubegate_audit_events", "Audit events written.", ["stage"],
+                                    registry=self.registry)
+        self.audit_dropped = Counter("kubegate_audit_events_dropped",
+                                     "Audit events lost (stays 0: an event that cannot be written waits, and "
+                                     "nothing new is served meanwhile).", registry=self.registry)
+        self.audit_spool_bytes = Gauge("kubegate_audit_spool_bytes",
+                                       "Audit events waiting on disk for the audit center.", registry=self.registry)
 
     def observe_stages(self, seconds: dict[str, float]) -> None:
         for stage, value in seconds.items():

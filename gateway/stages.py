@@ -60,6 +60,23 @@ class AuditReady(Protocol):
     def __call__(self) -> bool: ...
 
 
+class AuditCapacity:
+    """While the audit center's spool is full, changes are refused rather than made unrecorded
+    there (reads go on: the spool's last room is theirs)."""
+
+    name = "audit-capacity"
+
+    def __init__(self, accepts_changes: AuditReady) -> None:
+        self.accepts_changes = accepts_changes
+
+    async def __call__(self, ctx: GateContext) -> None:
+        if ctx.info is not None and (ctx.info.mutating or ctx.info.subresource == "proxy") \
+                and not self.accepts_changes():
+            raise Denial(503, "kubegate: the audit center has not taken events for a while and the spool is "
+                              "full, so changes are refused until it does; reads go on", "ServiceUnavailable",
+                         retry_after=30)
+
+
 class Authenticate:
     name = "authn"
 
@@ -216,7 +233,8 @@ class GateStages:
 
 
 def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, upstreams: Upstreams,
-                   policy: PolicyHolder, access: AccessService, gates: GateStages) -> list[Stage]:
+                   policy: PolicyHolder, access: AccessService, gates: GateStages,
+                   audit_accepts_changes: AuditReady = lambda: True) -> list[Stage]:
     return [
         Ingress(audit_ready),         # the audit log is writable, or 503
         Authenticate(authenticator),  # bearer JWT → Identity, or 401
@@ -227,6 +245,7 @@ def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, ups
         gates.approval_api,           # /kubegate/v1/approvals, /kubegate/v1/freeze
         Route(upstreams),             # /clusters/<name>/ → cluster, or 404
         Classify(),                   # method + path + query → RequestInfo, or 400
+        AuditCapacity(audit_accepts_changes),  # the audit center's spool is full: changes 503
         Authorize(policy, access),    # Casbin policy (+ approved grants) allows it, or 403 naming the rule
         gates.freeze,                 # change-freeze windows: a mutation inside one needs break-glass approval
         gates.rules,                  # change-risk rules: deny (403), require approval, or annotate

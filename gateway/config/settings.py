@@ -129,6 +129,23 @@ class Cluster:
 
 
 @dataclass
+class AuditWebhook:
+    url: str = ""
+    """The audit center (https://...), which takes audit.k8s.io/v1 EventList POSTs like kube-apiserver's
+    webhook backend. Empty: no audit center."""
+    ca_file: str = ""
+    """CA bundle the audit center's certificate is verified with (empty: the system CAs)."""
+    spool_dir: str = ""
+    """Where events wait until the center takes them. Default: state_dir/audit-spool."""
+    max_spool_bytes: int = 1024 * 1024 * 1024
+    """When the spool is this full, changes are refused (reads go on) rather than go unrecorded."""
+    batch_events: int = 400
+    """Events per POST at most."""
+    batch_seconds: float = 1.0
+    """How long a short batch waits for more events."""
+
+
+@dataclass
 class Audit:
     path: str = ""
     """JSONL file of audit.k8s.io/v1 events. Default: state_dir/audit.jsonl."""
@@ -144,6 +161,8 @@ class Audit:
     """Start a new file after this long (0: never by time)."""
     keep_files: int = 30
     """How many rotated files are kept (0: all)."""
+    webhook: AuditWebhook = field(default_factory=AuditWebhook)
+    """The audit center, fed from a spool on disk."""
 
 
 @dataclass
@@ -249,6 +268,7 @@ def _build(cls: type, data: Any, where: str, problems: list[str]) -> Any:
 
 # Field types as written in the annotations above (strings, under `from __future__ import annotations`).
 _NESTED: dict[str, type] = {"Listen": Listen, "Tls": Tls, "Issuer": Issuer, "Audit": Audit, "Metrics": Metrics,
+                            "AuditWebhook": AuditWebhook,
                             "Authz": Authz, "Store": Store, "Gates": Gates}
 _LISTS: dict[str, type] = {"list[Oidc]": Oidc, "list[Cluster]": Cluster}
 _SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
@@ -296,6 +316,10 @@ def _readable(settings: Settings, value: str, where: str, problems: list[str]) -
 
 def validate(s: Settings) -> list[str]:
     problems: list[str] = []
+    if s.audit.webhook.url:
+        _https_url(s.audit.webhook.url, "audit.webhook.url", problems)
+        _readable(s, s.audit.webhook.ca_file, "audit.webhook.ca_file", problems)
+    _readable(s, s.audit.policy_file, "audit.policy_file", problems)
     if not 0 <= s.listen.port <= 65535:
         problems.append("listen.port: must be 0..65535")
     if not -1 <= s.metrics.port <= 65535:

@@ -229,6 +229,7 @@ class GatewayAddon:
             return
         try:
             self.sink.write(event)
+            self.metrics.audit_events.labels(stage).inc()
         except OSError:
             self.metrics.audit_failures.inc()  # the sink keeps it pending; new requests wait (Ingress)
 

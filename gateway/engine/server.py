@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 from aiohttp import web
 from mitmproxy import options
@@ -19,6 +19,7 @@ from mitmproxy.master import Master
 from kubegate.aio import abort_leftover_transports
 from kubegate.audit import policy as audit_policy
 from kubegate.audit.sink import JsonlSink
+from kubegate.audit.webhook import Target, TeeSink, WebhookSink
 
 from .. import audit_record
 from ..identity import keys
@@ -62,13 +63,21 @@ class Gateway:
         self.upstreams = upstreams.build(settings)
         for u in self.upstreams.all:
             u.tls_context = upstream_tls.build_context(u)
+        self.metrics = Metrics()
         audit = settings.audit
-        self.sink = JsonlSink(settings.audit_path, rotate_bytes=audit.rotate_bytes, rotate_seconds=audit.rotate_seconds,
-                              keep_files=audit.keep_files)
+        local = JsonlSink(settings.audit_path, rotate_bytes=audit.rotate_bytes, rotate_seconds=audit.rotate_seconds,
+                          keep_files=audit.keep_files)
+        self.sink: Any = local
+        if audit.webhook.url:
+            hook = audit.webhook
+            center = WebhookSink(Target(hook.url, str(settings.path(hook.ca_file)) if hook.ca_file else ""),
+                                 settings.path(hook.spool_dir) if hook.spool_dir else settings.state / "audit-spool",
+                                 max_spool_bytes=hook.max_spool_bytes, batch_events=hook.batch_events,
+                                 batch_seconds=hook.batch_seconds, on_depth=self.metrics.audit_spool_bytes.set)
+            self.sink = TeeSink(local, center)
         recorder = audit_record.Recorder(
             audit_policy.load(settings.path(audit.policy_file)) if audit.policy_file else audit_policy.Policy(),
             audit.max_object_bytes, tuple(audit.redact_fields))
-        self.metrics = Metrics()
         self.policy = PolicyHolder(
             settings.path(settings.authz.policy_dir),
             on_reload=lambda ok, _: self.metrics.policy_reloads.labels("loaded" if ok else "refused", "authz").inc())
@@ -96,7 +105,8 @@ class Gateway:
             approvals=ApprovalGate(self.approvals, public_url=settings.url, metrics=self.metrics,
                                    client=self.counter))
         stages = default_stages(audit_ready=self.sink.healthy, authenticator=self.authenticator,
-                                upstreams=self.upstreams, policy=self.policy, access=self.access, gates=gates)
+                                upstreams=self.upstreams, policy=self.policy, access=self.access, gates=gates,
+                                audit_accepts_changes=getattr(self.sink, "accepts_mutations", lambda: True))
         self.stages = stages_hook(stages) if stages_hook else stages
         self.addon = GatewayAddon(self.stages, self.upstreams, self.sink, self.metrics, recorder)
         self.master: Master | None = None
