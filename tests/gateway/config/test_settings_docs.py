@@ -19,8 +19,7 @@ def _keys(cls: type, prefix: str) -> list[str]:
         if f.name == "base_dir":
             continue
         kind = str(f.type)
-        nested = {"Listen": settings.Listen, "Tls": settings.Tls, "Issuer": settings.Issuer,
-                  "Audit": settings.Audit, "Metrics": settings.Metrics}.get(kind)
+        nested = settings._NESTED.get(kind)  # every nested section the settings reader knows
         listed = {"list[Oidc]": settings.Oidc, "list[Cluster]": settings.Cluster}.get(kind)
         if nested:
             out += _keys(nested, f"{prefix}{f.name}.")
