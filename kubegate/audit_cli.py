@@ -1,16 +1,22 @@
-"""`kubegate audit verify FILE...`: is the audit log as the gateway wrote it?
+"""`kubegate audit verify|tail|search`: the audit log, for auditors and on-call.
 
-Files are given oldest first (a rotated `audit.jsonl.<time>` before the live `audit.jsonl`);
-globs are expanded and sorted that way by the shell or here. Exit 0 when the chain holds, 1 with
-one line per problem (FILE:LINE: what happened to that line) otherwise.
+- `verify FILE...`: is the log as the gateway wrote it? Files oldest first (a rotated
+  `audit.jsonl.<time>` before the live `audit.jsonl`; they are put in that order here). Exit 0
+  when the chain holds, 1 with one line per problem (FILE:LINE: what happened to that line).
+- `tail [FILE] [-n N] [-f]`: the last events, one line each; `-f` follows new ones.
+- `search FILE... [--user U] [--verb V] [--resource R] [--namespace N] [--decision D] [--since T]
+  [--until T] [-o json]`: the events that match every filter given.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from kubegate.audit import chain
 
@@ -42,9 +48,114 @@ def verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _events(paths: list[Path]) -> Iterator[dict[str, Any]]:
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if event.get("annotations", {}).get("kubegate.io/event") != "log-opened":
+                    yield event
+
+
+def line(e: dict[str, Any]) -> str:
+    """One event, as on-call reads it."""
+    ref = e.get("objectRef") or {}
+    what = "/".join(x for x in (ref.get("resource", ""), ref.get("subresource", "")) if x) or e.get("requestURI", "")
+    where = f"{ref['namespace']}/" if ref.get("namespace") else ""
+    name = ref.get("name", "")
+    annotations = e.get("annotations") or {}
+    decision = annotations.get("kubegate.io/decision", "")
+    code = (e.get("responseStatus") or {}).get("code", "")
+    why = annotations.get("kubegate.io/stage", "")
+    return (f"{e.get('stageTimestamp', '')[:23]}  {decision:<6} {code!s:<4} {e.get('user', {}).get('username', ''):<20} "
+            f"{e.get('verb', ''):<16} {what} {where}{name}" + (f"  (refused by {why})" if why else ""))
+
+
+def _time(text: str) -> str:
+    """An ISO time as the events write it (UTC, Z), for comparing as text."""
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO time (2026-11-29T10:00:00Z)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def search(args: argparse.Namespace) -> int:
+    paths = _ordered([Path(p) for p in args.files])
+    found = 0
+    for e in _events(paths):
+        ref = e.get("objectRef") or {}
+        annotations = e.get("annotations") or {}
+        checks = [(args.user, e.get("user", {}).get("username")), (args.verb, e.get("verb")),
+                  (args.resource, ref.get("resource")), (args.namespace, ref.get("namespace")),
+                  (args.decision, annotations.get("kubegate.io/decision"))]
+        if any(want is not None and have != want for want, have in checks):
+            continue
+        stamp = e.get("requestReceivedTimestamp", "")
+        if (args.since and stamp < args.since) or (args.until and stamp > args.until):
+            continue
+        found += 1
+        print(json.dumps(e, separators=(",", ":")) if args.output == "json" else line(e))
+    if args.output != "json":
+        print(f"{found} event(s)", file=sys.stderr)
+    return 0
+
+
+def tail(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"kubegate: no such file: {path}", file=sys.stderr)
+        return 2
+    for e in list(_events([path]))[-args.lines:]:
+        print(line(e), flush=True)
+    if not args.follow:
+        return 0
+    with open(path, encoding="utf-8") as f:
+        f.seek(0, 2)
+        inode = path.stat().st_ino
+        try:
+            while True:
+                text = f.readline()
+                if text:
+                    try:
+                        print(line(json.loads(text)), flush=True)
+                    except ValueError:
+                        pass
+                    continue
+                time.sleep(0.2)
+                try:
+                    if path.stat().st_ino != inode:  # rotated: follow the new file
+                        f.close()
+                        f = open(path, encoding="utf-8")
+                        inode = path.stat().st_ino
+                except FileNotFoundError:
+                    pass
+        except KeyboardInterrupt:
+            return 0
+
+
 def add_parser(sub: Any) -> None:
-    audit = sub.add_parser("audit", help="the audit log: verify its hash chain")
+    audit = sub.add_parser("audit", help="the audit log: verify its hash chain, tail it, search it")
     acts = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     v = acts.add_parser("verify", help="check the hash chain of audit log files (oldest first); exit 1 on a break")
     v.add_argument("files", nargs="+", help="audit log files: rotated ones and the live one")
     v.set_defaults(handler=verify)
+    t = acts.add_parser("tail", help="the last events of an audit log, one line each")
+    t.add_argument("file", nargs="?", default="state/audit.jsonl")
+    t.add_argument("-n", "--lines", type=int, default=20)
+    t.add_argument("-f", "--follow", action="store_true", help="go on printing new events")
+    t.set_defaults(handler=tail)
+    s = acts.add_parser("search", help="events matching every filter given")
+    s.add_argument("files", nargs="+")
+    for flag in ("user", "verb", "resource", "namespace"):
+        s.add_argument(f"--{flag}")
+    s.add_argument("--decision", choices=["allow", "deny", "error", "local"])
+    s.add_argument("--since", type=_time, help="ISO time, e.g. 2026-11-29T10:00:00Z")
+    s.add_argument("--until", type=_time)
+    s.add_argument("-o", "--output", choices=["line", "json"], default="line")
+    s.set_defaults(handler=search)

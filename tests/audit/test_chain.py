@@ -121,3 +121,16 @@ def test_a_restarted_sink_continues_the_chain(tmp_path: Path) -> None:
     sink.write(_event(3))
     sink.close()
     assert verify(str(path)).returncode == 0
+
+
+def test_search_and_tail_find_what_on_call_asks_for(tmp_path: Path) -> None:
+    path = write_log(tmp_path, 6)
+    out = subprocess.run([sys.executable, "-m", "kubegate", "audit", "search", str(path), "--user", "alice",
+                          "-o", "json"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and len(out.stdout.splitlines()) == 6
+    none = subprocess.run([sys.executable, "-m", "kubegate", "audit", "search", str(path), "--user", "bob"],
+                          capture_output=True, text=True, timeout=60)
+    assert none.stdout == "" and "0 event(s)" in none.stderr
+    tail = subprocess.run([sys.executable, "-m", "kubegate", "audit", "tail", str(path), "-n", "2"],
+                          capture_output=True, text=True, timeout=60)
+    assert [ln.split()[-1] for ln in tail.stdout.splitlines()] == ["/api/v1/namespaces/n4", "/api/v1/namespaces/n5"]
