@@ -70,6 +70,7 @@ class GateContext:
     audited_stages: set[str] = field(default_factory=set)
     response_body: bytearray | None = None
     response_truncated: bool = False
+    recording: Any = None  # an exec/attach session's recording (audit.recording.Recording)
 
     @property
     def decision(self) -> str:

@@ -139,6 +139,33 @@ def tail(args: argparse.Namespace) -> int:
             return 0
 
 
+def play(args: argparse.Namespace) -> int:
+    import hashlib
+
+    from kubegate.audit import recording
+
+    path = Path(args.session)
+    if not path.is_file():
+        path = Path(args.dir) / f"{args.session.removesuffix('.cast')}.cast"
+    if not path.is_file():
+        print(f"kubegate: no recording {args.session!r} (looked for {path})", file=sys.stderr)
+        return 2
+    if args.verify_with:
+        wanted = [e.get("annotations", {}).get("kubegate.io/recording-sha256") for e in
+                  _events(_ordered([Path(p) for p in args.verify_with]))
+                  if e.get("annotations", {}).get("kubegate.io/recording") == path.name]
+        have = hashlib.sha256(path.read_bytes()).hexdigest()
+        if not wanted or wanted[-1] is None:
+            print(f"kubegate: the audit log does not vouch for {path.name}: no event records its hash", file=sys.stderr)
+            return 1
+        if wanted[-1] != have:
+            print(f"kubegate: {path} was changed after the session: its SHA-256 is not the one the audit log "
+                  "records", file=sys.stderr)
+            return 1
+    recording.play(path, lambda text: (sys.stdout.write(text), sys.stdout.flush()), speed=max(0.0, args.speed))
+    return 0
+
+
 def add_parser(sub: Any) -> None:
     audit = sub.add_parser("audit", help="the audit log: verify its hash chain, tail it, search it")
     acts = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
@@ -159,3 +186,9 @@ def add_parser(sub: Any) -> None:
     s.add_argument("--until", type=_time)
     s.add_argument("-o", "--output", choices=["line", "json"], default="line")
     s.set_defaults(handler=search)
+    p = acts.add_parser("play", help="replay a recorded exec/attach session in this terminal")
+    p.add_argument("session", help="a recording file, or the session's audit ID")
+    p.add_argument("--dir", default="state/recordings", help="where recordings are (default state/recordings)")
+    p.add_argument("--speed", type=float, default=1.0, help="2 plays twice as fast; 0 without pauses")
+    p.add_argument("--verify-with", nargs="+", metavar="LOG", help="audit log files that must vouch for the recording")
+    p.set_defaults(handler=play)

@@ -163,6 +163,10 @@ class Audit:
     """How many rotated files are kept (0: all)."""
     webhook: AuditWebhook = field(default_factory=AuditWebhook)
     """The audit center, fed from a spool on disk."""
+    recordings_dir: str = ""
+    """Where exec/attach sessions are recorded (asciicast v2; what is typed too). Default: state_dir/recordings."""
+    record_sessions: bool = True
+    """Record every exec/attach session over WebSocket."""
 
 
 @dataclass

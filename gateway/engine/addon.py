@@ -13,6 +13,7 @@ import asyncio
 import gzip
 import logging
 import time
+from pathlib import Path
 from typing import Callable, Sequence
 
 from mitmproxy import connection, http, tcp, tls
@@ -20,6 +21,7 @@ from multidict import CIMultiDict
 from OpenSSL import SSL
 
 from kubegate import status as k8s_status
+from kubegate.audit import recording
 from kubegate.audit.sink import Sink
 
 from ..clusters import forwarding
@@ -50,12 +52,13 @@ def _view(flow: http.HTTPFlow) -> RequestView:
 
 class GatewayAddon:
     def __init__(self, stages: Sequence[Stage], upstreams: Upstreams, sink: Sink, metrics: Metrics,
-                 recorder: audit_record.Recorder | None = None) -> None:
+                 recorder: audit_record.Recorder | None = None, recordings: Path | None = None) -> None:
         self.stages = list(stages)
         self.upstreams = upstreams
         self.sink = sink
         self.metrics = metrics
         self.recorder = recorder or audit_record.Recorder()
+        self.recordings = recordings  # where exec/attach sessions are recorded; None: not recorded
         self.started = asyncio.Event()
         # For connections to an address that is no cluster's: a context that trusts nothing.
         self._refuse_tls = SSL.Context(SSL.TLS_CLIENT_METHOD)
@@ -181,8 +184,14 @@ class GatewayAddon:
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         ctx = context_of(flow.metadata)
-        if ctx is not None:
-            self._complete(ctx, 101)
+        if ctx is None:
+            return
+        if isinstance(ctx.recording, recording.Recording):
+            try:
+                ctx.annotations["kubegate.io/recording-sha256"] = ctx.recording.close()
+            except OSError:
+                log.exception("cannot close the recording of session %s", ctx.request_id)
+        self._complete(ctx, 101)
 
     def error(self, flow: http.HTTPFlow) -> None:
         try:
@@ -247,10 +256,37 @@ class GatewayAddon:
         server.alpn_offers = (b"http/1.1",)
         tls_start.ssl_conn = upstream_tls.connection(upstream, [b"http/1.1"])
 
+    def websocket_start(self, flow: http.HTTPFlow) -> None:
+        """An exec or attach session begins: record it, if recordings are kept."""
+        ctx = context_of(flow.metadata)
+        if ctx is None or self.recordings is None or ctx.info is None or \
+                ctx.info.subresource not in ("exec", "attach") or flow.response is None:
+            return
+        try:
+            name = f"{ctx.request_id}.cast"
+            protocol = flow.response.headers.get("Sec-WebSocket-Protocol", "")
+            who = ctx.identity.user if ctx.identity else "?"
+            ctx.recording = recording.Recording(
+                self.recordings / name, subprotocol=protocol,
+                title=f"{who}: {ctx.info.subresource} {ctx.info.namespace}/{ctx.info.name} "
+                      f"({ctx.upstream.name if ctx.upstream else ''})",
+                env={"COMMAND": " ".join(ctx.query.values("command")), "AUDIT_ID": ctx.request_id})
+            ctx.annotations["kubegate.io/recording"] = name
+        except OSError:
+            log.exception("cannot record session %s", ctx.request_id)
+
     def websocket_message(self, flow: http.HTTPFlow) -> None:
+        if flow.websocket is None:
+            return
+        ctx = context_of(flow.metadata)
+        if ctx is not None and isinstance(ctx.recording, recording.Recording) and flow.websocket.messages:
+            try:
+                message = flow.websocket.messages[-1]
+                ctx.recording.frame(message.content, message.from_client)
+            except (OSError, ValueError, IndexError):
+                log.exception("cannot record a message of session %s", ctx.request_id)
         # mitmproxy keeps every message until the connection closes: a long exec would grow forever.
-        if flow.websocket is not None:
-            flow.websocket.messages.clear()
+        flow.websocket.messages.clear()
 
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         flow.messages.clear()  # SPDY/3.1 exec after the 101: a raw pipe, trimmed the same way

@@ -108,7 +108,9 @@ class Gateway:
                                 upstreams=self.upstreams, policy=self.policy, access=self.access, gates=gates,
                                 audit_accepts_changes=getattr(self.sink, "accepts_mutations", lambda: True))
         self.stages = stages_hook(stages) if stages_hook else stages
-        self.addon = GatewayAddon(self.stages, self.upstreams, self.sink, self.metrics, recorder)
+        recordings = (settings.path(audit.recordings_dir) if audit.recordings_dir else settings.state / "recordings") \
+            if audit.record_sessions else None
+        self.addon = GatewayAddon(self.stages, self.upstreams, self.sink, self.metrics, recorder, recordings)
         self.master: Master | None = None
         self.port = 0
         self.metrics_port = 0
