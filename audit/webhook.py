@@ -1,7 +1,7 @@
 """Shipping audit events to an audit center, in kube-apiserver's webhook backend format, losing none.
 
-Every event is first appended to a spool on disk (segment files of JSON lines, fsync'd in
-batches); a sender thread posts them, oldest first, as `audit.k8s.io/v1` EventLists (batches by
+Every event is handed to a sender thread, which appends it to a spool on disk (segment files of
+JSON lines, fsync'd a batch at a time, off the event loop) and posts them, oldest first, as `audit.k8s.io/v1` EventLists (batches by
 count and time) over HTTPS with the center's own CA, and records how far it got in a cursor file
 only after the center accepted a batch. So the network is never on the request path; while the
 center is away events wait on disk and go out in order once it is back — also after a gateway
@@ -129,6 +129,7 @@ class WebhookSink:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._depth = self.spool.depth_bytes()
+        self._queue: list[str] = []
         self._alarmed = False
         self.delivered = 0
         self._ssl = ssl.create_default_context(cafile=target.ca_file or None)
@@ -140,10 +141,16 @@ class WebhookSink:
     def write(self, event: dict[str, Any]) -> None:
         line = json.dumps(event, separators=(",", ":"), sort_keys=True)
         with self._lock:
-            self.spool.append([line])
+            self._queue.append(line)  # to disk by the sender thread: no fsync on the request path
             self._depth += len(line) + 1
             self._check_depth()
         self._wake.set()
+
+    def _to_spool(self) -> None:
+        with self._lock:
+            lines, self._queue = self._queue, []
+        if lines:
+            self.spool.append(lines)
 
     def _check_depth(self) -> None:
         self.on_depth(self._depth)
@@ -166,6 +173,7 @@ class WebhookSink:
     def _run(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():
+            self._to_spool()
             lines, cursor = self.spool.read(self.batch_events)
             if not lines:
                 self._wake.wait(self.batch_seconds)
@@ -175,6 +183,7 @@ class WebhookSink:
                 # A short batch waits a moment for more, unless the spool is being drained.
                 self._wake.wait(min(self.batch_seconds, 0.2))
                 self._wake.clear()
+                self._to_spool()
                 lines, cursor = self.spool.read(self.batch_events)
             try:
                 self._post(lines)
@@ -207,10 +216,10 @@ class WebhookSink:
             conn.close()
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait (bounded) until everything spooled was delivered; True if it was."""
+        """Wait (bounded) until everything written was delivered; True if it was."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.spool.read(1)[0] == []:
+            if not self._queue and self.spool.read(1)[0] == []:
                 return True
             self._wake.set()
             time.sleep(0.05)
@@ -220,6 +229,7 @@ class WebhookSink:
         self._stop.set()
         self._wake.set()
         self._thread.join(10)
+        self._to_spool()  # what was handed over but not yet on disk: kept for the next start
         self.spool.close()
 
 
