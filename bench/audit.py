@@ -6,7 +6,9 @@ Rows (microseconds per event, and as a ratio to writing the bare event line, the
 record there is):
 - plain line: json.dumps of a Metadata event and a flushed write (the recording floor);
 - chained sink, Metadata: the local sink as the gateway runs it (hash chain, head file, reopen check);
-- redaction + bounds, RequestResponse: turning a Deployment request and response into event objects.
+- redaction + bounds, RequestResponse: turning a Deployment request and response into event objects;
+- audit center sink: handing an event to the spool (the request path's share; disk and network
+  are the sender thread's).
 The gateway's end-to-end cost with audit is part of bench/latency.py's kubegate row.
 """
 
@@ -23,6 +25,7 @@ from parity import DEPLOYMENT, per_op  # noqa: E402  (one timing helper for the 
 
 from kubegate.audit import redact  # noqa: E402
 from kubegate.audit.sink import JsonlSink  # noqa: E402
+from kubegate.audit.webhook import Target, WebhookSink  # noqa: E402
 
 EVENT = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
          "auditID": "5d5b3c0e-9b1f-4d8e-8f57-0f9e4c5b8a11", "stage": "ResponseComplete",
@@ -53,13 +56,16 @@ def main() -> int:
             for obj in (DEPLOYMENT, DEPLOYMENT):
                 redact.bounded(redact.without_managed_fields(redact.redact(obj, resource="deployments")), 65536)
 
+        center = WebhookSink(Target("https://127.0.0.1:9/audit"), Path(tmp) / "spool", batch_seconds=60)
         base = per_op(plain_line, args.seconds)
         rows = [("plain line (floor)", base), ("chained sink, Metadata", per_op(lambda: sink.write(EVENT), args.seconds)),
-                ("redaction + bounds, RequestResponse", per_op(objects, args.seconds))]
+                ("redaction + bounds, RequestResponse", per_op(objects, args.seconds)),
+                ("audit center sink (handing over)", per_op(lambda: center.write(EVENT), args.seconds))]
         print(f"{'step':38} {'us/event':>9} {'x floor':>8}")
         for name, us in rows:
             print(f"{name:38} {us:9.1f} {us / base:8.1f}")
         sink.close()
+        center.close()
         plain.close()
     return 0
 

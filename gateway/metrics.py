@@ -47,6 +47,10 @@ class Metrics:
         self.audit_dropped = Counter("kubegate_audit_events_dropped",
                                      "Audit events lost (stays 0: an event that cannot be written waits, and "
                                      "nothing new is served meanwhile).", registry=self.registry)
+        self.audit_write_seconds = Histogram("kubegate_audit_write_seconds",
+                                             "Time to hand one audit event to the sinks (local file, spool queue).",
+                                             buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.1),
+                                             registry=self.registry)
         self.audit_spool_bytes = Gauge("kubegate_audit_spool_bytes",
                                        "Audit events waiting on disk for the audit center.", registry=self.registry)
 

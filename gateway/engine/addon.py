@@ -237,7 +237,9 @@ class GatewayAddon:
         if event is None:
             return
         try:
+            started = time.perf_counter()
             self.sink.write(event)
+            self.metrics.audit_write_seconds.observe(time.perf_counter() - started)
             self.metrics.audit_events.labels(stage).inc()
         except OSError:
             self.metrics.audit_failures.inc()  # the sink keeps it pending; new requests wait (Ingress)
