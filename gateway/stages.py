@@ -13,11 +13,13 @@ from typing import Protocol
 
 from .authz.access import AccessError, AccessRequest, AccessService
 from .identity.authn import Authenticator
+from .authz import reviews
 from .authz.authorizer import PolicyHolder, describe_refusal
+from .clusters.client import UpstreamClient, UpstreamError
 from .context import GateContext
 from .errors import Answer, Denial
 from .request import bodies, deleteoptions
-from .request.info import classify
+from .request.info import RequestInfo, classify
 from .request.query import Query
 from .state.store import StoreUnavailable
 from .clusters.upstreams import Upstreams
@@ -218,6 +220,58 @@ class Authorize:
                          "Forbidden")
 
 
+class SelfReviews:
+    """`kubectl auth can-i` (SelfSubjectAccessReview, SelfSubjectRulesReview) answered from kubegate's
+    policy together with the cluster's own answer, never from the cluster's RBAC alone."""
+
+    name = "can-i"
+
+    def __init__(self, holder: PolicyHolder, client: UpstreamClient, access: AccessService,
+                 later_gates: LaterGates) -> None:
+        self.holder, self.client, self.access, self.later_gates = holder, client, access, later_gates
+
+    async def __call__(self, ctx: GateContext) -> None:
+        info, identity, upstream = ctx.info, ctx.identity, ctx.upstream
+        if info is None or identity is None or upstream is None or not reviews.is_review(info):
+            return
+        body = ctx.body_view
+        review = body.obj if body is not None and body.readable else None
+        if not isinstance(review, dict):
+            raise Denial(400, "kubegate: the review's body cannot be read", "BadRequest")
+        spec = review.get("spec") or {}
+        try:
+            theirs = await self.client.create(upstream, identity, ctx.path, {
+                "apiVersion": "authorization.k8s.io/v1", "kind": review.get("kind", ""), "spec": spec}, ctx.request_id)
+        except UpstreamError as e:
+            if e.status != 403:
+                raise Denial(503 if e.status >= 500 or e.status < 400 else e.status,
+                             f"kubegate: the cluster did not answer the review: {e.message}") from None
+            theirs = {"status": {"allowed": False, "reason": f"the cluster refused the review: {e.message}"}}
+        cluster_status = theirs.get("status") or {} if isinstance(theirs, dict) else {}
+        authorizer = self.holder.current
+        await self.access.sync(authorizer)
+        try:
+            if info.resource == reviews.ACCESS:
+                asked = reviews.review_info(spec)
+                verdict = reviews.access(authorizer, identity, upstream.name, asked, cluster_status,
+                                         self.later_gates(upstream.name, asked))
+                status: dict[str, object] = {"allowed": verdict.allowed, "reason": verdict.reason}
+                if not verdict.allowed:
+                    status["denied"] = True
+            else:
+                status = reviews.rules(authorizer, identity, upstream.name, str(spec.get("namespace") or ""),
+                                       cluster_status)
+        except reviews.ReviewError as e:
+            raise Denial(400, f"kubegate: {e}", "BadRequest") from None
+        ctx.annotations["kubegate.io/can-i"] = "answered by kubegate and the cluster"
+        raise Answer(201, "", body={"apiVersion": "authorization.k8s.io/v1", "kind": review.get("kind", ""),
+                                    "metadata": {"creationTimestamp": None}, "spec": spec, "status": status})
+
+
+class LaterGates(Protocol):
+    def __call__(self, cluster: str, info: RequestInfo) -> list[str]: ...
+
+
 @dataclass
 class GateStages:
     """The gates built by the server (they share its store, clock and metrics), in request order."""
@@ -233,7 +287,7 @@ class GateStages:
 
 
 def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, upstreams: Upstreams,
-                   policy: PolicyHolder, access: AccessService, gates: GateStages,
+                   policy: PolicyHolder, access: AccessService, gates: GateStages, can_i: Stage | None = None,
                    audit_accepts_changes: AuditReady = lambda: True) -> list[Stage]:
     return [
         Ingress(audit_ready),         # the audit log is writable, or 503
@@ -247,6 +301,7 @@ def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, ups
         Classify(),                   # method + path + query → RequestInfo, or 400
         AuditCapacity(audit_accepts_changes),  # the audit center's spool is full: changes 503
         Authorize(policy, access),    # Casbin policy (+ approved grants) allows it, or 403 naming the rule
+        *([can_i] if can_i else []),  # kubectl auth can-i: answered by kubegate's policy and the cluster
         gates.freeze,                 # change-freeze windows: a mutation inside one needs break-glass approval
         gates.rules,                  # change-risk rules: deny (403), require approval, or annotate
         gates.limits,                 # QPS limits (429 + Retry-After), delete budgets and breakers (429)

@@ -47,18 +47,19 @@ class UpstreamClient:
         return ctx
 
     async def _get(self, upstream: Upstream, identity: Identity, path: str, query: str,
-                   request_id: str) -> Any:
+                   request_id: str, post: Any = None) -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
         forward = plan(upstream, identity, path, query, "127.0.0.1", request_id)
         headers = CIMultiDict(forward.add_headers)  # repeated names (Impersonate-Group) kept
         headers["Accept"] = "application/json"
         url = f"https://{upstream.host}:{upstream.port}{forward.path}"
+        method = "GET" if post is None else "POST"
         try:
-            async with self._session.get(url, headers=headers, ssl=self._ssl(upstream),
-                                         server_hostname=upstream.server_name) as response:
+            async with self._session.request(method, url, headers=headers, ssl=self._ssl(upstream), json=post,
+                                             server_hostname=upstream.server_name) as response:
                 body = await response.json(content_type=None)
-                if response.status != 200:
+                if response.status not in (200, 201):
                     message = body.get("message") if isinstance(body, dict) else None
                     raise UpstreamError(response.status, str(message or f"HTTP {response.status}"))
                 return body
@@ -89,6 +90,11 @@ class UpstreamClient:
     async def get_object(self, upstream: Upstream, identity: Identity, path: str, request_id: str) -> Any:
         """The object at `path` as the caller sees it now (rules about the current object)."""
         return await self._get(upstream, identity, path, "", request_id)
+
+    async def create(self, upstream: Upstream, identity: Identity, path: str, body: dict[str, Any],
+                     request_id: str) -> Any:
+        """POST `body` to `path` as the caller (a review the cluster answers about them)."""
+        return await self._get(upstream, identity, path, "", request_id, post=body)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -44,7 +44,8 @@ from ..state.redis_store import RedisStore
 from ..clusters.client import UpstreamClient
 from ..metrics import CONTENT_TYPE, Metrics
 from ..config.settings import Settings
-from ..stages import GateStages, Stage, default_stages
+from ..request.info import RequestInfo
+from ..stages import GateStages, SelfReviews, Stage, default_stages
 
 log = logging.getLogger("kubegate.server")
 PURGE_EVERY_TICKS = 12  # with the 5 s expiry tick: once a minute
@@ -104,8 +105,10 @@ class Gateway:
             webhooks=self.webhooks,
             approvals=ApprovalGate(self.approvals, public_url=settings.url, metrics=self.metrics,
                                    client=self.counter))
+        can_i = SelfReviews(self.policy, self.counter, self.access, self._later_gates)
         stages = default_stages(audit_ready=self.sink.healthy, authenticator=self.authenticator,
                                 upstreams=self.upstreams, policy=self.policy, access=self.access, gates=gates,
+                                can_i=can_i,
                                 audit_accepts_changes=getattr(self.sink, "accepts_mutations", lambda: True))
         self.stages = stages_hook(stages) if stages_hook else stages
         recordings = (settings.path(audit.recordings_dir) if audit.recordings_dir else settings.state / "recordings") \
@@ -144,6 +147,17 @@ class Gateway:
             self.sink.write(event)
         except OSError:
             self.metrics.audit_failures.inc()
+
+    def _later_gates(self, cluster: str, info: RequestInfo) -> list[str]:
+        """The gates that may still refuse or hold a request the policy allows (for can-i answers)."""
+        gates = self.gates.current
+        now = self.clock()
+        out = [f"freeze window {w.name} (in force now)" for w in gates.change.freeze
+               if w.match.matches(cluster, info) and w.active(now)]
+        out += [f"rule {r.id}" for r in gates.change.rules if r.match.matches(cluster, info) and r.outcome != "annotate"]
+        if info.verb in ("delete", "deletecollection") and (b := gates.limits.budget_for(info.group_resource)):
+            out.append(f"delete budget {b.name}")
+        return out
 
     async def _expire_grants(self, interval: float) -> None:
         """Grants lapse on the request path too; this audits an expiry when nobody is asking. Now and
