@@ -147,6 +147,12 @@ def _policy_check(args: argparse.Namespace) -> int:
     if authz_dir is not None:
         ps = policy.load(authz_dir)
         problems += ps.problems
+        if ps.ok:  # what serving would do with it: build the authorizer and evaluate a decision
+            from kubegate.gateway.authz.authorizer import Authorizer
+            try:
+                Authorizer(ps)
+            except policy.PolicyError as e:
+                problems += e.problems
         for warning in ps.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         summary.append(f"{authz_dir}: {len(ps.rules)} rules, {len(ps.bindings)} bindings")

@@ -129,6 +129,19 @@ class Authorizer:
         self.extra_bindings = extra_bindings
         self._decisions: OrderedDict[tuple[Any, ...], Decision] = OrderedDict()
         self._principals: OrderedDict[tuple[Any, ...], frozenset[str]] = OrderedDict()
+        self._probe()
+
+    def _probe(self) -> None:
+        """Evaluate the matcher once per enforcer: a model.conf that names an unknown function (or
+        cannot be evaluated at all) is refused here, by `policy check` and hot reload, rather than
+        turning every request into a 500 after it was loaded."""
+        try:
+            for subject, enforcer in self._allow.items():
+                enforcer.enforce_ex(subject, "probe:probe", "probe", "get", "probe")
+            self._deny.enforce_ex(frozenset({"*"}), "probe:probe", "probe", "get", "probe")
+        except Exception as e:  # casbin/simpleeval raise many kinds: any of them means "cannot serve"
+            raise policy.PolicyError([f"{self.policy.directory}/model.conf: the matcher cannot be evaluated: "
+                                      f"{type(e).__name__}: {e}"]) from None
 
     def invalidate(self) -> None:
         """Drop cached decisions (time-bound grants changed)."""

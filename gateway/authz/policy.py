@@ -186,6 +186,17 @@ def subject_in(principals: frozenset[str], pattern: str) -> bool:
 
 # -- loading -----------------------------------------------------------------------------------
 
+def _without_comment(raw: str) -> str:
+    """The line without its `#` comment; a `#` inside double quotes is text (`"user:https://idp#alice"`)."""
+    quoted = False
+    for i, ch in enumerate(raw):
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "#" and not quoted:
+            return raw[:i].strip()
+    return raw.strip()
+
+
 def _split(line: str) -> list[str]:
     return [c.strip() for c in next(csv.reader(io.StringIO(line), skipinitialspace=True))]
 
@@ -209,7 +220,7 @@ def load(directory: Path | str) -> PolicySet:
     for path in files:
         rel = str(path.relative_to(directory.parent)) if directory.parent != path.parent else path.name
         for number, raw in enumerate(path.read_text().splitlines(), start=1):
-            line = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
+            line = _without_comment(raw)
             if not line:
                 continue
             where = Source(rel, number)

@@ -106,3 +106,30 @@ def test_policy_test_reports_malformed_cases(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert ("starter.yaml[0]: unknown keys ['colour']; missing ['resource']; expect must be one of allow, deny"
             in proc.stderr)
+
+
+def test_a_matcher_that_cannot_be_evaluated_is_refused_by_check(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    policy_dir = tmp_path / "authz"
+    shutil.copytree(POLICY_DIR, policy_dir)
+    model = policy_dir / "model.conf"
+    model.write_text(model.read_text().replace("objectMatch(", "objectMatches("))
+    out = subprocess.run([sys.executable, "-m", "kubegate", "policy", "check", str(policy_dir)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "model.conf: the matcher cannot be evaluated" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_hash_inside_quotes_is_text_not_a_comment(tmp_path: Path) -> None:
+    import shutil
+
+    policy_dir = tmp_path / "authz"
+    shutil.copytree(POLICY_DIR, policy_dir)
+    with open(policy_dir / "bindings.csv", "a") as f:
+        f.write('g, "user:https://issuer.example#alice", role:viewer, *:*  # an OIDC user, issuer#sub\n')
+    ps = policy.load(policy_dir)
+    assert ps.ok, ps.problems
+    assert any(b.subject == "user:https://issuer.example#alice" for b in ps.bindings)
