@@ -225,7 +225,10 @@ def write_gateway_config(state: Path, clusters: list[dict[str, Any]], *, limits:
         (gates / "limits.yaml").write_text(limits)
     for name, text in (gate_files or {}).items():
         (gates / name).write_text(text)
-    data: dict[str, Any] = {"listen": {"port": 0}, "metrics": {"port": 0}, "state_dir": str(state),
+    # The cluster probe (for /readyz) asks once at start; tests that count upstream requests must not
+    # see it again mid-test, so its interval is an hour unless a test sets one.
+    data: dict[str, Any] = {"listen": {"port": 0}, "metrics": {"port": 0, "cluster_probe_seconds": 3600},
+                            "state_dir": str(state),
                             "authz": {"policy_dir": str(POLICY_DIR), "reload_interval_seconds": 0.2},
                             "gates": {"policy_dir": str(gates)}, "clusters": clusters, **extra}
     path = state / "kubegate.yaml"

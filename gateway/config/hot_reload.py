@@ -41,6 +41,7 @@ class Watched(Generic[T]):
         self.current: T = build()  # at start a broken set raises: nothing is served without a valid one
         self._seen = fingerprint(directory)
         self.loaded_at = time.time()
+        self.refused: list[str] = []  # the problems of the last refused reload, until one is taken
 
     def reload_if_changed(self) -> bool | None:
         """None: nothing changed; True: a new set is in force; False: the new set was refused."""
@@ -61,9 +62,11 @@ class Watched(Generic[T]):
                       self.what, self.directory, len(problems), "; ".join(problems[:10]))
             if self.on_reload:
                 self.on_reload(False, problems)
+            self.refused = problems
             return False
         self.current = candidate
         self.loaded_at = time.time()
+        self.refused = []
         log.info("loaded %s from %s (%s)", self.what, self.directory, self.describe(candidate))
         if self.on_reload:
             self.on_reload(True, [])

@@ -205,6 +205,8 @@ class Metrics:
     """Address of the /metrics, /healthz and /readyz listener."""
     port: int = 9443
     """Its port (plain HTTP). 0 picks a free port; -1 disables the listener."""
+    cluster_probe_seconds: float = 10.0
+    """How often each cluster is asked (GET /version, as a probe identity) for /readyz."""
 
 
 @dataclass

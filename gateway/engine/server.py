@@ -41,7 +41,7 @@ from ..identity.identity import Identity
 from ..gates.rate import ApiRate, RateGate
 from ..state.store import BreakerState, MemoryStore, StateStore, StoreUnavailable
 from ..state.redis_store import RedisStore
-from ..clusters.client import UpstreamClient
+from ..clusters.client import UpstreamClient, UpstreamError
 from ..metrics import CONTENT_TYPE, Metrics
 from ..config.settings import Settings
 from ..request.info import RequestInfo
@@ -88,6 +88,8 @@ class Gateway:
         self.clock = clock
         self.store = build_store(settings)
         self.counter = UpstreamClient()
+        self.cluster_health: dict[str, bool] = {}  # filled by the readiness probe
+        self.cluster_problems: dict[str, str] = {}
         self.access = AccessService(self.store, self.policy, clock=clock, audit=self._audit_access,
                                     clusters=lambda: self.upstreams.by_name)
         self.approvals = ApprovalService(self.store, self.policy, clock=clock, audit=self._audit_approval)
@@ -147,6 +149,32 @@ class Gateway:
             self.sink.write(event)
         except OSError:
             self.metrics.audit_failures.inc()
+
+    async def _probe_clusters(self, interval: float) -> None:
+        """Whether each cluster answers the gateway (a SelfSubjectReview as a probe identity); readiness
+        fails while none does, and a refused gateway credential is logged, naming the cluster."""
+        while True:
+            await asyncio.sleep(interval)
+            await self._probe_once()
+
+    async def _probe_once(self) -> None:
+        probe = Identity("kubegate:readiness-probe")
+        for upstream in self.upstreams.all:
+            try:
+                # Who does the cluster take us for? Proves the credential and the right to impersonate.
+                review = await self.counter.create(upstream, probe, "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                                                   {"apiVersion": "authentication.k8s.io/v1",
+                                                    "kind": "SelfSubjectReview"}, "readiness-probe")
+                seen = ((review.get("status") or {}).get("userInfo") or {}).get("username") \
+                    if isinstance(review, dict) else None
+                ok, why = seen == probe.user, "" if seen == probe.user else \
+                    f"the cluster sees the gateway as {seen!r}, not as the user it impersonates"
+            except UpstreamError as e:
+                ok = False
+                why = ("the gateway's credential was refused" if e.status in (401, 403) else e.message)[:300]
+            if ok != self.cluster_health.get(upstream.name) and not ok:
+                log.error("cluster %s does not answer the gateway: %s", upstream.name, why)
+            self.cluster_health[upstream.name], self.cluster_problems[upstream.name] = ok, why
 
     def _later_gates(self, cluster: str, info: RequestInfo) -> list[str]:
         """The gates that may still refuse or hold a request the policy allows (for can-i answers)."""
@@ -210,9 +238,15 @@ class Gateway:
         if self.settings.metrics.port >= 0:
             await self._start_metrics()
         interval = self.settings.authz.reload_interval_seconds
+        try:  # a first answer before serving, so /readyz tells the truth from the start
+            await asyncio.wait_for(self._probe_once(), 3)
+        except asyncio.TimeoutError:
+            log.warning("the clusters did not answer the readiness probe within 3s")
         self._tasks = [asyncio.create_task(self.policy.watch(interval), name="policy-watch"),
                        asyncio.create_task(self.gates.watch(interval), name="gate-policy-watch"),
-                       asyncio.create_task(self._expire_grants(5.0), name="grant-expiry")]
+                       asyncio.create_task(self._expire_grants(5.0), name="grant-expiry"),
+                       asyncio.create_task(self._probe_clusters(self.settings.metrics.cluster_probe_seconds),
+                                           name="cluster-probe")]
         self.metrics.ready.set(1)
         log.info("kubegate serving on https://%s:%d", listen.host, self.port)
 
@@ -223,9 +257,24 @@ class Gateway:
         async def healthz(_: web.Request) -> web.Response:
             return web.Response(text="ok")
 
-        async def readyz(_: web.Request) -> web.Response:
-            ready = self.addon.started.is_set() and self.sink.healthy()
-            return web.Response(text="ok" if ready else "not ready", status=200 if ready else 503)
+        async def readyz(request: web.Request) -> web.Response:
+            # As kube-apiserver's /readyz: one line per check with ?verbose; 503 when one fails.
+            # A refused policy reload is reported, not failed: the last good set keeps serving.
+            checks = [("engine", self.addon.started.is_set(), "the proxy is not listening yet"),
+                      ("audit", self.sink.healthy(), "audit events cannot be written"),
+                      ("clusters", any(self.cluster_health.values()) if self.cluster_health else True,
+                       "no cluster answers: " + "; ".join(f"{n}: {why}" for n, why in self.cluster_problems.items()))]
+            ready = all(ok for _, ok, _ in checks)
+            if "verbose" not in request.query:
+                return web.Response(text="ok" if ready else "not ready", status=200 if ready else 503)
+            lines = [f"[+]{name} ok" if ok else f"[-]{name} failed: {why}" for name, ok, why in checks]
+            lines += [f"[+]cluster {n} ok" if ok else f"[-]cluster {n}: {self.cluster_problems.get(n, '')}"
+                      for n, ok in sorted(self.cluster_health.items())]
+            for what, holder in (("authz policy", self.policy), ("gate policy", self.gates)):
+                lines.append(f"[!]{what}: a reload was refused, the previous set serves: {'; '.join(holder.refused[:3])}"
+                             if holder.refused else f"[+]{what} ok")
+            lines.append(f"readyz check {'passed' if ready else 'failed'}")
+            return web.Response(text="\n".join(lines) + "\n", status=200 if ready else 503)
 
         app = web.Application()
         app.router.add_get("/metrics", metrics)

@@ -98,6 +98,7 @@ def test_unknown_cluster_is_404_and_no_default_needs_a_prefix(
     try:
         iso = Isolated(gw, a)
         a.clear_requests()
+        b.clear_requests()  # the readiness probe asked both at start
         body = assert_status(iso.send("GET", f"/clusters/nope{PODS}", token=gw.token("alice")), 404, "NotFound")
         assert "no cluster named 'nope'" in body["message"] and "hz-1, sh-2" in body["message"]
         body = assert_status(iso.send("GET", PODS, token=gw.token("alice")), 404, "NotFound")
