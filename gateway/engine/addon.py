@@ -171,6 +171,20 @@ class GatewayAddon:
         try:
             if flow.response.status_code == 101 and flow.websocket is not None:
                 return  # a WebSocket session: complete when it ends (websocket_end)
+            if ctx.forwarded and flow.response.status_code == 401 and ctx.upstream is not None:
+                # The caller was authenticated here; a 401 upstream means the cluster refused the
+                # gateway's own credential. The user hears that, not "you must be logged in".
+                name = ctx.upstream.name
+                log.error("cluster %s refused the gateway's credential (request %s)", name, ctx.request_id)
+                refusal = Denial(503, f'kubegate: cluster "{name}" refused the gateway\'s credential; the '
+                                      "request was not carried out; tell the gateway's operators",
+                                 "ServiceUnavailable", stage="forward")
+                ctx.annotations["kubegate.io/upstream"] = "the gateway's credential was refused"
+                flow.response = http.Response.make(503, k8s_status.encode(refusal.to_status()),
+                                                   {**refusal.headers(warn=is_discovery(ctx.path)),
+                                                    "Audit-Id": ctx.request_id})
+                self._complete(ctx, 503, refusal.message, refusal.reason or "")
+                return
             if ctx.forwarded and not flow.response.stream and self.recorder.wants_response_body(ctx):
                 ctx.response_body = bytearray(flow.response.raw_content or b"")
             if ctx.response_body and flow.response.headers.get("Content-Encoding", "") == "gzip":

@@ -141,7 +141,8 @@ def test_token_file_is_reread_when_rotated(tmp_path: Path, upstream: harness.Run
         {"name": "emu", "server": upstream.url, "ca_file": str(upstream.ca_file), "token_file": str(token_file)}])
     try:
         iso = Isolated(gw, upstream)
-        assert iso.send("GET", PODS, token=gw.token("erin")).status == 401  # the upstream refuses the stale one
+        stale = iso.send("GET", PODS, token=gw.token("erin"))  # the upstream refuses the stale credential:
+        assert stale.status == 503 and "refused the gateway's credential" in stale.json()["message"]  # not a 401
         token_file.write_text(upstream.gateway_token + "\n")
         import os
         os.utime(token_file, (1, 2))  # a different mtime, even within the same second

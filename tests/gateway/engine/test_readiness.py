@@ -59,3 +59,20 @@ def test_a_refused_reload_is_reported_while_the_last_good_policy_serves(tmp_path
         assert code == 200 and "duplicate key 'outcome'" in text
     finally:
         gw.stop()
+
+
+def test_users_hear_that_the_gateways_credential_was_refused(tmp_path: Path, upstream: harness.RunningEmulator,
+                                                            kubectl_path: str) -> None:
+    from tests.conftest import Kubectl
+
+    wrong = emulator_cluster(upstream, token="not-the-gateways-token")
+    gw = start_gateway(tmp_path / "gw", upstream, clusters=[wrong])
+    try:
+        kubectl = Kubectl(kubectl_path, gw.kubeconfig(tmp_path / "kc", "alice"))
+        out = kubectl("get", "pods", check=False)
+        assert out.returncode == 1
+        assert "ServiceUnavailable" in out.stderr and "refused the gateway's credential" in out.stderr
+        assert "You must be logged in" not in out.stderr
+        assert 'cluster emu refused the gateway\'s credential' in (gw.log_file.read_text() if gw.log_file else "")
+    finally:
+        gw.stop()
