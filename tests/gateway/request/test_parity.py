@@ -400,3 +400,16 @@ class TestPatchesJudgedByResult:
         resp = env.send("PATCH", path, json.dumps(patch).encode(), "application/json-patch+json")
         status = assert_status(resp, 403, "Forbidden")
         assert "scale-to-zero-in-production" in status["message"] and "could not be read" in status["message"]
+
+
+def test_a_protobuf_field_the_gateway_does_not_model_makes_the_rules_conservative(env: Env) -> None:
+    from tests.gateway.request.test_decoders import field
+    ns = env.namespace(prefix="prod")
+    # replicas 2 (fine), plus field 99 of DeploymentSpec, which Go would skip: the gateway cannot
+    # know what it means, so the body counts as unreadable and the replicas rule applies.
+    data = _proto_deployment(f"web-{uuid.uuid4().hex[:6]}", field(1, 2) + field(99, 1))
+    resp = env.send("POST", f"/apis/apps/v1/namespaces/{ns}/deployments", data, "application/vnd.kubernetes.protobuf")
+    status = assert_status(resp, 403, "Forbidden")
+    assert "scale-to-zero-in-production" in status["message"] and "could not be read" in status["message"]
+    assert "does not model" in status["message"]
+    assert [line for line in env.seen(ns) if line.startswith("POST")] == []
