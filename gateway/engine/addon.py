@@ -132,24 +132,32 @@ class GatewayAddon:
                         await hook(flow.response.status_code)
                     except Exception:
                         log.exception("request %s: an after-response step failed", ctx.request_id)
-            if ctx.forwarded and flow.response.status_code != 101 and self._streams(ctx, flow.response):
-                # Watches, logs -f, large lists: passed through as they come; a response the audit
-                # policy records in full is seen on its way (up to the recorder's bound).
+            code = flow.response.status_code
+            held = ctx.forwarded and code != 101 and self._held(ctx, flow.response)
+            if ctx.forwarded and code != 101 and not held:
+                # Passed through as it comes (watches, logs -f, lists, every answer whose body the
+                # audit does not record); a response recorded in full is seen on its way.
                 flow.response.stream = self._capture(ctx) if self.recorder.wants_response_body(ctx) else True
             flow.response.headers["Audit-Id"] = ctx.request_id
             if ctx.forwarded and audit_record.long_running(ctx):
-                self._record(ctx, "ResponseStarted", flow.response.status_code)
+                self._record(ctx, "ResponseStarted", code)
+            elif not held and code != 101 and not (ctx.forwarded and self.recorder.wants_response_body(ctx)):
+                # The apiserver has answered: its event is written now, before the body is relayed.
+                # (A response recorded in full but streamed, being unsized or large, is written when
+                # it has passed, in `response`.)
+                self._complete(ctx, code)
         except Exception:
             log.exception("cannot finish request %s", ctx.request_id)
 
-    @staticmethod
-    def _streams(ctx: GateContext, response: http.Response) -> bool:
-        """Long-running responses and large or unsized ones stream; a small one is held until it is
-        complete, so its ResponseComplete event is written before the client has the answer."""
+    def _held(self, ctx: GateContext, response: http.Response) -> bool:
+        """Whether a response is held until complete: one the audit records in full (small enough),
+        and a 401, which the `response` hook turns into the gateway's own answer."""
         if audit_record.long_running(ctx):
+            return False
+        if response.status_code == 401:
             return True
         length = response.headers.get("Content-Length", "")
-        return not length.isdigit() or int(length) > STREAM_ABOVE_BYTES
+        return self.recorder.wants_response_body(ctx) and length.isdigit() and int(length) <= STREAM_ABOVE_BYTES
 
     def _capture(self, ctx: GateContext) -> Callable[[bytes], bytes]:
         ctx.response_body = bytearray()
@@ -185,6 +193,8 @@ class GatewayAddon:
                                                     "Audit-Id": ctx.request_id})
                 self._complete(ctx, 503, refusal.message, refusal.reason or "")
                 return
+            if "ResponseComplete" in ctx.audited_stages:
+                return  # written when the answer started (its body was relayed as it came)
             if ctx.forwarded and not flow.response.stream and self.recorder.wants_response_body(ctx):
                 ctx.response_body = bytearray(flow.response.raw_content or b"")
             if ctx.response_body and flow.response.headers.get("Content-Encoding", "") == "gzip":
