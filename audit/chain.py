@@ -100,7 +100,6 @@ def verify(paths: list[Path]) -> list[str]:
     if not by_seq:
         return problems
     seqs = sorted(by_seq)
-    in_file_order = [ln.seq for ln in chained]
     # Out of order: a line whose place is below one that came before it in the files.
     highest = -1
     for ln in chained:
@@ -108,7 +107,6 @@ def verify(paths: list[Path]) -> list[str]:
         if ln.seq < highest:
             problems.append(f"{ln.where}: out of order (place {ln.seq} after place {highest}): lines were moved")
         highest = max(highest, ln.seq)
-    del in_file_order
     for a, b in zip(seqs, seqs[1:]):
         first, second = by_seq[a], by_seq[b]
         if b != a + 1:

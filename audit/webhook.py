@@ -215,16 +215,6 @@ class WebhookSink:
         finally:
             conn.close()
 
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait (bounded) until everything written was delivered; True if it was."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self._queue and self.spool.read(1)[0] == []:
-                return True
-            self._wake.set()
-            time.sleep(0.05)
-        return False
-
     def close(self) -> None:
         self._stop.set()
         self._wake.set()

@@ -58,6 +58,7 @@ class GateContext:
     # What rules and webhooks judge (bodies.Body): the body, or for a patch the object it leaves.
     judged: Any = None
     patched_live: Any = None  # for a patch: the live object it was applied to (None: absent)
+    lookups: dict[tuple[str, ...], Any] = field(default_factory=dict)  # gates.lookups: read once per request
     # What gates take only once the request is sure to be forwarded (delete budgets, approval
     # tickets), run in order by the last stage; each may still refuse.
     commits: list[Callable[[], Awaitable[None]]] = field(default_factory=list)

@@ -183,15 +183,16 @@ class Classify:
         if ctx.request.body and encoding != "identity":
             raise Denial(415, f"kubegate: request bodies with Content-Encoding {encoding!r} are not accepted; "
                               "the request was not forwarded", "UnsupportedMediaType")
+        body = bodies.NONE
         if info.is_resource and info.mutating and ctx.request.body:
             # Read once, as the apiserver's Go decoders read it; gates reuse this reading.
             ctx.body_view = body = bodies.read(content_type, ctx.request.body)
             if body.go_refusal:
                 raise Denial(400, f"kubegate: {body.error}; the request was not forwarded", "BadRequest")
         if info.is_resource and info.verb in ("delete", "deletecollection") and not info.subresource:
-            ctx.delete_options = deleteoptions.for_delete(ctx.query, content_type, ctx.request.body)
+            ctx.delete_options = deleteoptions.for_delete(ctx.query, body)
         elif info.is_resource and info.verb == "create" and info.subresource == "eviction":
-            ctx.delete_options = deleteoptions.for_eviction(ctx.query, content_type, ctx.request.body)
+            ctx.delete_options = deleteoptions.for_eviction(ctx.query, body)
         else:
             deleteoptions.from_query(ctx.query)  # dryRun and propagationPolicy values are checked for all
 

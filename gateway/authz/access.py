@@ -88,7 +88,7 @@ class AccessService:
                  audit: AuditHook | None = None, clusters: Callable[[], Iterable[str]] | None = None) -> None:
         self.store, self.policy, self.clock, self.clusters = store, policy, clock, clusters
         self.audit = audit or (lambda event, request, actor: None)
-        self._requests: dict[str, AccessRequest] = {}  # as of _version
+        self._requests: dict[str, AccessRequest] = {}  # the approved grants (GRANTS), as of _version
         self._version: int | None = None
         self._next_expiry = float("inf")
         self._authorizer_seen: int | None = None

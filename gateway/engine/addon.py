@@ -39,6 +39,17 @@ log = logging.getLogger("kubegate.addon")
 STREAM_ABOVE_BYTES = 1024 * 1024
 
 
+def _answer(denial: Denial, path: str) -> http.Response:
+    """A refusal as the client gets it: a Status, and a Warning too on discovery paths."""
+    return http.Response.make(denial.code, k8s_status.encode(denial.to_status()),
+                              denial.headers(warn=is_discovery(path)))
+
+
+def _finished(ctx: GateContext) -> bool:
+    """Whether the request's last audit event (ResponseComplete or Panic) is written."""
+    return "ResponseComplete" in ctx.audited_stages or "Panic" in ctx.audited_stages
+
+
 def _view(flow: http.HTTPFlow) -> RequestView:
     req = flow.request
     raw_path, _, query = req.path.partition("?")
@@ -115,8 +126,7 @@ class GatewayAddon:
             if ctx is not None:
                 ctx.denial, ctx.forwarded = denial, False
             path = (ctx.path or ctx.request.raw_path) if ctx else flow.request.path.partition("?")[0]
-            flow.response = http.Response.make(denial.code, k8s_status.encode(denial.to_status()),
-                                               denial.headers(warn=is_discovery(path)))
+            flow.response = _answer(denial, path)
         except Exception:
             log.exception("cannot answer a denied request; killing it")
             flow.kill()
@@ -133,15 +143,17 @@ class GatewayAddon:
                     except Exception:
                         log.exception("request %s: an after-response step failed", ctx.request_id)
             code = flow.response.status_code
-            held = ctx.forwarded and code != 101 and self._held(ctx, flow.response)
-            if ctx.forwarded and code != 101 and not held:
+            relayed = ctx.forwarded and code != 101
+            wants_body = relayed and self.recorder.wants_response_body(ctx)
+            held = relayed and self._held(ctx, flow.response, wants_body)
+            if relayed and not held:
                 # Passed through as it comes (watches, logs -f, lists, every answer whose body the
                 # audit does not record); a response recorded in full is seen on its way.
-                flow.response.stream = self._capture(ctx) if self.recorder.wants_response_body(ctx) else True
+                flow.response.stream = self._capture(ctx) if wants_body else True
             flow.response.headers["Audit-Id"] = ctx.request_id
             if ctx.forwarded and audit_record.long_running(ctx):
                 self._record(ctx, "ResponseStarted", code)
-            elif not held and code != 101 and not (ctx.forwarded and self.recorder.wants_response_body(ctx)):
+            elif code != 101 and not held and not wants_body:
                 # The apiserver has answered: its event is written now, before the body is relayed.
                 # (A response recorded in full but streamed, being unsized or large, is written when
                 # it has passed, in `response`.)
@@ -149,7 +161,8 @@ class GatewayAddon:
         except Exception:
             log.exception("cannot finish request %s", ctx.request_id)
 
-    def _held(self, ctx: GateContext, response: http.Response) -> bool:
+    @staticmethod
+    def _held(ctx: GateContext, response: http.Response, wants_body: bool) -> bool:
         """Whether a response is held until complete: one the audit records in full (small enough),
         and a 401, which the `response` hook turns into the gateway's own answer."""
         if audit_record.long_running(ctx):
@@ -157,7 +170,7 @@ class GatewayAddon:
         if response.status_code == 401:
             return True
         length = response.headers.get("Content-Length", "")
-        return self.recorder.wants_response_body(ctx) and length.isdigit() and int(length) <= STREAM_ABOVE_BYTES
+        return wants_body and length.isdigit() and int(length) <= STREAM_ABOVE_BYTES
 
     def _capture(self, ctx: GateContext) -> Callable[[bytes], bytes]:
         ctx.response_body = bytearray()
@@ -188,12 +201,11 @@ class GatewayAddon:
                                       "request was not carried out; tell the gateway's operators",
                                  "ServiceUnavailable", stage="forward")
                 ctx.annotations["kubegate.io/upstream"] = "the gateway's credential was refused"
-                flow.response = http.Response.make(503, k8s_status.encode(refusal.to_status()),
-                                                   {**refusal.headers(warn=is_discovery(ctx.path)),
-                                                    "Audit-Id": ctx.request_id})
+                flow.response = _answer(refusal, ctx.path)
+                flow.response.headers["Audit-Id"] = ctx.request_id
                 self._complete(ctx, 503, refusal.message, refusal.reason or "")
                 return
-            if "ResponseComplete" in ctx.audited_stages:
+            if _finished(ctx):
                 return  # written when the answer started (its body was relayed as it came)
             if ctx.forwarded and not flow.response.stream and self.recorder.wants_response_body(ctx):
                 ctx.response_body = bytearray(flow.response.raw_content or b"")
@@ -220,7 +232,7 @@ class GatewayAddon:
     def error(self, flow: http.HTTPFlow) -> None:
         try:
             ctx = self._context(flow)
-            if "ResponseComplete" in ctx.audited_stages or "Panic" in ctx.audited_stages:
+            if _finished(ctx):
                 return
             message = flow.error.msg if flow.error else "unknown error"
             if "ResponseStarted" in ctx.audited_stages and flow.response is not None:
@@ -240,7 +252,7 @@ class GatewayAddon:
     def _complete(self, ctx: GateContext, code: int, message: str = "", reason: str = "") -> None:
         """The request's last event (ResponseComplete, or Panic for a failure inside the gateway),
         once, and its metrics."""
-        if "ResponseComplete" in ctx.audited_stages or "Panic" in ctx.audited_stages:
+        if _finished(ctx):
             return
         if ctx.denial is not None and not message:
             message, reason = ctx.denial.message, ctx.denial.reason or ""

@@ -23,6 +23,7 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 
 from ..request import bodies, patches
+from . import lookups
 from .approvals import ApprovalError, ApprovalService, Request, preview, ticket_json
 from .change_policy import ChangePolicy, FreezeWindow, Rule, Webhook
 from ..context import GateContext
@@ -64,7 +65,7 @@ async def judged(ctx: GateContext, client: UpstreamClient | None) -> bodies.Body
     try:
         if client is None or ctx.upstream is None or ctx.identity is None:
             raise UpstreamError(500, "no client to read the live object with")
-        found = await client.get_object(ctx.upstream, ctx.identity, ctx.path, ctx.request_id)
+        found = await lookups.live_object(ctx, client, ctx.path)
         live = found if isinstance(found, dict) else None
     except UpstreamError as e:
         if e.status != 404:
@@ -147,18 +148,16 @@ class RulesGate:
             if rule.outcome == "require-approval":
                 ctx.approval_reasons.append(text)
 
-    async def _narrowed(self, ctx: GateContext, identity: Identity) -> bool:
+    async def _narrowed(self, ctx: GateContext) -> bool:
         """Whether the request's selectors narrow what it acts on. A blank or whitespace selector
         selects everything in Go (`labels.Parse(" ")` is Everything), and a selector that selects
         as many objects as none does narrows nothing: both count as no selector (an empty collection
         has nothing a selector could spare, so there it counts as one). Cannot tell: no."""
         if not any(ctx.query.selector(k) for k in SELECTORS):
             return False
-        assert ctx.upstream is not None
         try:
-            narrowed = await self.counter.count(ctx.upstream, identity, ctx.path, ctx.query, ctx.request_id)
-            everything = await self.counter.count(ctx.upstream, identity, ctx.path, ctx.query.without(*SELECTORS),
-                                                  ctx.request_id)
+            narrowed = await lookups.count(ctx, self.counter, ctx.query)
+            everything = await lookups.count(ctx, self.counter, ctx.query.without(*SELECTORS))
         except UpstreamError:
             return False
         return narrowed < everything or everything == 0
@@ -168,7 +167,7 @@ class RulesGate:
         """(does the rule apply, a note). Anything it cannot tell counts as applying."""
         if rule.kubectl_command and ctx.request.headers.get("Kubectl-Command", "") != rule.kubectl_command:
             return False, ""
-        if rule.no_selector and await self._narrowed(ctx, identity):
+        if rule.no_selector and await self._narrowed(ctx):
             return False, ""
         note = ""
         if rule.body:
@@ -193,8 +192,8 @@ class RulesGate:
                     note = f" [{((hit.get('metadata') or {}).get('name'))!r} is among the objects it deletes]"
                 else:
                     # The object itself, also for its subresources (a Scale carries not its labels).
-                    current = await self.counter.get_object(ctx.upstream, identity, info.object_path,  # type: ignore[arg-type]
-                                                            ctx.request_id)
+                    current = await lookups.live_object(ctx, self.counter,
+                                                        info.object_path if info.subresource else ctx.path)
                     if not _labelled(current, wanted):
                         return False, ""
             except UpstreamError as e:

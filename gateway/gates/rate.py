@@ -32,6 +32,7 @@ from typing import Callable
 
 from ..context import GateContext
 from ..errors import Denial
+from . import lookups
 from .policy import GatePolicyHolder
 from ..identity.identity import Identity
 from .limits_policy import Budget, LimitsPolicy, QpsLimit
@@ -179,8 +180,7 @@ class RateGate:
             count = 0  # deletes nothing, charges nothing, but an open breaker still refuses it
         elif info.verb in ("deletecollection", "list"):
             try:
-                count = await self.counter.count(ctx.upstream, identity, ctx.path, ctx.query,  # type: ignore[arg-type]
-                                                 ctx.request_id)
+                count = await lookups.count(ctx, self.counter, ctx.query)
             except UpstreamError as e:
                 self._refused("uncountable", budget.name)
                 raise Denial(e.status if 400 <= e.status < 500 else 503,

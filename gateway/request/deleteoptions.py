@@ -88,11 +88,11 @@ def _disagreement(body: DeleteOptions, query: Query) -> str:
     return next((k for k in QUERY_KEYS if k in query and checks[k]), "")
 
 
-def for_delete(query: Query, content_type: str | None, body: bytes) -> DeleteOptions:
-    """The options of a delete or deletecollection: the body's when there is one, else the query's."""
-    if not body:
+def for_delete(query: Query, read: bodies.Body) -> DeleteOptions:
+    """The options of a delete or deletecollection: the body's when there is one (`read`, as the
+    classify stage read it), else the query's."""
+    if read.kind == "none":
         return from_query(query)
-    read = bodies.read(content_type, body)
     if not read.readable or read.obj is None:
         raise _bad(f"the DeleteOptions body cannot be read ({read.error or read.kind})")
     kind = read.obj.get("kind")
@@ -105,10 +105,9 @@ def for_delete(query: Query, content_type: str | None, body: bytes) -> DeleteOpt
     return opts
 
 
-def for_eviction(query: Query, content_type: str | None, body: bytes) -> DeleteOptions:
+def for_eviction(query: Query, read: bodies.Body) -> DeleteOptions:
     """An eviction's options: the Eviction's deleteOptions, its dryRun filled from the query."""
     q_dry = _dry_run(query.values("dryRun") or None, "query")
-    read = bodies.read(content_type, body)
     if not read.readable or read.obj is None:
         # The apiserver refuses an Eviction it cannot decode; an unreadable one is not a dry run.
         return DeleteOptions(dry_run=False, source="none")
@@ -118,8 +117,7 @@ def for_eviction(query: Query, content_type: str | None, body: bytes) -> DeleteO
     if not isinstance(inner, dict):
         raise _bad("the Eviction's deleteOptions must be an object")
     opts = _from_object(inner, "Eviction's deleteOptions")
-    if opts.dry_run != q_dry and "dryRun" in query and inner.get("dryRun"):
-        raise _bad("the query's dryRun says something else than the Eviction's deleteOptions")
+    # (Both given, they cannot disagree: each may only be ["All"], which _dry_run checked.)
     if not inner.get("dryRun"):
         opts = DeleteOptions(q_dry, opts.propagation_policy, opts.grace_period_seconds, opts.orphan_dependents,
                              "body")

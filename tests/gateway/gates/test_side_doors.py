@@ -187,3 +187,19 @@ def test_a_collection_delete_that_spares_protected_objects_passes(env: Env, prot
     assert resp.status == 200, resp.body
     names = [c.metadata.name for c in k8s.CoreV1Api(env.direct).list_namespaced_config_map(protected).items]
     assert names == ["pricing", "unlabelled"]
+
+
+def test_the_live_object_is_read_once_however_many_rules_look(env: Env) -> None:
+    ns = env.namespace("prod")  # both the replicas rule (body, on the patch's result) and the protected-object rule apply
+    k8s.AppsV1Api(env.direct).create_namespaced_deployment(ns, {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "ledger", "labels": {"kubegate.io/protected": "true", "app": "ledger"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "ledger"}},
+                 "template": {"metadata": {"labels": {"app": "ledger"}},
+                              "spec": {"containers": [{"name": "c", "image": "x"}]}}}})
+    env.upstream.clear_requests()
+    path = f"/apis/apps/v1/namespaces/{ns}/deployments/ledger"
+    resp = env.send("PATCH", path, SRE, {"spec": {"replicas": 0}}, "application/merge-patch+json")
+    status = assert_status(resp, 403, "Forbidden")
+    assert "scale-to-zero-in-production" in status["message"] and "change-protected-object" in status["message"]
+    assert [f"{r.method} {r.path}" for r in env.upstream.requests] == [f"GET {path}"]
