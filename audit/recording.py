@@ -8,6 +8,10 @@ that stream, with timing: a header line, then `[seconds, "i", text]` for what wa
 `[seconds, "m", text]` for the final Status. What is typed is recorded — passwords typed into a
 shell too; treat recordings as the secrets they may hold.
 
+Over SPDY/3.1 (`SpdySession`) the same channels are streams named by their `streamtype` header;
+the recording is the same. A session whose SPDY framing cannot be followed is not recorded
+blind: `SpdySession.feed` raises, and the gateway ends the session.
+
 The file's SHA-256 goes into the session's ResponseComplete audit event, so the hash-chained
 audit log vouches for the recording (`kubegate audit play --verify-with LOG`).
 """
@@ -15,6 +19,7 @@ audit log vouches for the recording (`kubegate audit play --verify-with LOG`).
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
 import json
 import os
@@ -22,7 +27,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from kubegate import spdy
+
 STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
+MAX_SPDY_FRAME = 1 << 20
 
 
 class Recording:
@@ -32,6 +40,8 @@ class Recording:
         self.path, self.clock = path, clock
         self.base64 = subprotocol.startswith("base64.")
         self.started = clock()
+        # Per direction, so a character split across two messages is recorded whole.
+        self._decoders = {kind: codecs.getincrementaldecoder("utf-8")(errors="replace") for kind in "io"}
         self._file = open(path, "w", encoding="utf-8")
         os.chmod(path, 0o600)
         header = {"version": 2, "width": 80, "height": 24, "timestamp": int(self.started), "title": title,
@@ -41,6 +51,28 @@ class Recording:
     def _write(self, item: Any) -> None:
         self._file.write(json.dumps(item, ensure_ascii=False) + "\n")
         self._file.flush()
+
+    def _at(self) -> float:
+        return round(self.clock() - self.started, 6)
+
+    def typed(self, data: bytes) -> None:
+        if text := self._decoders["i"].decode(data):
+            self._write([self._at(), "i", text])
+
+    def shown(self, data: bytes) -> None:
+        if text := self._decoders["o"].decode(data):
+            self._write([self._at(), "o", text])
+
+    def resized(self, payload: bytes) -> None:
+        """One terminal size message: `{"Width": 80, "Height": 24}`."""
+        try:
+            size = json.loads(payload)
+            self._write([self._at(), "r", f"{int(size['Width'])}x{int(size['Height'])}"])
+        except (ValueError, KeyError, TypeError):
+            self._write([self._at(), "m", f"unreadable resize: {payload[:200].decode('utf-8', 'replace')}"])
+
+    def note(self, text: str) -> None:
+        self._write([self._at(), "m", text])
 
     def frame(self, data: bytes, from_client: bool) -> None:
         """One WebSocket message of the session."""
@@ -52,26 +84,80 @@ class Recording:
             channel, payload = data[0], data[1:]
         if not payload:
             return
-        at = round(self.clock() - self.started, 6)
-        text = payload.decode("utf-8", errors="replace")
         if from_client and channel == STDIN:
-            self._write([at, "i", text])
+            self.typed(payload)
         elif from_client and channel == RESIZE:
-            try:
-                size = json.loads(payload)
-                self._write([at, "r", f"{int(size['Width'])}x{int(size['Height'])}"])
-            except (ValueError, KeyError, TypeError):
-                self._write([at, "m", f"unreadable resize: {text[:200]}"])
+            self.resized(payload)
         elif not from_client and channel in (STDOUT, STDERR):
-            self._write([at, "o", text])
+            self.shown(payload)
         elif not from_client and channel == ERROR:
-            self._write([at, "m", text])
+            self.note(payload.decode("utf-8", errors="replace"))
 
     def close(self) -> str:
         """Close the file; its SHA-256."""
         if not self._file.closed:
             self._file.close()
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+class SpdySession:
+    """Feeds a Recording from the raw bytes of a SPDY/3.1 exec or attach session, both directions."""
+
+    def __init__(self, recording: Recording) -> None:
+        self.recording = recording
+        # Go clients send frames of 32 KiB at most; a larger one is not buffered for, it is refused.
+        self._readers = {True: spdy.Reader(MAX_SPDY_FRAME), False: spdy.Reader(MAX_SPDY_FRAME)}
+        self._types: dict[int, str] = {}  # stream id -> streamtype, from the client's SYN_STREAMs
+        self._resize = bytearray()
+        self._broken = False
+
+    def feed(self, data: bytes, from_client: bool) -> None:
+        """Raises spdy.ProtocolError for bytes it cannot follow (recorded as a note)."""
+        if self._broken:
+            raise spdy.ProtocolError("the session could not be followed")
+        try:
+            frames = self._readers[from_client].feed(data)
+        except spdy.ProtocolError as e:
+            self._broken = True
+            self.recording.note(f"recording stopped: unreadable SPDY from the "
+                                f"{'client' if from_client else 'cluster'}: {e}")
+            raise
+        for frame in frames:
+            if frame.type == spdy.SYN_STREAM and from_client:
+                self._types[frame.stream_id] = frame.headers.get("streamtype", "")
+            elif frame.type == 0:
+                if frame.stream_id not in self._types:
+                    self._broken = True
+                    self.recording.note(f"recording stopped: data on stream {frame.stream_id}, never opened")
+                    raise spdy.ProtocolError(f"data on stream {frame.stream_id}, which was never opened")
+                if frame.data:
+                    self._data(self._types[frame.stream_id], frame.data, from_client)
+
+    def _data(self, kind: str, data: bytes, from_client: bool) -> None:
+        if from_client and kind == "stdin":
+            self.recording.typed(data)
+        elif from_client and kind == "resize":
+            # a stream of JSON objects, one per size change
+            self._resize += data
+            decoder = json.JSONDecoder()
+            text = self._resize.decode("utf-8", errors="replace")
+            at = 0
+            while True:
+                rest = text[at:].lstrip()
+                if not rest:
+                    break
+                try:
+                    _, end = decoder.raw_decode(rest)
+                except ValueError:
+                    break
+                start = len(text) - len(rest)
+                self.recording.resized(text[start:start + end].encode())
+                at = start + end
+            self._resize = bytearray(text[at:].encode())
+        elif not from_client and kind in ("stdout", "stderr"):
+            self.recording.shown(data)
+        elif not from_client and kind == "error":
+            self.recording.note(data.decode("utf-8", errors="replace"))
 
 
 def play(path: Path, write: Callable[[str], Any], *, speed: float = 1.0, max_idle: float = 2.0,

@@ -30,7 +30,8 @@ def _now_text(now: float) -> str:
 
 
 class JsonlSink:
-    """One hash-chained audit.k8s.io/v1 Event per line (see chain.py), flushed per event.
+    """One hash-chained audit.k8s.io/v1 Event per line (see chain.py), flushed per batch (the
+    gateway writes through `writer.BackgroundWriter`, which batches whatever is queued).
 
     - An event that cannot be written is kept and retried before the next one, so a full disk
       delays records instead of losing them; while that lasts, `healthy()` is False.
@@ -107,19 +108,27 @@ class JsonlSink:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def _append(self, event: dict[str, Any]) -> None:
+    def _append(self, event: dict[str, Any], flush: bool = True) -> None:
         line, digest = chain.seal(event, self._seq, self._prev)
         self._file.write(line + "\n")
-        self._file.flush()
         self._seq, self._prev = self._seq + 1, digest
-        # Overwritten in place, fixed width: no open, truncate or rename per event.
+        if flush:
+            self._flush_files()
+
+    def _flush_files(self) -> None:
+        self._file.flush()
+        # Overwritten in place, fixed width: no open, truncate or rename per write.
         self._head.seek(0)
-        self._head.write(f"{self._seq - 1:020d} {digest}\n")
+        self._head.write(f"{self._seq - 1:020d} {self._prev}\n")
         self._head.flush()
 
     def write(self, event: dict[str, Any]) -> None:
+        self.write_batch([event])
+
+    def write_batch(self, events: list[dict[str, Any]]) -> None:
+        """Append them (after any still pending from a failed write), flushed once."""
         with self._lock:
-            self._pending.append(event)
+            self._pending.extend(events)
             self._flush()
 
     def _flush(self) -> None:
@@ -129,9 +138,18 @@ class JsonlSink:
                 self._start_new_file(previous="(moved away: see rotated files)")
             elif self._rotate_due():
                 self._rotate()
-            while self._pending:
-                self._append(self._pending[0])
-                self._pending.pop(0)
+            written = 0
+            try:
+                for event in self._pending:
+                    if written and self._rotate_due():
+                        self._flush_files()
+                        self._rotate()
+                    self._append(event, flush=False)
+                    written += 1
+                if written:
+                    self._flush_files()
+            finally:
+                del self._pending[:written]
         except OSError:
             log.error("cannot write audit events to %s (%d pending)", self.path, len(self._pending))
             raise

@@ -139,10 +139,13 @@ class WebhookSink:
     # -- the request side: append only ---------------------------------------------------------
 
     def write(self, event: dict[str, Any]) -> None:
-        line = json.dumps(event, separators=(",", ":"), sort_keys=True)
+        self.write_batch([event])
+
+    def write_batch(self, events: list[dict[str, Any]]) -> None:
+        lines = [json.dumps(event, separators=(",", ":"), sort_keys=True) for event in events]
         with self._lock:
-            self._queue.append(line)  # to disk by the sender thread: no fsync on the request path
-            self._depth += len(line) + 1
+            self._queue.extend(lines)  # to disk by the sender thread: no fsync on the request path
+            self._depth += sum(len(line) + 1 for line in lines)
             self._check_depth()
         self._wake.set()
 
@@ -230,8 +233,13 @@ class TeeSink:
         self.sinks = sinks
 
     def write(self, event: dict[str, Any]) -> None:
-        for sink in self.sinks:
-            sink.write(event)
+        self.write_batch([event])
+
+    def write_batch(self, events: list[dict[str, Any]]) -> None:
+        # The center's copy first: it only queues, so a failing local file cannot make it see an
+        # event twice when the batch is retried.
+        for sink in reversed(self.sinks):
+            sink.write_batch(events)
 
     def healthy(self) -> bool:
         return all(sink.healthy() for sink in self.sinks)

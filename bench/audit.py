@@ -9,19 +9,33 @@ record there is):
 - redaction + bounds, RequestResponse: turning a Deployment request and response into event objects;
 - audit center sink: handing an event to the spool (the request path's share; disk and network
   are the sender thread's).
-The gateway's end-to-end cost with audit is part of bench/latency.py's kubegate row.
+
+    .venv/bin/python bench/audit.py --e2e [--requests 2000] [--rounds 5]
+
+End to end: one kubegate process per audit setting in front of one emulator, sequential GETs over
+one keep-alive connection each, rounds interleaved; median latency as a ratio to the gateway with
+audit off (an audit policy of level None). Rows: off; Metadata (the default: hash-chained local
+file); RequestResponse (request and response objects recorded); Metadata + audit center (the
+center unreachable, so every event also goes to the disk spool).
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import ssl
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parity import DEPLOYMENT, per_op  # noqa: E402  (one timing helper for the micro-benchmarks)
+from stack import Stack  # noqa: E402  (the benchmarks' shared set-up)
 
 from kubegate.audit import redact  # noqa: E402
 from kubegate.audit.sink import JsonlSink  # noqa: E402
@@ -39,10 +53,78 @@ EVENT = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
                          "authorization.k8s.io/reason": "p, role:developer, *:shop, deployments.apps, *, *, allow"}}
 
 
+def end_to_end(requests: int, rounds: int) -> int:
+    work = Path(tempfile.mkdtemp(prefix="kubegate-bench-audit-"))
+    stack = Stack(work)
+    try:
+        stack.start_emulator()
+        emu = http.client.HTTPSConnection("127.0.0.1", int(stack.upstream_url.rsplit(":", 1)[1]),
+                                          context=ssl.create_default_context(cafile=str(stack.upstream_ca)))
+        emu.request("POST", "/api/v1/namespaces/default/configmaps",
+                    body=json.dumps({"metadata": {"name": "bench"}, "data": {"k": "v"}}),
+                    headers={"Authorization": f"Bearer {stack.admin_token}", "Content-Type": "application/json"})
+        assert emu.getresponse().status == 201
+        policies = {}
+        for level in ("None", "RequestResponse"):
+            policies[level] = work / f"policy-{level}.yaml"
+            policies[level].write_text(yaml.safe_dump({"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
+                                                       "rules": [{"level": level}]}))
+        variants = {
+            "audit off": {"policy_file": str(policies["None"])},
+            "Metadata (default)": {},
+            "RequestResponse": {"policy_file": str(policies["RequestResponse"])},
+            "Metadata + audit center": {"webhook": {"url": "https://127.0.0.1:9/audit", "batch_seconds": 0.2}},
+        }
+        targets = []
+        for n, (name, audit) in enumerate(variants.items()):
+            port = stack.start_gateway(f"gw{n}", audit=audit)
+            targets.append((name, Client(port, stack.gateway_ca, stack.token("bench", ["kubegate:viewers"]))))
+        for _, client in targets:
+            for _ in range(200):
+                client.get()
+        samples: dict[str, list[float]] = {name: [] for name, _ in targets}
+        for _ in range(rounds):
+            for name, client in targets:
+                samples[name] += [client.get() for _ in range(max(1, requests // rounds))]
+        base = statistics.median(samples["audit off"])
+        print(f"{'audit setting':26} {'median ms':>10} {'p99 ms':>8} {'x off':>7} {'added ms':>9}")
+        for name, values in samples.items():
+            values.sort()
+            med = statistics.median(values)
+            print(f"{name:26} {med * 1e3:10.3f} {values[int(len(values) * .99)] * 1e3:8.3f} {med / base:7.2f} "
+                  f"{(med - base) * 1e3:9.3f}")
+        print(f"\n{len(samples['audit off'])} GETs per setting in {rounds} interleaved rounds")
+        return 0
+    finally:
+        stack.stop()
+
+
+class Client:
+    OBJECT = "/api/v1/namespaces/default/configmaps/bench"
+
+    def __init__(self, port: int, ca: Path, token: str) -> None:
+        self.conn = http.client.HTTPSConnection("127.0.0.1", port, context=ssl.create_default_context(cafile=str(ca)))
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    def get(self) -> float:
+        start = time.perf_counter()
+        self.conn.request("GET", self.OBJECT, headers=self.headers)
+        resp = self.conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise SystemExit(f"bench: {resp.status} {body[:300]!r}")
+        return time.perf_counter() - start
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=1.5)
+    parser.add_argument("--e2e", action="store_true", help="whole gateways, audit off/on, over HTTPS")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    if args.e2e:
+        return end_to_end(args.requests, args.rounds)
     with tempfile.TemporaryDirectory() as tmp:
         plain = open(Path(tmp) / "plain.jsonl", "a", encoding="utf-8")
 

@@ -28,7 +28,8 @@ What it does not emulate:
 - Table output (`as=Table`): lists are plain lists, which kubectl prints as NAME and AGE;
   protobuf responses (always JSON); aggregated discovery (clients fall back to the legacy form);
   HTTP/2; `/openapi/v2` (404 on purpose);
-- exec/attach over SPDY/3.1 and port-forward; a real shell (see commands.py for the built-ins);
+- port-forward; SPDY/3.1 exec/attach only in protocol v4 (no v5 stdin close, no flow-control
+  window of its own: it sends without waiting for WINDOW_UPDATE); a real shell (see commands.py);
 - strategic merge patch beyond the built-in merge keys (see patch.py); managedFields;
 - continue tokens are positions, not snapshots: a page reflects the store when it is read;
 - body decoding is Python's (JSON, PyYAML, kubegate's protobuf decoder), not Kubernetes' Go

@@ -18,7 +18,7 @@ from aiohttp import WSMsgType, web
 from kubegate.gateway.request import kubeproto
 from kubegate import status as k8s_status
 
-from . import commands, discovery, patch, selectors
+from . import commands, discovery, patch, selectors, spdy_exec
 from .identity import Credential, UserInfo, authenticate
 from .resources import Registry, ResourceType, types_from_crd
 from .store import ApiError, Event, Obj, Store
@@ -623,9 +623,11 @@ class Emulator:
         argv = q.getall("command", [])
         if t.subresource == "exec" and not argv:
             raise ApiError(400, "you must specify at least 1 command", "BadRequest")
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            raise ApiError(400, "Upgrade request required (this emulator serves exec and attach "
-                                "over WebSocket only; SPDY/3.1 is not emulated)", "BadRequest")
+        upgrade = request.headers.get("Upgrade", "").lower()
+        if upgrade.startswith("spdy/"):
+            return await self._exec_spdy(request, t, container, argv)
+        if upgrade != "websocket":
+            raise ApiError(400, "Upgrade request required", "BadRequest")
         ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS, autoping=True)
         if not ws.can_prepare(request).ok or ws.can_prepare(request).protocol is None:
             raise ApiError(400, f"none of the requested subprotocols is supported: {EXEC_PROTOCOLS}",
@@ -663,26 +665,7 @@ class Emulator:
 
         reader = asyncio.create_task(pump())
         try:
-            if t.subresource == "attach":
-                code = await self._attached(t, container["name"], proc)
-            else:
-                try:
-                    code = await commands.run(argv, proc)
-                except commands.NotFound:
-                    await writer(STDERR)(
-                        f'OCI runtime exec failed: exec failed: unable to start container process: '
-                        f'exec: "{argv[0]}": executable file not found in $PATH: unknown\n'.encode())
-                    code = 126
-            result: dict[str, Any]
-            if code == 0:
-                result = k8s_status.success()
-            else:
-                result = {
-                    "metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
-                    "message": f"command terminated with non-zero exit code: error executing command "
-                               f"{argv}, exit code {code}",
-                    "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
-                }
+            result = await self._run_session(t, container["name"], argv, proc, writer(STDERR))
             if not ws.closed:
                 async with lock:
                     await ws.send_bytes(bytes([ERROR]) + json.dumps(result).encode())
@@ -692,6 +675,58 @@ class Emulator:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
         return ws
+
+    async def _run_session(self, t: Target, container: str, argv: list[str], proc: commands.Container,
+                           stderr: Callable[[bytes], Awaitable[None]]) -> dict[str, Any]:
+        """Run an exec's command (or follow an attached container); the Status that ends the session."""
+        if t.subresource == "attach":
+            code = await self._attached(t, container, proc)
+        else:
+            try:
+                code = await commands.run(argv, proc)
+            except commands.NotFound:
+                await stderr(f'OCI runtime exec failed: exec failed: unable to start container process: '
+                             f'exec: "{argv[0]}": executable file not found in $PATH: unknown\n'.encode())
+                code = 126
+        if code == 0:
+            return k8s_status.success()
+        return {
+            "metadata": {}, "status": "Failure", "reason": "NonZeroExitCode",
+            "message": f"command terminated with non-zero exit code: error executing command "
+                       f"{argv}, exit code {code}",
+            "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+        }
+
+    async def _exec_spdy(self, request: web.Request, t: Target, container: dict[str, Any],
+                         argv: list[str]) -> web.StreamResponse:
+        q = request.query
+        tty = _flag(q, "tty")
+        wanted = {"error"} | {name for name, on in (("stdin", _flag(q, "stdin")), ("stdout", _flag(q, "stdout")),
+                                                     ("stderr", _flag(q, "stderr") and not tty),
+                                                     ("resize", tty)) if on}
+        try:
+            resp, session = await spdy_exec.upgrade(request, wanted)
+        except ValueError as e:
+            if request.transport is None or request.transport.is_closing():
+                raise asyncio.CancelledError() from None
+            raise ApiError(400, str(e), "BadRequest") from None
+        stdin = commands.Stdin() if "stdin" in wanted else None
+        if stdin is not None:
+            session.stdin = stdin.queue
+
+        def writer(kind: str) -> Callable[[bytes], Awaitable[None]]:
+            async def write(data: bytes) -> None:
+                session.send("stdout" if tty else kind, data)
+            return write
+
+        env = {"HOSTNAME": t.name, "PATH": "/usr/local/bin:/usr/bin:/bin",
+               **{e["name"]: str(e.get("value", "")) for e in container.get("env") or [] if "name" in e}}
+        proc = commands.Container(t.name, container["name"], env, writer("stdout"), writer("stderr"), stdin, tty)
+        result = await self._run_session(t, container["name"], argv, proc, writer("stderr"))
+        session.finish(result)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(session.gone.wait(), 5)  # the client closes once it has read the end
+        return resp
 
     async def _attached(self, t: Target, container: str, proc: commands.Container) -> int:
         """The emulated container's main process: new log lines go to stdout, stdin echoes back."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from kubegate.audit import events, redact
 from kubegate.audit.policy import Attributes, Decision, Policy
@@ -33,6 +33,8 @@ class Recorder:
     policy: Policy = field(default_factory=Policy)
     max_object_bytes: int = 64 * 1024
     redact_fields: tuple[str, ...] = ()
+    # The policy sets in force (content hashes), named in every event: which policy decided.
+    revisions: Callable[[], dict[str, str]] = lambda: {}
 
     def decide(self, ctx: GateContext) -> Decision:
         if not isinstance(ctx.audit_decision, Decision):
@@ -88,7 +90,7 @@ class Recorder:
         if decision.level == "None" or stage in decision.omit_stages:
             return None
         info = ctx.info
-        annotations = {"kubegate.io/decision": ctx.decision, **ctx.annotations}
+        annotations = {"kubegate.io/decision": ctx.decision, **self.revisions(), **ctx.annotations}
         if ctx.denial is not None:
             annotations["kubegate.io/stage"] = ctx.denial.stage
             annotations.update(ctx.denial.annotations)

@@ -27,6 +27,9 @@ class Metrics:
         self.policy_reloads = Counter(
             "kubegate_policy_reloads", "Policy directory changes seen, by policy and whether the new set was loaded.",
             ["result", "policy"], registry=self.registry)
+        self.policy_revision = Gauge(
+            "kubegate_policy_revision", "1 for the revision (content hash) of each policy set in force.",
+            ["policy", "revision"], registry=self.registry)
         self.gate_refusals = Counter(
             "kubegate_gate_refusals", "Requests refused by a risk gate, by gate, reason and rule/budget/limit name.",
             ["gate", "reason", "name"], registry=self.registry)
@@ -48,9 +51,13 @@ class Metrics:
                                      "Audit events lost (stays 0: an event that cannot be written waits, and "
                                      "nothing new is served meanwhile).", registry=self.registry)
         self.audit_write_seconds = Histogram("kubegate_audit_write_seconds",
-                                             "Time to hand one audit event to the sinks (local file, spool queue).",
+                                             "Time to write one batch of audit events to the sinks (local file, "
+                                             "spool queue), on the audit writer thread.",
                                              buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.1),
                                              registry=self.registry)
+        self.audit_pending = Gauge("kubegate_audit_pending",
+                                   "Audit events queued for the writer thread after its last batch.",
+                                   registry=self.registry)
         self.audit_spool_bytes = Gauge("kubegate_audit_spool_bytes",
                                        "Audit events waiting on disk for the audit center.", registry=self.registry)
 

@@ -212,6 +212,7 @@ class Authorize:
         await self.access.sync(authorizer)  # approved grants in, expired ones out
         decision = authorizer.decide(ctx.identity, ctx.upstream.name, ctx.info)
         ctx.annotations["kubegate.io/authz"] = decision.reason
+        ctx.annotations["kubegate.io/authz-rule"] = decision.rule.id if decision.rule else "none"
         ctx.annotations["kubegate.io/policy-revision"] = authorizer.policy.revision
         # The keys kube-apiserver's own authorizers write, so audit tooling reads kubegate's verdict.
         ctx.annotations["authorization.k8s.io/decision"] = "allow" if decision.allowed else "forbid"

@@ -172,44 +172,9 @@ def _policy_check(args: argparse.Namespace) -> int:
 
 
 def _policy_test(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from kubegate import policy_test_cli
 
-    from kubegate.gateway.gates import policy as gate_policy
-    from kubegate.gateway.gates import cases as gates_cases
-    from kubegate.gateway.authz import policy
-    from kubegate.gateway.authz import cases as authz_cases
-
-    authz_dir, gates_dir = _policy_dirs(args.dir)
-    if authz_dir is None and gates_dir is None:
-        print(f"kubegate: {args.dir} holds no policy (model.conf, gate files, or authz/ and gates/)", file=sys.stderr)
-        return 1
-    ok = True
-    if authz_dir is not None:
-        ps = policy.load(authz_dir)
-        if ps.problems:
-            print("\n".join(ps.problems) + "\nthe policy does not pass `kubegate policy check`", file=sys.stderr)
-            return 1
-        cases, problems = authz_cases.load_cases(Path(authz_dir))
-        if problems or not cases:
-            print("\n".join(problems or [f"{authz_dir}/tests: no test cases"]), file=sys.stderr)
-            return 1
-        outcomes = authz_cases.run(ps, cases)
-        print(f"{authz_dir}:\n" + authz_cases.report(outcomes))
-        ok = ok and all(o.passed for o in outcomes)
-    if gates_dir is not None:
-        gates, gate_problems = gate_policy.load(Path(gates_dir))
-        if gate_problems:
-            print("\n".join(gate_problems) + "\nthe policy does not pass `kubegate policy check`", file=sys.stderr)
-            return 1
-        gate_cases, problems = gates_cases.load_cases(Path(gates_dir))
-        if problems:
-            print("\n".join(problems), file=sys.stderr)
-            return 1
-        if gate_cases:
-            gate_outcomes = gates_cases.run(gates.change, gate_cases)
-            print(f"{gates_dir}:\n" + gates_cases.report(gate_outcomes))
-            ok = ok and all(o.passed for o in gate_outcomes)
-    return 0 if ok else 1
+    return policy_test_cli.main(args, _policy_dirs(args.dir))
 
 
 def _emulator(args: argparse.Namespace) -> int:
@@ -267,8 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a policy directory (authz or gates), or one holding authz/ and gates/ (default: policies)")
     check.set_defaults(handler=_policy_check)
     ptest = pol_sub.add_parser("test", help="run the test cases in DIR/tests/*.yaml; exit 1 on a failure")
-    ptest.add_argument("dir", nargs="?", default="policies",
-                       help="a policy directory (authz or gates), or one holding authz/ and gates/ (default: policies)")
+    from kubegate import policy_test_cli
+    policy_test_cli.add_arguments(ptest)
     ptest.set_defaults(handler=_policy_test)
 
     from kubegate import access_cli

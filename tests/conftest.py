@@ -207,11 +207,26 @@ class GatewayHandle:
     def audit_events(self) -> list[dict[str, Any]]:
         """The events about requests and kubegate's objects (not the log's own `log-opened` lines)."""
         path = self.settings.audit_path
-        events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        events = [json.loads(line) for line in settled_text(path).splitlines() if line.strip()]
         return [e for e in events if e.get("annotations", {}).get("kubegate.io/event") != "log-opened"]
 
     def stop(self) -> None:
         self._stop()
+
+
+def settled_text(path: Path, quiet: float = 0.15, timeout: float = 10.0) -> str:
+    """The file's text once it has not changed for `quiet` seconds: the gateway writes audit events
+    from a writer thread, a moment after the response."""
+    deadline = time.monotonic() + timeout
+    text, since = path.read_text(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.03)
+        now = path.read_text()
+        if now != text:
+            text, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return text
 
 
 def write_gateway_config(state: Path, clusters: list[dict[str, Any]], *, limits: str = "",

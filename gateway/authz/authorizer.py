@@ -44,7 +44,7 @@ class Decision:
     def reason(self) -> str:
         if self.rule is None:
             return "no rule allows it"
-        return f"{'allowed' if self.allowed else 'denied'} by {self.rule.source}"
+        return f"{'allowed' if self.allowed else 'denied'} by rule {self.rule.id} ({self.rule.source})"
 
 
 def request_object(info: RequestInfo) -> str:

@@ -12,11 +12,12 @@ A test file (`tests/*.yaml` in the policy directory) lists cases:
         namespace: shop           # omit for cluster-scoped objects
         name: web-0               # optional
         expect: allow             # or deny
-        rule: authz/roles.csv:14  # optional: the rule that must decide (none: no rule allows it)
+        rule: viewers-read        # optional: the id of the rule that must decide (none: no rule allows it)
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -64,22 +65,45 @@ def _info(raw: dict[str, Any]) -> RequestInfo:
                        resource=res, subresource=sub, name=str(raw.get("object", "")))
 
 
+def _case_lines(text: str) -> list[int]:
+    """The line where each item of the top-level `cases` list starts (1-based)."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return []
+    if not isinstance(root, yaml.MappingNode):
+        return []
+    for key, value in root.value:
+        if getattr(key, "value", None) == "cases" and isinstance(value, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in value.value]
+    return []
+
+
 def read_case_files(directory: Path, keys: set[str], required: set[str],
                     expects: tuple[str, ...]) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
-    """(where, case) for every well-formed case in DIR/tests/*.yaml, and what is wrong with the rest."""
+    """(where, case) for every well-formed case in DIR/tests/*.yaml — where is FILE:LINE of the
+    case — and what is wrong with the rest. A file's top-level `now:` is the default `at:` of its
+    cases, so that none depends on the wall clock."""
     cases: list[tuple[str, dict[str, Any]]] = []
     problems: list[str] = []
     for path in sorted((directory / "tests").glob("*.y*ml")):
+        text = path.read_text()
         try:
-            doc = yaml.safe_load(path.read_text()) or {}
+            doc = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
             problems.append(f"{path}: not valid YAML: {e}")
             continue
+        if not isinstance(doc, dict):
+            problems.append(f"{path}: a test file is a mapping with `cases:`")
+            continue
+        lines = _case_lines(text)
         for i, raw in enumerate(doc.get("cases") or []):
-            where = f"{path.name}[{i}]"
+            where = f"{path.name}:{lines[i]}" if i < len(lines) else f"{path.name}[{i}]"
             if not isinstance(raw, dict):
                 problems.append(f"{where}: a case must be a mapping")
                 continue
+            if "now" in doc and "at" in keys and "at" not in raw:
+                raw = {**raw, "at": doc["now"]}
             wrong = [f"unknown keys {sorted(set(raw) - keys)}"] if set(raw) - keys else []
             wrong += [f"missing {sorted(required - set(raw))}"] if required - set(raw) else []
             wrong += [f"expect must be one of {', '.join(expects)}"] if raw.get("expect") not in expects else []
@@ -93,8 +117,16 @@ def read_case_files(directory: Path, keys: set[str], required: set[str],
 REQUIRED = {"name", "user", "cluster", "verb", "resource", "expect"}
 
 
+_LINE_REF = re.compile(r"\.csv:\d+$")
+
+
 def load_cases(directory: Path) -> tuple[list[Case], list[str]]:
     found, problems = read_case_files(directory, _KEYS, REQUIRED, ("allow", "deny"))
+    for where, raw in list(found):
+        if _LINE_REF.search(str(raw.get("rule", ""))):
+            problems.append(f"{where}: rule {raw['rule']!r} names a line; name the rule by its id (the 8th field "
+                            "of its p line), so that comments and reordering do not break the case")
+            found.remove((where, raw))
     cases = [Case(where, str(raw["name"]), str(raw["user"]), [str(g) for g in raw.get("groups") or []],
                   str(raw["cluster"]), _info(raw), str(raw["expect"]), str(raw["rule"]) if "rule" in raw else None)
              for where, raw in found]
@@ -111,14 +143,15 @@ def run(ps: PolicySet, cases: list[Case]) -> list[Outcome]:
         if got != case.expect:
             failure = f"expected {case.expect}, got {got} ({decision.reason})"
         elif case.rule is not None:
-            actual = str(decision.rule.source) if decision.rule else "none"
+            actual = decision.rule.id if decision.rule else "none"
             if actual != case.rule:
-                failure = f"expected the decision from {case.rule}, got it from {actual}"
+                failure = f"expected the decision from rule {case.rule}, got it from {actual}" + \
+                    (f" ({decision.rule.source})" if decision.rule else "")
         outcomes.append(Outcome(case, decision, failure))
     return outcomes
 
 
-def _request(case: Case) -> str:
+def describe(case: Case) -> str:
     info = case.info
     target = request_object(info)
     where = f"{case.cluster}:{info.namespace}" if info.namespace else case.cluster
@@ -139,5 +172,5 @@ def report(outcomes: list[Outcome]) -> str:
     rows = [("#", "CASE", "REQUEST", "EXPECT", "GOT", "RESULT")]
     for i, o in enumerate(outcomes, 1):
         got = ("allow" if o.decision.allowed else "deny") if o.decision else "-"
-        rows.append((str(i), o.case.name, _request(o.case), o.case.expect, got, "Pass" if o.passed else "Fail"))
+        rows.append((str(i), o.case.name, describe(o.case), o.case.expect, got, "Pass" if o.passed else "Fail"))
     return table(rows, [(o.case.source, o.case.name, o.failure) for o in outcomes if not o.passed])

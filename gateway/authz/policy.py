@@ -2,7 +2,7 @@
 
 A policy directory holds `model.conf` (the Casbin model) and `*.csv` files of lines:
 
-    p, SUBJECT, SCOPE, OBJECT, VERBS, NAME, allow|deny
+    p, SUBJECT, SCOPE, OBJECT, VERBS, NAME, allow|deny[, ID]
     g, SUBJECT, ROLE, SCOPE
 
 SUBJECT   `user:NAME`, `group:NAME`, `role:NAME`, `*` (everyone); on deny lines also
@@ -17,6 +17,11 @@ OBJECT    `RESOURCE[.GROUP][/SUBRESOURCE]` (`pods`, `deployments.apps`, `pods/ex
 VERBS     `*`, a verb, or `|`-separated verbs; `read` = get|list|watch, `write` = create|update|
           patch|delete|deletecollection.
 NAME      object name glob, or `|`-separated names (`*` for any).
+
+ID        the rule's name (`viewers-read`: lowercase letters, digits, `-`, `.`), unique in the set.
+          Refusals, audit events, `auth can-i` and test cases name rules by it, never by file:line,
+          so comments and reordering change nothing. Without one a rule is named by its file and a
+          hash of its fields (`roles.9c1e04b2`): stable too, but it changes when the rule does.
 
 A deny that matches always wins over any allow.
 """
@@ -63,6 +68,7 @@ SUBRESOURCES = frozenset({"status", "scale", "log", "exec", "attach", "portforwa
 
 _SUBJECT_RE = re.compile(r"^(\*|(user|group|role):[^\s,|!]+)$")
 _SCOPE_RE = re.compile(r"^[^\s:]+:[^\s:]*$")
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,14 @@ class Rule:
     name: str
     effect: str  # allow | deny
     source: Source
+    given_id: str = ""
+
+    @property
+    def id(self) -> str:
+        if self.given_id:
+            return self.given_id
+        stem = self.source.file.rsplit("/", 1)[-1].removesuffix(".csv")
+        return f"{stem}.{hashlib.sha256(self.text().encode()).hexdigest()[:8]}"
 
     def fields(self) -> tuple[str, str, str, str, str]:
         return self.subject, self.scope, self.obj, self.verbs, self.name
@@ -237,15 +251,19 @@ def load(directory: Path | str) -> PolicySet:
 def _parse_line(ps: PolicySet, cells: list[str], where: Source) -> None:
     kind = cells[0]
     if kind == "p":
-        if len(cells) != 7:
-            ps.problems.append(f"{where}: a p line has 7 fields (p, subject, scope, object, verbs, name, "
-                               f"allow|deny), found {len(cells)}")
+        if len(cells) not in (7, 8):
+            ps.problems.append(f"{where}: a p line has 7 fields and an optional id (p, subject, scope, object, "
+                               f"verbs, name, allow|deny[, id]), found {len(cells)}")
             return
-        _, subject, scope, obj, verbs, name, effect = cells
+        _, subject, scope, obj, verbs, name, effect = cells[:7]
+        rule_id = cells[7] if len(cells) == 8 else ""
         if effect not in ("allow", "deny"):
             ps.problems.append(f"{where}: effect must be allow or deny, found {effect!r}")
             return
-        ps.rules.append(Rule(subject, scope, obj, verbs, name, effect, where))
+        if rule_id and not _ID_RE.match(rule_id):
+            ps.problems.append(f"{where}: rule id {rule_id!r} must be lowercase letters, digits, '-' and '.'")
+            return
+        ps.rules.append(Rule(subject, scope, obj, verbs, name, effect, where, rule_id))
     elif kind == "g":
         if len(cells) != 4:
             ps.problems.append(f"{where}: a g line has 4 fields (g, subject, role, scope), found {len(cells)}")
@@ -321,6 +339,11 @@ def _covers(outer: Rule, inner: Rule) -> bool:
 def check(ps: PolicySet) -> None:
     """Semantic checks; appends "file:line: message" problems to the set."""
     problems = ps.problems
+    seen: dict[str, Rule] = {}
+    for rule in ps.rules:
+        if rule.id in seen:
+            problems.append(f"{rule.source}: rule id {rule.id!r} is already used by {seen[rule.id].source}")
+        seen.setdefault(rule.id, rule)
     for rule in ps.rules:
         if rule.effect == "deny" and rule.subject.startswith("!"):
             subjects = rule.subject[1:].split("|")

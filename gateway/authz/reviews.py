@@ -126,5 +126,5 @@ def rules(authorizer: Authorizer, identity: Identity, cluster: str, namespace: s
                               "incomplete": bool(denies) or bool(cluster_status.get("incomplete"))}
     if denies:
         status["evaluationError"] = ("kubegate deny rules apply too and are not listed: "
-                                     + "; ".join(str(r.source) for r in denies[:5]))
+                                     + "; ".join(f"{r.id} ({r.source})" for r in denies[:5]))
     return status

@@ -20,6 +20,7 @@ from mitmproxy import connection, http, tcp, tls
 from multidict import CIMultiDict
 from OpenSSL import SSL
 
+from kubegate import spdy
 from kubegate import status as k8s_status
 from kubegate.audit import recording
 from kubegate.audit.sink import Sink
@@ -70,6 +71,8 @@ class GatewayAddon:
         self.metrics = metrics
         self.recorder = recorder or audit_record.Recorder()
         self.recordings = recordings  # where exec/attach sessions are recorded; None: not recorded
+        # client connection id -> the request whose 101 turned it into a TCP flow (SPDY/3.1)
+        self._upgraded: dict[str, GateContext] = {}
         self.started = asyncio.Event()
         # For connections to an address that is no cluster's: a context that trusts nothing.
         self._refuse_tls = SSL.Context(SSL.TLS_CLIENT_METHOD)
@@ -192,6 +195,12 @@ class GatewayAddon:
         try:
             if flow.response.status_code == 101 and flow.websocket is not None:
                 return  # a WebSocket session: complete when it ends (websocket_end)
+            if flow.response.status_code == 101 and ctx.forwarded:
+                # Any other upgrade (SPDY/3.1 exec, attach, port-forward) continues as a TCP flow on
+                # this client connection: complete when that ends (tcp_end), recorded meanwhile.
+                self._upgraded[flow.client_conn.id] = ctx
+                self._start_spdy_recording(ctx, flow.response.headers.get("Upgrade", ""))
+                return
             if ctx.forwarded and flow.response.status_code == 401 and ctx.upstream is not None:
                 # The caller was authenticated here; a 401 upstream means the cluster refused the
                 # gateway's own credential. The user hears that, not "you must be logged in".
@@ -273,12 +282,9 @@ class GatewayAddon:
         if event is None:
             return
         try:
-            started = time.perf_counter()
-            self.sink.write(event)
-            self.metrics.audit_write_seconds.observe(time.perf_counter() - started)
-            self.metrics.audit_events.labels(stage).inc()
+            self.sink.write(event)  # queued: the writer thread writes it, counts it and times it
         except OSError:
-            self.metrics.audit_failures.inc()  # the sink keeps it pending; new requests wait (Ingress)
+            self.metrics.audit_dropped.inc()  # only while stopping: the writer takes nothing new
 
     def tls_start_server(self, tls_start: tls.TlsData) -> None:
         server = tls_start.conn
@@ -301,17 +307,21 @@ class GatewayAddon:
                 ctx.info.subresource not in ("exec", "attach") or flow.response is None:
             return
         try:
-            name = f"{ctx.request_id}.cast"
-            protocol = flow.response.headers.get("Sec-WebSocket-Protocol", "")
-            who = ctx.identity.user if ctx.identity else "?"
-            ctx.recording = recording.Recording(
-                self.recordings / name, subprotocol=protocol,
-                title=f"{who}: {ctx.info.subresource} {ctx.info.namespace}/{ctx.info.name} "
-                      f"({ctx.upstream.name if ctx.upstream else ''})",
-                env={"COMMAND": " ".join(ctx.query.values("command")), "AUDIT_ID": ctx.request_id})
-            ctx.annotations["kubegate.io/recording"] = name
+            ctx.recording = self._new_recording(ctx, flow.response.headers.get("Sec-WebSocket-Protocol", ""))
         except OSError:
             log.exception("cannot record session %s", ctx.request_id)
+
+    def _new_recording(self, ctx: GateContext, subprotocol: str) -> recording.Recording:
+        assert self.recordings is not None and ctx.info is not None
+        name = f"{ctx.request_id}.cast"
+        who = ctx.identity.user if ctx.identity else "?"
+        rec = recording.Recording(
+            self.recordings / name, subprotocol=subprotocol,
+            title=f"{who}: {ctx.info.subresource} {ctx.info.namespace}/{ctx.info.name} "
+                  f"({ctx.upstream.name if ctx.upstream else ''})",
+            env={"COMMAND": " ".join(ctx.query.values("command")), "AUDIT_ID": ctx.request_id})
+        ctx.annotations["kubegate.io/recording"] = name
+        return rec
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         if flow.websocket is None:
@@ -326,5 +336,62 @@ class GatewayAddon:
         # mitmproxy keeps every message until the connection closes: a long exec would grow forever.
         flow.websocket.messages.clear()
 
+    def _start_spdy_recording(self, ctx: GateContext, upgrade: str) -> None:
+        if self.recordings is None or ctx.info is None or ctx.info.subresource not in ("exec", "attach") \
+                or not upgrade.lower().startswith("spdy/"):
+            return
+        try:
+            rec = self._new_recording(ctx, "")
+            ctx.recording = recording.SpdySession(rec)
+        except OSError:
+            log.exception("cannot record session %s", ctx.request_id)
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        ctx = self._upgraded.pop(flow.client_conn.id, None)
+        if ctx is not None:
+            flow.metadata[METADATA_KEY] = ctx
+
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
-        flow.messages.clear()  # SPDY/3.1 exec after the 101: a raw pipe, trimmed the same way
+        ctx = context_of(flow.metadata)
+        if ctx is not None and isinstance(ctx.recording, recording.SpdySession) and flow.messages:
+            message = flow.messages[-1]
+            try:
+                ctx.recording.feed(message.content, message.from_client)
+            except spdy.ProtocolError:
+                # Not recorded blind: a session the recording cannot follow is ended, and what could
+                # not be followed is not passed on.
+                self._end_session(flow, ctx, "unreadable SPDY framing; session ended")
+            except OSError:
+                log.exception("cannot record a message of session %s", ctx.request_id)
+                self._end_session(flow, ctx, "recording could not be written; session ended")
+        flow.messages.clear()  # mitmproxy keeps every message until the connection closes
+
+    @staticmethod
+    def _end_session(flow: tcp.TCPFlow, ctx: GateContext, why: str) -> None:
+        log.error("session %s: %s", ctx.request_id, why)
+        ctx.annotations.setdefault("kubegate.io/recording-stopped", why)
+        flow.messages[-1].content = b""
+        if flow.killable:
+            flow.kill()  # the connections close after this hook (mitm_patches)
+
+    def tcp_end(self, flow: tcp.TCPFlow) -> None:
+        ctx = context_of(flow.metadata)
+        if ctx is None:
+            return
+        if isinstance(ctx.recording, recording.SpdySession):
+            try:
+                ctx.annotations["kubegate.io/recording-sha256"] = ctx.recording.recording.close()
+            except OSError:
+                log.exception("cannot close the recording of session %s", ctx.request_id)
+        self._complete(ctx, 101)
+
+    def tcp_error(self, flow: tcp.TCPFlow) -> None:
+        ctx = context_of(flow.metadata)
+        if ctx is not None and flow.error is not None and "kubegate.io/recording-stopped" not in ctx.annotations:
+            ctx.annotations.setdefault("kubegate.io/stream-ended", flow.error.msg[:300])
+        self.tcp_end(flow)
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        ctx = self._upgraded.pop(client.id, None)  # upgraded, but no TCP flow ever started
+        if ctx is not None:
+            self._complete(ctx, 101)

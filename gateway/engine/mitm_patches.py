@@ -1,4 +1,4 @@
-"""Four narrow changes to mitmproxy 12's HTTP/1 layer that fail-closed serving needs.
+"""Five narrow changes to mitmproxy 12's layers that fail-closed serving needs.
 
 1. Error pages. When mitmproxy itself answers (upstream unreachable, TLS verification failed,
    body too large, malformed HTTP), it writes an HTML page no hook can replace. kubectl shows
@@ -15,8 +15,12 @@
    which crashed the connection's handler and left the client waiting forever. Such a message is
    now a protocol error: the client gets a 400 Status, the flow's error is audited, and the
    gateway serves on.
+5. Killing a TCP flow. After a non-WebSocket upgrade (SPDY/3.1 exec) the connection is a TCP
+   flow; mitmproxy's TCP layer ignores `flow.kill()`. A killed flow's connections are now closed
+   after the hook that killed it (and `tcp_error` runs), so a session the recording cannot follow
+   ends instead of running unrecorded.
 
-Both are checked by tests that drive the gateway (oversized body, upstream down, wrong CA,
+Each is checked by tests that drive the gateway (oversized body, upstream down, wrong CA,
 large list), so a mitmproxy upgrade that moves these internals fails loudly, not silently.
 """
 
@@ -24,10 +28,12 @@ from __future__ import annotations
 
 from typing import Any, Generator
 
+from mitmproxy import flow as mitm_flow
 from mitmproxy import http
 from mitmproxy.net.http import http1
 from mitmproxy.proxy import commands, events
 from mitmproxy.proxy.layers import http as http_layer
+from mitmproxy.proxy.layers import tcp as tcp_layer
 from mitmproxy.proxy.layers.http import _http1
 from mitmproxy.proxy.layers.http._base import ReceiveHttp
 
@@ -97,6 +103,19 @@ def _trailers_refused(original: Any) -> Any:
     return read_body
 
 
+def _tcp_kill_honoured(original: Any) -> Any:
+    def relay_messages(self: Any, event: events.Event) -> Generator[Any, Any, None]:
+        yield from original(self, event)
+        tcp_flow = self.flow
+        if tcp_flow is not None and self._handle_event != self.done and tcp_flow.error is not None \
+                and tcp_flow.error.msg == mitm_flow.Error.KILLED_MESSAGE:
+            self._handle_event = self.done
+            for conn in (self.context.server, self.context.client):
+                yield commands.CloseConnection(conn)
+            yield tcp_layer.TcpErrorHook(tcp_flow)
+    return relay_messages
+
+
 def install() -> None:
     global _installed
     if _installed:
@@ -106,4 +125,5 @@ def install() -> None:
     _http1.Http1Connection.read_body = _trailers_refused(_http1.Http1Connection.read_body)  # type: ignore[method-assign]
     http_layer.HttpStream.check_body_size = _requests_only(  # type: ignore[method-assign]
         http_layer.HttpStream.check_body_size)
+    tcp_layer.TCPLayer.relay_messages = _tcp_kill_honoured(tcp_layer.TCPLayer.relay_messages)  # type: ignore[method-assign]
     _installed = True

@@ -19,6 +19,7 @@ from mitmproxy.master import Master
 from kubegate.aio import abort_leftover_transports
 from kubegate.audit import policy as audit_policy
 from kubegate.audit.sink import JsonlSink
+from kubegate.audit.writer import BackgroundWriter
 from kubegate.audit.webhook import Target, TeeSink, WebhookSink
 
 from .. import audit_record
@@ -68,23 +69,27 @@ class Gateway:
         audit = settings.audit
         local = JsonlSink(settings.audit_path, rotate_bytes=audit.rotate_bytes, rotate_seconds=audit.rotate_seconds,
                           keep_files=audit.keep_files)
-        self.sink: Any = local
+        written: Any = local
         if audit.webhook.url:
             hook = audit.webhook
             center = WebhookSink(Target(hook.url, str(settings.path(hook.ca_file)) if hook.ca_file else ""),
                                  settings.path(hook.spool_dir) if hook.spool_dir else settings.state / "audit-spool",
                                  max_spool_bytes=hook.max_spool_bytes, batch_events=hook.batch_events,
                                  batch_seconds=hook.batch_seconds, on_depth=self.metrics.audit_spool_bytes.set)
-            self.sink = TeeSink(local, center)
+            written = TeeSink(local, center)
+        self.sink: Any = BackgroundWriter(written, on_written=self._audit_written,
+                                          on_failure=lambda n: self.metrics.audit_failures.inc(n),
+                                          on_depth=self.metrics.audit_pending.set)
         recorder = audit_record.Recorder(
             audit_policy.load(settings.path(audit.policy_file)) if audit.policy_file else audit_policy.Policy(),
-            audit.max_object_bytes, tuple(audit.redact_fields))
+            audit.max_object_bytes, tuple(audit.redact_fields), revisions=self._revisions)
         self.policy = PolicyHolder(
             settings.path(settings.authz.policy_dir),
-            on_reload=lambda ok, _: self.metrics.policy_reloads.labels("loaded" if ok else "refused", "authz").inc())
+            on_reload=lambda ok, _: self._reloaded(ok, "authz"))
         self.gates = GatePolicyHolder(
             settings.path(settings.gates.policy_dir),
-            on_reload=lambda ok, _: self.metrics.policy_reloads.labels("loaded" if ok else "refused", "gates").inc())
+            on_reload=lambda ok, _: self._reloaded(ok, "gates"))
+        self._reloaded(True, "")
         self.clock = clock
         self.store = build_store(settings)
         self.counter = UpstreamClient()
@@ -122,6 +127,24 @@ class Gateway:
         self._task: asyncio.Task[None] | None = None
         self._metrics_runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _revisions(self) -> dict[str, str]:
+        return {"kubegate.io/policy-revision": self.policy.current.policy.revision,
+                "kubegate.io/gates-revision": self.gates.current.revision}
+
+    def _reloaded(self, ok: bool, which: str) -> None:
+        if which:
+            self.metrics.policy_reloads.labels("loaded" if ok else "refused", which).inc()
+        if ok and hasattr(self, "gates"):
+            self.metrics.policy_revision.clear()
+            for policy, revision in (("authz", self.policy.current.policy.revision),
+                                     ("gates", self.gates.current.revision)):
+                self.metrics.policy_revision.labels(policy, revision).set(1)
+
+    def _audit_written(self, batch: list[dict[str, Any]], seconds: float) -> None:
+        self.metrics.audit_write_seconds.observe(seconds)
+        for event in batch:
+            self.metrics.audit_events.labels(event.get("stage", "")).inc()
 
     def _audit_access(self, event: str, request: AccessRequest, actor: str) -> None:
         """Each step of an access request (requested, approved, denied, expired) is an audit event."""

@@ -15,7 +15,7 @@
         kubectl_command: kubectl delete       # optional: kubectl's Kubectl-Command header
         live_labels: {kubegate.io/protected: "true"}   # optional: the live object's labels
         live: {spec: {replicas: 3}}           # optional: the live object a patch applies to
-        at: "2026-12-24T12:00:00+00:00"       # optional: when (freeze windows)
+        at: "2026-12-24T12:00:00+00:00"       # when (freeze windows); default: the file's `now:`
         expect: approval                      # allow | deny | approval
         by: scale-to-zero-in-production       # optional: the rule or window that must decide
 
@@ -110,7 +110,7 @@ def _body(raw: dict[str, Any]) -> bytes:
     return json.dumps(raw["body"]).encode()
 
 
-async def _run_one(policy: ChangePolicy, case: GateCase) -> GateOutcome:
+async def _run_one(policy: ChangePolicy, case: GateCase, default_now: float | None) -> GateOutcome:
     raw = case.raw
     main, _, sub = str(raw["resource"]).partition("/")
     resource, _, group = main.partition(".")
@@ -126,8 +126,10 @@ async def _run_one(policy: ChangePolicy, case: GateCase) -> GateOutcome:
     ctx.query = Query.parse(ctx.request.query)
     ctx.upstream = Upstream(str(raw["cluster"]), "127.0.0.1", 443, "", "", Path("/dev/null"))
     at = raw.get("at")
-    now = (at if isinstance(at, datetime) else datetime.fromisoformat(str(at))).timestamp() if at else \
-        datetime.now(timezone.utc).timestamp()
+    if at:
+        now = (at if isinstance(at, datetime) else datetime.fromisoformat(str(at))).timestamp()
+    else:
+        now = default_now if default_now is not None else datetime.now(timezone.utc).timestamp()
     source = lambda: policy  # noqa: E731
     labels = raw.get("live_labels")
     live = raw.get("live")
@@ -149,17 +151,22 @@ async def _run_one(policy: ChangePolicy, case: GateCase) -> GateOutcome:
     return GateOutcome(case, got, ", ".join(decided_by), failure)
 
 
-def run(policy: ChangePolicy, cases: list[GateCase]) -> list[GateOutcome]:
+def run(policy: ChangePolicy, cases: list[GateCase], now: float | None = None) -> list[GateOutcome]:
+    """Each case at its `at:` (or its file's `now:`), else at `now`."""
     async def main() -> list[GateOutcome]:
-        return [await _run_one(policy, c) for c in cases]
+        return [await _run_one(policy, c, now) for c in cases]
     return asyncio.run(main())
+
+
+def describe(r: dict[str, Any]) -> str:
+    where = f"{r['cluster']}:{r.get('namespace', '')}".rstrip(":")
+    return f"{r['user']} {r['verb']} {r['resource']} @{where}"
 
 
 def report(outcomes: list[GateOutcome]) -> str:
     rows = [("#", "CASE", "REQUEST", "EXPECT", "GOT", "BY", "RESULT")]
     for i, o in enumerate(outcomes, 1):
         r = o.case.raw
-        where = f"{r['cluster']}:{r.get('namespace', '')}".rstrip(":")
-        request = f"{r['user']} {r['verb']} {r['resource']} @{where}"
+        request = describe(r)
         rows.append((str(i), o.case.name, request, str(r["expect"]), o.got, o.by or "-", "Pass" if o.passed else "Fail"))
     return authz_cases.table(rows, [(o.case.source, o.case.name, o.failure) for o in outcomes if not o.passed])

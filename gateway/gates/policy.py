@@ -7,6 +7,7 @@ replaces the set in force; a set with any problem is refused and the last good o
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,12 +28,16 @@ class GatePolicyError(Exception):
 class GatePolicy:
     limits: LimitsPolicy = field(default_factory=LimitsPolicy)
     change: ChangePolicy = field(default_factory=ChangePolicy)
+    revision: str = ""  # a content hash of the set's files, in every audit event and in /metrics
 
 
 def load(directory: Path) -> tuple[GatePolicy, list[str]]:
     limits, problems = limits_policy.load(directory)
     change, change_problems = change_policy.load(directory)
-    return GatePolicy(limits, change), problems + change_problems
+    content = hashlib.sha256()
+    for path in sorted(directory.glob("*.y*ml")):
+        content.update(b"\0" + path.name.encode() + b"\0" + path.read_bytes())
+    return GatePolicy(limits, change, content.hexdigest()[:16]), problems + change_problems
 
 
 def load_checked(directory: Path) -> GatePolicy:

@@ -7,6 +7,8 @@ import json
 import os
 import pty
 import select
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -15,6 +17,7 @@ from typing import Iterator
 
 import pytest
 
+from kubegate import spdy
 from kubegate.emulator import harness
 from tests.conftest import GatewayHandle, Kubectl, start_gateway
 
@@ -29,10 +32,16 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayHandle]:
     upstream.stop()
 
 
-def session_event(gw: GatewayHandle) -> dict[str, object]:
+# kubectl speaks WebSocket (v5.channel.k8s.io) by default, SPDY/3.1 when told not to, as older
+# clients and many client libraries do.
+TRANSPORTS = {"websocket": {}, "spdy": {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}}
+
+
+def session_event(gw: GatewayHandle, pod: str) -> dict[str, object]:
     deadline = time.monotonic() + 10
     while True:
         done = [e for e in gw.audit_events() if e.get("objectRef", {}).get("subresource") == "exec"
+                and e["objectRef"].get("name") == pod
                 and e["stage"] == "ResponseComplete" and "kubegate.io/recording" in e["annotations"]]
         if done:
             return done[-1]
@@ -46,27 +55,38 @@ def cast(gw: GatewayHandle, event: dict[str, object]) -> tuple[dict[str, object]
     return json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
 
 
-def test_a_piped_exec_records_input_and_output(gw: GatewayHandle, kubectl_path: str, tmp_path: Path) -> None:
+def exec_method(gw: GatewayHandle, pod: str) -> str:
+    """How the session reached the cluster: GET (WebSocket) or POST (SPDY/3.1)."""
+    return next(r.method for r in gw.upstream.requests if r.path.endswith(f"/pods/{pod}/exec"))
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_piped_exec_records_input_and_output(gw: GatewayHandle, kubectl_path: str, tmp_path: Path,
+                                               transport: str) -> None:
     kubectl = Kubectl(kubectl_path, gw.kubeconfig(tmp_path / "kc", "ada"))
-    kubectl("run", "rec-1", "--image=busybox")
-    out = kubectl("exec", "-i", "rec-1", "--", "cat", input="secret-ish line\n")
+    pod = f"rec-1-{transport}"
+    kubectl("run", pod, "--image=busybox")
+    out = kubectl("exec", "-i", pod, "--", "cat", input="secret-ish line\n", env=TRANSPORTS[transport])
     assert out.stdout == "secret-ish line\n"
-    header, events = cast(gw, session_event(gw))
-    assert header["version"] == 2 and "exec default/rec-1" in str(header["title"])
+    assert exec_method(gw, pod) == ("POST" if transport == "spdy" else "GET")
+    header, events = cast(gw, session_event(gw, pod))
+    assert header["version"] == 2 and f"exec default/{pod}" in str(header["title"])
     assert ["i", "secret-ish line\n"] in [e[1:] for e in events]
     assert ["o", "secret-ish line\n"] in [e[1:] for e in events]
     times = [float(e[0]) for e in events]  # type: ignore[arg-type]
     assert times == sorted(times)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_an_interactive_tty_session_is_recorded_and_replays(gw: GatewayHandle, kubectl_path: str,
-                                                            tmp_path: Path) -> None:
+                                                            tmp_path: Path, transport: str) -> None:
     kubectl = Kubectl(kubectl_path, gw.kubeconfig(tmp_path / "kc", "ada"))
-    kubectl("run", "rec-2", "--image=busybox")
+    pod = f"rec-2-{transport}"
+    kubectl("run", pod, "--image=busybox")
     pid, fd = pty.fork()  # kubectl -t wants a terminal: it gets a pseudo-terminal of the test's own
     if pid == 0:
-        os.execve(kubectl_path, [kubectl_path, "exec", "-it", "rec-2", "--", "sh"],
-                  {**os.environ, "KUBECONFIG": str(tmp_path / "kc")})
+        os.execve(kubectl_path, [kubectl_path, "exec", "-it", pod, "--", "sh"],
+                  {**kubectl.env(TRANSPORTS[transport])})
     seen = b""
     try:
         def read_until(marker: bytes, timeout: float = 15) -> None:
@@ -90,7 +110,8 @@ def test_an_interactive_tty_session_is_recorded_and_replays(gw: GatewayHandle, k
         except ChildProcessError:
             pass
         os.close(fd)
-    event = session_event(gw)
+    assert exec_method(gw, pod) == ("POST" if transport == "spdy" else "GET")
+    event = session_event(gw, pod)
     _, events = cast(gw, event)
     typed = "".join(str(e[2]) for e in events if e[1] == "i")
     shown = "".join(str(e[2]) for e in events if e[1] == "o")
@@ -109,3 +130,46 @@ def test_an_interactive_tty_session_is_recorded_and_replays(gw: GatewayHandle, k
     tampered = subprocess.run([sys.executable, "-m", "kubegate", "audit", "play", str(path), "--speed", "0",
                                "--verify-with", log], capture_output=True, text=True, timeout=60)
     assert tampered.returncode == 1 and "was changed after the session" in tampered.stderr
+
+
+def test_a_spdy_session_the_recording_cannot_follow_is_ended(gw: GatewayHandle, kubectl_path: str,
+                                                              tmp_path: Path) -> None:
+    """Data on a stream never opened: the cluster would take it, the recording cannot place it, so
+    the gateway ends the session instead of letting it run unrecorded."""
+    Kubectl(kubectl_path, gw.kubeconfig(tmp_path / "kc", "ada"))("run", "rec-3", "--image=busybox")
+    context = ssl.create_default_context(cafile=str(gw.ca_file))
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as conn:
+        conn.sendall(("POST /api/v1/namespaces/default/pods/rec-3/exec?command=cat&stdin=true&stdout=true "
+                      "HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+                      "X-Stream-Protocol-Version: v4.channel.k8s.io\r\nContent-Length: 0\r\n"
+                      f"Authorization: Bearer {gw.token('ada')}\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += conn.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        frames = spdy.Writer()
+        conn.sendall(frames.syn_stream(1, {"streamtype": "error"}) + frames.syn_stream(3, {"streamtype": "stdin"})
+                     + frames.syn_stream(5, {"streamtype": "stdout"}) + spdy.Writer.data(3, b"seen\n"))
+        time.sleep(0.3)
+        conn.sendall(spdy.Writer.data(99, b"unplaceable\n"))
+        ended = False
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if not conn.recv(65536):
+                    ended = True
+                    break
+            except (ConnectionError, ssl.SSLError):
+                ended = True
+                break
+            except TimeoutError:
+                continue
+        assert ended
+    event = session_event(gw, "rec-3")
+    annotations = event["annotations"]
+    assert isinstance(annotations, dict)
+    assert annotations["kubegate.io/recording-stopped"] == "unreadable SPDY framing; session ended"
+    _, events = cast(gw, event)
+    assert ["i", "seen\n"] in [e[1:] for e in events]
+    assert any(e[1] == "m" and "stream 99" in str(e[2]) for e in events)

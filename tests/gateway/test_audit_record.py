@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -13,7 +14,7 @@ from typing import Any, Iterator
 import pytest
 
 from kubegate.emulator import harness
-from tests.conftest import GatewayHandle, Kubectl, start_gateway
+from tests.conftest import GatewayHandle, Kubectl, settled_text, start_gateway
 from tests.gateway.conftest import send
 
 # audit.k8s.io/v1 Event, from k8s.io/apiserver/pkg/apis/audit/v1/types.go: JSON name -> JSON type.
@@ -138,8 +139,18 @@ def test_authorization_annotations_name_the_decision_and_the_policy_revision(gw:
     (a,), (d,) = events_of(gw, allowed), events_of(gw, denied)
     assert a["annotations"]["authorization.k8s.io/decision"] == "allow"
     assert d["annotations"]["authorization.k8s.io/decision"] == "forbid"
-    assert d["annotations"]["authorization.k8s.io/reason"]
+    assert d["annotations"]["authorization.k8s.io/reason"] == "no rule allows it"
+    assert d["annotations"]["kubegate.io/authz-rule"] == "none"
+    assert a["annotations"]["kubegate.io/authz-rule"] == "admins-all-resources"  # by id, never by line
     assert re.fullmatch(r"[0-9a-f]{16}", a["annotations"]["kubegate.io/policy-revision"])
+    assert re.fullmatch(r"[0-9a-f]{16}", a["annotations"]["kubegate.io/gates-revision"])
+    # Refused before authorization (no token): the revisions in force are still named.
+    assert send(gw.port, gw.ca_file, "GET", "/api/v1/namespaces").status == 401
+    unauthenticated = [e for e in gw.audit_events() if e["responseStatus"]["code"] == 401][-1]
+    assert unauthenticated["annotations"]["kubegate.io/gates-revision"] == a["annotations"]["kubegate.io/gates-revision"]
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{gw.metrics_port}/metrics").read().decode()
+    revision = a["annotations"]["kubegate.io/policy-revision"]
+    assert f'kubegate_policy_revision{{policy="authz",revision="{revision}"}} 1.0' in metrics
 
 
 def test_kubegates_own_objects_are_events_with_real_verbs(gw: GatewayHandle) -> None:
@@ -212,7 +223,7 @@ def test_no_secret_value_or_token_reaches_the_log(gw: GatewayHandle, kubectl_pat
         headers={"Content-Type": "application/merge-patch+json"})
     send(gw.port, gw.ca_file, "GET", f"/api/v1/namespaces?access_token={password}",
          headers={"Authorization": f"Bearer {token}"})
-    log = gw.settings.audit_path.read_text()
+    log = settled_text(gw.settings.audit_path)
     for secret in (password, base64.b64encode(password.encode()).decode(), token):
         assert secret not in log
     secrets = [e for e in gw.audit_events() if e.get("objectRef", {}).get("resource") == "secrets"

@@ -55,7 +55,7 @@ def test_viewer_reads_but_delete_is_forbidden(authz_env: tuple[GatewayHandle, Pa
 def test_deny_beats_allow_for_secrets(authz_env: tuple[GatewayHandle, Path], kubectl_path: str, tmp_path: Path) -> None:
     vic = as_user(authz_env, kubectl_path, tmp_path, "vic", "kubegate:viewers")
     proc = vic("get", "secret", "db", "-n", "payments", check=False)
-    assert "(denied by authz/guardrails.csv:3)" in proc.stderr
+    assert "(denied by rule secrets-need-secret-reader (authz/guardrails.csv:3))" in proc.stderr
     sam = as_user(authz_env, kubectl_path, tmp_path, "sam", "kubegate:sre")
     assert sam("get", "secret", "db", "-n", "payments", "-o", "name").stdout.strip() == "secret/db"
 
@@ -75,7 +75,7 @@ def test_developer_writes_only_in_own_namespaces(authz_env: tuple[GatewayHandle,
 def test_kube_system_is_protected(authz_env: tuple[GatewayHandle, Path], kubectl_path: str, tmp_path: Path) -> None:
     sam = as_user(authz_env, kubectl_path, tmp_path, "sam", "kubegate:sre")
     proc = sam("create", "configmap", "x", "-n", "kube-system", check=False)
-    assert proc.returncode == 1 and "(denied by authz/guardrails.csv:5)" in proc.stderr
+    assert proc.returncode == 1 and "(denied by rule kube-system-admins-only (authz/guardrails.csv:5))" in proc.stderr
     ada = as_user(authz_env, kubectl_path, tmp_path, "ada", "kubegate:cluster-admins")
     assert "created" in ada("create", "configmap", unique("x"), "-n", "kube-system").stdout
 

@@ -74,7 +74,7 @@ def test_the_reason_names_the_rule_and_the_gates_still_ahead(
     gw, _, _ = env
     status = _review(gw, "dan", ["team-shop"], {"namespace": "shop", "verb": "delete", "resource": "pods"})
     assert status["allowed"] is True
-    assert "allowed by authz/" in str(status["reason"]) and "delete budget pod-deletes" in str(status["reason"])
+    assert "allowed by rule developers-run-pods (authz/roles.csv:" in str(status["reason"]) and "delete budget pod-deletes" in str(status["reason"])
 
 
 @pytest.mark.kubectl

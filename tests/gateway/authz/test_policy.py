@@ -51,7 +51,7 @@ def policy_dir(tmp_path: Path, text: str) -> Path:
                  "rules.csv:3: unreachable: every request it allows is denied by authz/rules.csv:4", id="unreachable"),
     pytest.param(BASE + "p, role:viewer, *:*, pods/log, get, *, allow\np, role:viewer, *:*, pods/log, get, *, deny\n",
                  "rules.csv:3: conflicts with authz/rules.csv:4", id="conflict"),
-    pytest.param(BASE + "p, role:viewer, *:*, pods, get, *, allow, extra\n", "rules.csv:3: a p line has 7 fields",
+    pytest.param(BASE + "p, role:viewer, *:*, pods, get, *, allow, an-id, extra\n", "rules.csv:3: a p line has 7 fields",
                  id="too-many-fields"),
 ])
 def test_each_class_of_problem_is_reported_with_file_and_line(tmp_path: Path, text: str, problem: str) -> None:
@@ -94,7 +94,7 @@ def test_policy_test_fails_readably_on_a_wrong_expectation(tmp_path: Path) -> No
     proc = kubegate("policy", "test", str(d))
     assert proc.returncode == 1
     assert "viewers delete pods" in proc.stdout and "Fail" in proc.stdout
-    assert "FAIL wrong.yaml[0] viewers delete pods:\n  expected allow, got deny (no rule allows it)" in proc.stdout
+    assert "FAIL wrong.yaml:2 viewers delete pods:\n  expected allow, got deny (no rule allows it)" in proc.stdout
 
 
 def test_policy_test_reports_malformed_cases(tmp_path: Path) -> None:
@@ -104,7 +104,7 @@ def test_policy_test_reports_malformed_cases(tmp_path: Path) -> None:
         "cases:\n  - {name: x, user: vic, cluster: hz-1, verb: get, expect: maybe, colour: blue}\n")
     proc = kubegate("policy", "test", str(d))
     assert proc.returncode == 1
-    assert ("starter.yaml[0]: unknown keys ['colour']; missing ['resource']; expect must be one of allow, deny"
+    assert ("starter.yaml:2: unknown keys ['colour']; missing ['resource']; expect must be one of allow, deny"
             in proc.stderr)
 
 

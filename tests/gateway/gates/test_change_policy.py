@@ -118,9 +118,9 @@ def test_policy_test_runs_the_gate_cases_and_fails_readably(tmp_path: Path) -> N
     assert "13 passed, 0 failed" in ok.stdout
     shutil.copytree(GATES_DIR, tmp_path / "gates")
     (tmp_path / "gates" / "tests" / "wrong.yaml").write_text(
-        "cases:\n  - {name: namespaces go freely, user: ada, cluster: hz-1, verb: delete, resource: namespaces,"
+        "now: 2026-11-25T12:00:00+00:00\ncases:\n  - {name: namespaces go freely, user: ada, cluster: hz-1, verb: delete, resource: namespaces,"
         " object: shop, expect: allow}\n")
     bad = policy_test(tmp_path / "gates")
     assert bad.returncode == 1
-    assert "FAIL wrong.yaml[0] namespaces go freely:\n  expected allow, got approval (rule delete-namespace " \
+    assert "FAIL wrong.yaml:3 namespaces go freely:\n  expected allow, got approval (rule delete-namespace " \
            "(critical): deleting a namespace deletes everything in it, server-side)" in bad.stdout
