@@ -20,7 +20,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 
 @dataclass
@@ -54,6 +54,17 @@ class Run:
         return 100.0 * (self.rule_count - sum(len(v) for v in self.uncovered.values())) / self.rule_count
 
 
+C = TypeVar("C", bound=Any)
+
+
+def _selected(cases: list[C], directory: str, args: argparse.Namespace, run: Run) -> list[C]:
+    """The cases --run selects; none is a warning, not a failure."""
+    chosen = [c for c in cases if args.run is None or args.run.search(c.name)]
+    if not chosen:
+        run.warnings.append(f"{directory}: no test cases" + (" match --run" if args.run else ""))
+    return chosen
+
+
 def _authz(directory: str, args: argparse.Namespace, run: Run) -> list[str]:
     from kubegate.gateway.authz import cases as authz_cases
     from kubegate.gateway.authz import policy
@@ -64,9 +75,8 @@ def _authz(directory: str, args: argparse.Namespace, run: Run) -> list[str]:
     cases, problems = authz_cases.load_cases(Path(directory))
     if problems:
         return problems
-    cases = [c for c in cases if args.run is None or args.run.search(c.name)]
+    cases = _selected(cases, directory, args, run)
     if not cases:
-        run.warnings.append(f"{directory}: no test cases" + (" match --run" if args.run else ""))
         return []
     outcomes = authz_cases.run(ps, cases)
     run.tables.append(f"{directory}:\n" + authz_cases.report(outcomes))
@@ -91,9 +101,8 @@ def _gates(directory: str, args: argparse.Namespace, run: Run) -> list[str]:
     cases, problems = gates_cases.load_cases(Path(directory))
     if problems:
         return problems
-    cases = [c for c in cases if args.run is None or args.run.search(c.name)]
+    cases = _selected(cases, directory, args, run)
     if not cases:
-        run.warnings.append(f"{directory}: no test cases" + (" match --run" if args.run else ""))
         return []
     timeless = [c.source for c in cases if "at" not in c.raw and args.now is None]
     if timeless:
