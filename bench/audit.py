@@ -28,13 +28,13 @@ import ssl
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parity import DEPLOYMENT, per_op  # noqa: E402  (one timing helper for the micro-benchmarks)
+from latency import Target  # noqa: E402  (one keep-alive HTTPS client timing GETs)
 from stack import Stack  # noqa: E402  (the benchmarks' shared set-up)
 
 from kubegate.audit import redact  # noqa: E402
@@ -78,7 +78,7 @@ def end_to_end(requests: int, rounds: int) -> int:
         targets = []
         for n, (name, audit) in enumerate(variants.items()):
             port = stack.start_gateway(f"gw{n}", audit=audit)
-            targets.append((name, Client(port, stack.gateway_ca, stack.token("bench", ["kubegate:viewers"]))))
+            targets.append((name, Target(name, port, stack.gateway_ca, stack.token("bench", ["kubegate:viewers"]))))
         for _, client in targets:
             for _ in range(200):
                 client.get()
@@ -97,23 +97,6 @@ def end_to_end(requests: int, rounds: int) -> int:
         return 0
     finally:
         stack.stop()
-
-
-class Client:
-    OBJECT = "/api/v1/namespaces/default/configmaps/bench"
-
-    def __init__(self, port: int, ca: Path, token: str) -> None:
-        self.conn = http.client.HTTPSConnection("127.0.0.1", port, context=ssl.create_default_context(cafile=str(ca)))
-        self.headers = {"Authorization": f"Bearer {token}"}
-
-    def get(self) -> float:
-        start = time.perf_counter()
-        self.conn.request("GET", self.OBJECT, headers=self.headers)
-        resp = self.conn.getresponse()
-        body = resp.read()
-        if resp.status != 200:
-            raise SystemExit(f"bench: {resp.status} {body[:300]!r}")
-        return time.perf_counter() - start
 
 
 def main() -> int:

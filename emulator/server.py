@@ -647,8 +647,7 @@ class Emulator:
                         await ws.send_bytes(bytes([target]) + data)
             return write
 
-        env = {"HOSTNAME": t.name, "PATH": "/usr/local/bin:/usr/bin:/bin",
-               **{e["name"]: str(e.get("value", "")) for e in container.get("env") or [] if "name" in e}}
+        env = _container_env(t, container)
         proc = commands.Container(t.name, container["name"], env, writer(STDOUT), writer(STDERR), stdin, tty)
 
         async def pump() -> None:
@@ -719,8 +718,7 @@ class Emulator:
                 session.send("stdout" if tty else kind, data)
             return write
 
-        env = {"HOSTNAME": t.name, "PATH": "/usr/local/bin:/usr/bin:/bin",
-               **{e["name"]: str(e.get("value", "")) for e in container.get("env") or [] if "name" in e}}
+        env = _container_env(t, container)
         proc = commands.Container(t.name, container["name"], env, writer("stdout"), writer("stderr"), stdin, tty)
         result = await self._run_session(t, container["name"], argv, proc, writer("stderr"))
         session.finish(result)
@@ -786,3 +784,8 @@ class Emulator:
         except (TypeError, ValueError) as e:
             return _status(ApiError(400, f"bad control request: {e}", "BadRequest"))
 
+
+def _container_env(t: Target, container: dict[str, Any]) -> dict[str, str]:
+    """What a process in the emulated container sees in its environment."""
+    return {"HOSTNAME": t.name, "PATH": "/usr/local/bin:/usr/bin:/bin",
+            **{e["name"]: str(e.get("value", "")) for e in container.get("env") or [] if "name" in e}}
