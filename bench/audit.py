@@ -34,7 +34,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from parity import DEPLOYMENT, per_op  # noqa: E402  (one timing helper for the micro-benchmarks)
-from latency import Target  # noqa: E402  (one keep-alive HTTPS client timing GETs)
+from latency import Target as GetTimer  # noqa: E402  (one keep-alive HTTPS client timing GETs)
 from stack import Stack  # noqa: E402  (the benchmarks' shared set-up)
 
 from kubegate.audit import redact  # noqa: E402
@@ -78,7 +78,7 @@ def end_to_end(requests: int, rounds: int) -> int:
         targets = []
         for n, (name, audit) in enumerate(variants.items()):
             port = stack.start_gateway(f"gw{n}", audit=audit)
-            targets.append((name, Target(name, port, stack.gateway_ca, stack.token("bench", ["kubegate:viewers"]))))
+            targets.append((name, GetTimer(name, port, stack.gateway_ca, stack.token("bench", ["kubegate:viewers"]))))
         for _, client in targets:
             for _ in range(200):
                 client.get()
