@@ -361,7 +361,7 @@ class GatewayAddon:
                 # Not recorded blind: a session the recording cannot follow is ended, and what could
                 # not be followed is not passed on.
                 self._end_session(flow, ctx, "unreadable SPDY framing; session ended")
-            except OSError:
+            except Exception:  # a disk error, or a bug in the recorder: never carried on unrecorded
                 log.exception("cannot record a message of session %s", ctx.request_id)
                 self._end_session(flow, ctx, "recording could not be written; session ended")
         flow.messages.clear()  # mitmproxy keeps every message until the connection closes
