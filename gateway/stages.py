@@ -178,6 +178,10 @@ class Classify:
     async def __call__(self, ctx: GateContext) -> None:
         ctx.query = Query.parse(ctx.request.query)
         ctx.info = info = classify(ctx.request.method, ctx.path, ctx.query)
+        command = ctx.request.headers.get("Kubectl-Command", "")
+        if command and info.mutating:
+            # What rules may match on (`kubectl_command`), kept so that `policy replay` can judge it again.
+            ctx.annotations["kubegate.io/kubectl-command"] = command[:200]
         content_type = ctx.request.headers.get("Content-Type")
         encoding = ctx.request.headers.get("Content-Encoding", "identity").strip().lower()
         if ctx.request.body and encoding != "identity":

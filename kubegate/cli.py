@@ -177,6 +177,12 @@ def _policy_test(args: argparse.Namespace) -> int:
     return policy_test_cli.main(args, _policy_dirs(args.dir))
 
 
+def _policy_replay(args: argparse.Namespace) -> int:
+    from kubegate import policy_replay_cli
+
+    return policy_replay_cli.main(args, _policy_dirs)
+
+
 def _emulator(args: argparse.Namespace) -> int:
     from kubegate.emulator.__main__ import main as emulator_main
 
@@ -225,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     kc.add_argument("--ttl", type=parse_duration, default=8 * 3600, help="token lifetime (default 8h)")
     kc.set_defaults(handler=_kubeconfig)
 
-    pol = sub.add_parser("policy", help="check and test authorization policy files")
+    pol = sub.add_parser("policy", help="check, test and replay the policy files")
     pol_sub = pol.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
     check = pol_sub.add_parser("check", help="validate every policy file; file:line problems, exit 1 on any")
     check.add_argument("dir", nargs="?", default="policies",
@@ -235,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     from kubegate import policy_test_cli
     policy_test_cli.add_arguments(ptest)
     ptest.set_defaults(handler=_policy_test)
+    replay = pol_sub.add_parser("replay", help="which recorded requests a policy change would decide differently")
+    from kubegate import policy_replay_cli
+    policy_replay_cli.add_arguments(replay)
+    replay.set_defaults(handler=_policy_replay)
 
     from kubegate import access_cli
 

@@ -339,6 +339,10 @@ def test_namespace_delete_and_protected_objects_need_approval(env: Env) -> None:
     out = env.ada("delete", "configmap", "pricing", "-n", ns, check=False)
     assert "rule change-protected-object" in out.stderr
     assert env.ada("delete", "configmap", "scratch", "-n", ns).returncode == 0
+    # kubectl's Kubectl-Command header is kept with the change: `policy replay` judges `kubectl_command` rules by it.
+    deleted = [e for e in env.gw.audit_events() if e["verb"] == "delete"
+               and (e.get("objectRef") or {}).get("name") == "scratch" and e["stage"] == "ResponseComplete"]
+    assert [e["annotations"].get("kubegate.io/kubectl-command") for e in deleted] == ["kubectl delete"]
     out = env.ada("delete", "namespace", ns, check=False)
     assert out.returncode == 1 and "rule delete-namespace (critical)" in out.stderr
 
