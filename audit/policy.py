@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from kubegate import strict_yaml
 
 LEVELS = ("None", "Metadata", "Request", "RequestResponse")
 STAGES = ("RequestReceived", "ResponseStarted", "ResponseComplete", "Panic")
@@ -151,9 +151,9 @@ def load(path: Path) -> Policy:
     """The policy in PATH, or PolicyError listing every problem."""
     problems: list[str] = []
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise PolicyError(path, [str(e)]) from None
+        data = strict_yaml.read(path)
+    except strict_yaml.Problem as e:
+        raise PolicyError(path, [e.report()]) from None
     if not isinstance(data, dict):
         raise PolicyError(path, ["the file must hold an audit.k8s.io/v1 Policy object"])
     if data.get("apiVersion") not in ("audit.k8s.io/v1", "audit.k8s.io/v1beta1") or data.get("kind") != "Policy":

@@ -47,10 +47,16 @@ def test_serve_reports_every_config_problem_at_once(tmp_path: Path) -> None:
     pytest.param("clusters: []", "at least one cluster", id="no-clusters"),
     pytest.param("- just a list", "must be a mapping", id="not-a-mapping"),
     pytest.param("clusters: [{name: a, kubeconfig: /nope}]", "does not exist", id="missing-kubeconfig"),
+    pytest.param("listen: {port: 1}\nstate_dir: /tmp\nlisten: {port: 2}\n",
+                 'line 3: not valid YAML: found duplicate key "listen"', id="duplicate-key"),
+    pytest.param("state_dir: !!python/object/apply:os.system [true]\n",
+                 "line 1: not valid YAML: explicit tag tag:yaml.org,2002:python/object/apply:os.system is not allowed",
+                 id="tag"),
+    pytest.param("state_dir: \xff\n", "not UTF-8 text", id="not-utf8"),
 ])
 def test_serve_refuses_broken_configs(tmp_path: Path, text: str, problem: str) -> None:
     config = tmp_path / "bad.yaml"
-    config.write_text(text)
+    config.write_bytes(text.encode("latin-1"))
     proc = kubegate("serve", "-c", str(config))
     assert proc.returncode == 2 and problem in proc.stderr and "Traceback" not in proc.stderr
 

@@ -111,3 +111,17 @@ def test_a_policy_without_tests_is_a_warning_for_authz_and_gates_alike(tmp_path:
         proc = policy_test(str(copy))
         assert proc.returncode == 0, proc.stderr
         assert f"warning: {copy}: no test cases" in proc.stderr
+
+
+def test_a_case_that_says_two_things_is_refused_at_its_line(tmp_path: Path) -> None:
+    """A second `expect:` in a case would silently replace the first: the file is refused instead."""
+    copy = tmp_path / "gates"
+    shutil.copytree(POLICIES / "gates", copy)
+    (copy / "tests" / "extra.yaml").write_text(
+        "now: 2026-11-25T10:00:00+00:00\ncases:\n"
+        "  - name: twice\n    user: ada\n    cluster: hz-1\n    verb: delete\n    resource: namespaces\n"
+        "    expect: approval\n    expect: allow\n")
+    proc = policy_test(str(copy))
+    assert proc.returncode == 1
+    assert f"{copy}/tests/extra.yaml:9: not valid YAML: found duplicate key \"expect\"" in proc.stderr
+    assert "1 problem(s) in" in proc.stderr and "Traceback" not in proc.stderr

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
+from kubegate import strict_yaml
 
 from .authorizer import Authorizer, Decision, request_object
 from .policy import PolicySet
@@ -65,20 +65,6 @@ def _info(raw: dict[str, Any]) -> RequestInfo:
                        resource=res, subresource=sub, name=str(raw.get("object", "")))
 
 
-def _case_lines(text: str) -> list[int]:
-    """The line where each item of the top-level `cases` list starts (1-based)."""
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return []
-    if not isinstance(root, yaml.MappingNode):
-        return []
-    for key, value in root.value:
-        if getattr(key, "value", None) == "cases" and isinstance(value, yaml.SequenceNode):
-            return [item.start_mark.line + 1 for item in value.value]
-    return []
-
-
 def read_case_files(directory: Path, keys: set[str], required: set[str],
                     expects: tuple[str, ...]) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
     """(where, case) for every well-formed case in DIR/tests/*.yaml — where is FILE:LINE of the
@@ -87,18 +73,21 @@ def read_case_files(directory: Path, keys: set[str], required: set[str],
     cases: list[tuple[str, dict[str, Any]]] = []
     problems: list[str] = []
     for path in sorted((directory / "tests").glob("*.y*ml")):
-        text = path.read_text()
-        try:
-            doc = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
-            problems.append(f"{path}: not valid YAML: {e}")
+        doc, error = strict_yaml.load(path)
+        if error is not None:
+            problems.append(error)
             continue
+        if doc is None:
+            doc = {}
         if not isinstance(doc, dict):
             problems.append(f"{path}: a test file is a mapping with `cases:`")
             continue
-        lines = _case_lines(text)
-        for i, raw in enumerate(doc.get("cases") or []):
-            where = f"{path.name}:{lines[i]}" if i < len(lines) else f"{path.name}[{i}]"
+        listed = doc.get("cases") or []
+        if not isinstance(listed, list):
+            problems.append(f"{path}: `cases:` must be a list")
+            continue
+        for i, raw in enumerate(listed):
+            where = f"{path.name}:{raw.line}" if isinstance(raw, strict_yaml.Located) else f"{path.name}[{i}]"
             if not isinstance(raw, dict):
                 problems.append(f"{where}: a case must be a mapping")
                 continue

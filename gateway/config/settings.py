@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
+from kubegate import strict_yaml
+
 
 DEFAULT_MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's own limit on a request body
 SIGNING_ALGORITHMS = ("ES256", "ES384", "EdDSA", "RS256")
@@ -423,9 +424,7 @@ def from_mapping(data: Any, *, source: str = "<settings>", base_dir: str = "") -
 def load(path: str | Path) -> Settings:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise SettingsError(str(path), [f"cannot read: {e.strerror}"]) from e
-    except yaml.YAMLError as e:
-        raise SettingsError(str(path), [f"not valid YAML: {e}"]) from e
+        data = strict_yaml.read(path)
+    except strict_yaml.Problem as e:
+        raise SettingsError(str(path), [e.report()]) from None
     return from_mapping(data, source=str(path), base_dir=str(path.parent.resolve()))

@@ -1,4 +1,4 @@
-"""YAML policy files read with their line numbers, so every problem can say file:line."""
+"""YAML policy files read with their line numbers (`kubegate.strict_yaml`), so every problem can say file:line."""
 
 from __future__ import annotations
 
@@ -6,47 +6,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
+from kubegate import strict_yaml
+from kubegate.strict_yaml import Located
 
-
-class Located(dict[str, Any]):
-    """A YAML mapping that remembers where it starts."""
-
-    line: int = 0
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-def _mapping(loader: _Loader, node: yaml.MappingNode) -> Located:
-    # A key given twice would silently keep only its last value (a second `outcome:` under a rule
-    # weakening it): a policy file may not say two things at once.
-    seen: dict[str, int] = {}
-    for key_node, _ in node.value:
-        key = str(loader.construct_object(key_node, deep=True))
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first at line {seen[key]})", key_node.start_mark)
-        seen[key] = key_node.start_mark.line + 1
-    out = Located({str(k): v for k, v in loader.construct_mapping(node, deep=True).items()})
-    out.line = node.start_mark.line + 1
-    return out
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+__all__ = ["Located", "load", "where", "Reader", "duration"]
 
 
 def load(path: Path) -> tuple[Any, str | None]:
-    """(data, None), or (None, "file:line: what is wrong") when it is not readable YAML."""
-    try:
-        return yaml.load(path.read_text(), Loader=_Loader), None  # noqa: S506 - a SafeLoader subclass
-    except OSError as e:
-        return None, f"{path}: cannot read: {e.strerror}"
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        return None, f"{where}: not valid YAML: {getattr(e, 'problem', None) or e}"
+    """(data, None), or (None, "file:line: what is wrong"): duplicate keys and tags included."""
+    return strict_yaml.load(path)
 
 
 def where(path: Path, node: Any) -> str:

@@ -56,7 +56,7 @@ def test_a_refused_reload_is_reported_while_the_last_good_policy_serves(tmp_path
             assert time.monotonic() < deadline, text
             time.sleep(0.2)
         code, text = readyz(gw)
-        assert code == 200 and "duplicate key 'outcome'" in text
+        assert code == 200 and 'duplicate key "outcome"' in text
     finally:
         gw.stop()
 

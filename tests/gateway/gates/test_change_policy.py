@@ -36,7 +36,7 @@ def test_the_starter_change_policy_loads() -> None:
 @pytest.mark.parametrize(("name", "text", "expected"), [
     ("rules.yaml", "rules:\n  - id: r\n    outcome: require-approval\n    match: {verbs: [delete]}\n"
                    "    outcome: annotate\n",
-     "rules.yaml:5: not valid YAML: duplicate key 'outcome' (first at line 3)"),
+     'rules.yaml:5: not valid YAML: found duplicate key "outcome" with value "annotate" (original value: "require-approval")'),
     ("freeze.yaml", "windows:\n  - name: x\n    timezone: Mars/Olympus\n    from: 2026-01-01T00:00\n    to: 2026-01-02T00:00\n",
      "freeze.yaml:2: window x.timezone: unknown time zone 'Mars/Olympus'"),
     ("freeze.yaml", "windows:\n  - name: x\n    cron: '61 * * * *'\n    duration: 1h\n",
