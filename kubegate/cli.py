@@ -183,6 +183,35 @@ def _policy_replay(args: argparse.Namespace) -> int:
     return policy_replay_cli.main(args, _policy_dirs)
 
 
+def _init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kubegate import starter
+
+    directory = Path(args.dir)
+    try:
+        starter.init(directory, cluster_kubeconfig=Path(args.cluster_kubeconfig) if args.cluster_kubeconfig else None,
+                     force=args.force)
+    except starter.InitError as e:
+        print(f"kubegate: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"kubegate: cannot write to {directory}: {e.strerror}", file=sys.stderr)
+        return 1
+    config = directory / "kubegate.yaml"
+    print(f"""wrote {config}, {directory / 'policies'}/ and {directory / 'impersonator-rbac.yaml'}
+
+next:
+  1. give the gateway its own credential for your cluster: apply {directory / 'impersonator-rbac.yaml'}
+     there and write a kubeconfig for that ServiceAccount to {directory / 'gateway.kubeconfig'}
+     (or run `kubegate init --cluster-kubeconfig FILE`); README: "Connect your first real cluster"
+  2. set public_url in {config} to the address your users reach the gateway at
+  3. kubegate policy test {directory / 'policies'}      # the starter policies and their tests
+  4. kubegate serve -c {config}
+  5. kubegate kubeconfig -c {config} --user alice --group kubegate:viewers > alice.kubeconfig""")
+    return 0
+
+
 def _emulator(args: argparse.Namespace) -> int:
     from kubegate.emulator.__main__ import main as emulator_main
 
@@ -258,6 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     from kubegate import audit_cli
 
     audit_cli.add_parser(sub)
+
+    init = sub.add_parser("init", help="write a starter settings file and policies to edit into DIR")
+    init.add_argument("dir", nargs="?", default=".", help="where to write them (default: here)")
+    init.add_argument("--cluster-kubeconfig", metavar="FILE",
+                      help="the gateway's own kubeconfig for the cluster (default: DIR/gateway.kubeconfig, to be written)")
+    init.add_argument("--force", action="store_true", help="overwrite files that exist")
+    init.set_defaults(handler=_init)
 
     demo = sub.add_parser("demo", help="run kubegate in front of an emulated cluster and print a kubeconfig")
     demo.add_argument("--dir", default=None, help="state directory (default: ./state/demo)")

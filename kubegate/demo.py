@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from kubegate import starter
 from kubegate.emulator import harness
 from kubegate.gateway.identity import keys
 from kubegate.gateway.identity import kubeconfig
@@ -39,8 +40,14 @@ def seed(upstream: harness.RunningEmulator) -> None:
                                     "spec": {"containers": [{"name": app, "image": image}]}})
 
 
-POLICY_DIR = Path(__file__).resolve().parents[1] / "policies" / "authz"
-GATES_DIR = POLICY_DIR.parent / "gates"
+POLICY_DIR = starter.POLICIES / "authz"
+GATES_DIR = starter.POLICIES / "gates"
+
+
+def _command(name: str) -> str:
+    """How to run NAME from here: the checkout's .venv when there is one, else from PATH."""
+    local = Path(".venv/bin") / name
+    return str(local) if local.exists() else name
 
 
 def write_config(state: Path, upstream: harness.RunningEmulator, port: int) -> Path:
@@ -79,14 +86,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"kubegate         : https://127.0.0.1:{gateway.port}  (settings: {config_path})")
         print(f"metrics          : http://127.0.0.1:{gateway.metrics_port}/metrics")
         print(f"audit log        : {cfg.audit_path}")
-        print(f"\nready. In another terminal:\n\n  export KUBECONFIG={kc}\n  .venv/bin/kubectl get pods -A\n"
-              f"  .venv/bin/kubectl auth whoami\n\nMore users: .venv/bin/kubegate kubeconfig -c {config_path} "
+        kubectl, kubegate = _command("kubectl"), _command("kubegate")
+        print(f"\nready. In another terminal:\n\n  export KUBECONFIG={kc}\n  {kubectl} get pods -A\n"
+              f"  {kubectl} auth whoami\n\nMore users: {kubegate} kubeconfig -c {config_path} "
               "--user alice --group kubegate:viewers\n(alice may read, but `kubectl delete` is Forbidden; policies: "
               f"{POLICY_DIR})\n\nRisk gates ({GATES_DIR}):\n"
-              "  .venv/bin/kubectl -n payments scale deployment ledger --replicas=0   # needs a second person's approval\n"
-              f"  .venv/bin/kubegate approvals list --kubeconfig {kc}\n"
-              f"  .venv/bin/kubegate freeze status --kubeconfig {kc}\n"
-              f"  .venv/bin/kubegate breaker list --kubeconfig {kc}\n"
+              f"  {kubectl} -n payments scale deployment ledger --replicas=0   # needs a second person's approval\n"
+              f"  {kubegate} approvals list --kubeconfig {kc}\n"
+              f"  {kubegate} freeze status --kubeconfig {kc}\n"
+              f"  {kubegate} breaker list --kubeconfig {kc}\n"
               "Ctrl-C stops the demo.", flush=True)
 
     async def main() -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # Directories the distribution maps into the kubegate namespace (pyproject's package-dir).
 MAPPED = ("gateway", "emulator", "audit", "webshell")
+# Sub-packages that live in kubegate/ itself.
+SUBPACKAGES = ("starter",)
 
 
 def build(parent: Path, *, copy: bool = False) -> Path:
@@ -23,6 +25,12 @@ def build(parent: Path, *, copy: bool = False) -> Path:
             shutil.copy(source, view / source.name)
         else:
             (view / source.name).symlink_to(source)
+    for name in SUBPACKAGES:
+        if copy:
+            shutil.copytree(ROOT / "kubegate" / name, view / name, symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (view / name).symlink_to(ROOT / "kubegate" / name, target_is_directory=True)
     for name in MAPPED:
         if copy:
             shutil.copytree(ROOT / name, view / name, ignore=shutil.ignore_patterns("__pycache__"))
