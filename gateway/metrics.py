@@ -1,17 +1,91 @@
-"""Prometheus metrics: the one module that imports prometheus_client."""
+"""Prometheus metrics: the one module that imports prometheus_client.
+
+Series stay bounded whatever clients send: the `resource` label is a resource the cluster has
+answered for (a response other than 404 once forwarded: what its discovery serves), else
+`other`; unauthenticated requests carry no resource at all. No `_created` series (they double
+every counter and no dashboard reads them).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import platform
+import threading
+
+import prometheus_client
+from prometheus_client import (CollectorRegistry, Counter, GCCollector, Gauge, Histogram, Info, PlatformCollector,
+                               ProcessCollector, generate_latest)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from kubegate import __version__
+
+prometheus_client.disable_created_metrics()
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _STAGE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0)
+# Whole requests and the cluster's part of them: kube-apiserver's own request-duration buckets' range.
+_REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+OTHER = "other"
+MAX_RESOURCES = 2000  # per cluster; past it (a cluster with thousands of CRDs) new ones are `other`
+
+
+class KnownResources:
+    """The resources each cluster has answered for, learned from its responses (bounded)."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def label(self, cluster: str, resource: str, code: int, forwarded: bool) -> str:
+        if not resource:
+            return ""
+        known = self._known.get(cluster)
+        if known is not None and resource in known:
+            return resource
+        if forwarded and code != 404 and code < 500:
+            with self._lock:
+                known = self._known.setdefault(cluster, set())
+                if len(known) < MAX_RESOURCES:
+                    known.add(resource)
+                    return resource
+        return OTHER
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        Info("kubegate_build", "kubegate's version and the Python it runs on.", registry=self.registry).info(
+            {"version": __version__, "python": platform.python_version()})
+        self.known_resources = KnownResources()
+        self.request_seconds = Histogram(
+            "kubegate_request_duration_seconds",
+            "Time from a request's arrival to its response headers, by verb, resource and decision "
+            "(long-running requests, watch and exec/attach/logs/proxy, are left out as kube-apiserver does).",
+            ["verb", "resource", "decision"], buckets=_REQUEST_BUCKETS, registry=self.registry)
+        self.upstream_seconds = Histogram(
+            "kubegate_upstream_duration_seconds",
+            "Time from forwarding a request to the cluster's response headers, by cluster.",
+            ["cluster"], buckets=_REQUEST_BUCKETS, registry=self.registry)
+        self.inflight = Gauge("kubegate_inflight_requests", "Requests being judged or relayed now.",
+                              registry=self.registry)
+        self.cluster_reachable = Gauge(
+            "kubegate_cluster_reachable", "1 while the cluster answers the gateway's own credential (readiness probe).",
+            ["cluster"], registry=self.registry)
+        self.policy_last_reload = Gauge(
+            "kubegate_policy_last_reload_timestamp_seconds", "When a policy set was last loaded or refused.",
+            ["policy", "result"], registry=self.registry)
+        self.authn_failures = Counter(
+            "kubegate_authn_failures", "Requests refused by authentication, by reason.", ["reason"],
+            registry=self.registry)
+        self.serving_cert_expiry = Gauge(
+            "kubegate_serving_certificate_expiry_timestamp_seconds",
+            "When the gateway's serving certificate expires (Unix time).", registry=self.registry)
+        self.approvals_pending = Gauge(
+            "kubegate_approvals_pending", "Approval tickets waiting for a second person.", registry=self.registry)
+        self.grants_active = Gauge(
+            "kubegate_access_grants_active", "Time-bound access grants in force.", registry=self.registry)
         self.requests = Counter(
             "kubegate_requests", "Requests by cluster, verb, resource, response code and decision.",
             ["cluster", "verb", "resource", "code", "decision", "stage"], registry=self.registry)

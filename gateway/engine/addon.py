@@ -86,6 +86,8 @@ class GatewayAddon:
         if ctx is None:
             ctx = GateContext(request=_view(flow), received=flow.request.timestamp_start or time.time())
             flow.metadata[METADATA_KEY] = ctx
+            ctx.in_flight = True
+            self.metrics.inflight.inc()
         return ctx
 
     async def request(self, flow: http.HTTPFlow) -> None:
@@ -122,7 +124,7 @@ class GatewayAddon:
         flow.request.path = plan.path
         for name, value in plan.add_headers:
             headers.add(name, value)
-        ctx.forwarded = True
+        ctx.forwarded, ctx.forwarded_at = True, time.time()
 
     def _deny(self, flow: http.HTTPFlow, ctx: GateContext | None, denial: Denial) -> None:
         try:
@@ -138,6 +140,9 @@ class GatewayAddon:
         ctx = context_of(flow.metadata)
         if ctx is None or flow.response is None:
             return
+        if ctx.forwarded and ctx.upstream is not None and ctx.forwarded_at:
+            started = flow.response.timestamp_start or time.time()
+            self.metrics.upstream_seconds.labels(ctx.upstream.name).observe(max(0.0, started - ctx.forwarded_at))
         try:
             if ctx.forwarded:
                 for hook in ctx.after_response:  # e.g. a refused delete gives its budget back
@@ -267,12 +272,22 @@ class GatewayAddon:
             message, reason = ctx.denial.message, ctx.denial.reason or ""
         panic = ctx.denial is not None and ctx.denial.code == 500 and ctx.denial.reason == "InternalError"
         self._record(ctx, "Panic" if panic else "ResponseComplete", code, message, reason)
-        info = ctx.info
-        self.metrics.observe_stages(ctx.stage_seconds)
-        self.metrics.requests.labels(
-            ctx.upstream.name if ctx.upstream else "", info.verb if info else "",
-            info.resource if info else "", str(code), ctx.decision,
-            ctx.denial.stage if ctx.denial else "").inc()
+        self._count(ctx, code)
+
+    def _count(self, ctx: GateContext, code: int) -> None:
+        info, m = ctx.info, self.metrics
+        if ctx.in_flight:
+            ctx.in_flight = False
+            m.inflight.dec()
+        cluster = ctx.upstream.name if ctx.upstream else ""
+        resource = m.known_resources.label(cluster, info.resource, code, ctx.forwarded) if info else ""
+        verb = info.verb if info else ""
+        m.observe_stages(ctx.stage_seconds)
+        m.requests.labels(cluster, verb, resource, str(code), ctx.decision, ctx.denial.stage if ctx.denial else "").inc()
+        if not audit_record.long_running(ctx) and code != 101:
+            m.request_seconds.labels(verb, resource, ctx.decision).observe(max(0.0, time.time() - ctx.received))
+        if ctx.denial is not None and (why := ctx.denial.annotations.get("kubegate.io/authn-failure")):
+            m.authn_failures.labels(why).inc()
 
     def _record(self, ctx: GateContext, stage: str, code: int, message: str = "", reason: str = "") -> None:
         if stage in ctx.audited_stages:

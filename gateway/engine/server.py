@@ -66,6 +66,7 @@ class Gateway:
         for u in self.upstreams.all:
             u.tls_context = upstream_tls.build_context(u)
         self.metrics = Metrics()
+        self.metrics.serving_cert_expiry.set(keys.certificate_expiry(self.tls.cert_file))
         audit = settings.audit
         local = JsonlSink(settings.audit_path, rotate_bytes=audit.rotate_bytes, rotate_seconds=audit.rotate_seconds,
                           keep_files=audit.keep_files)
@@ -135,6 +136,7 @@ class Gateway:
     def _reloaded(self, ok: bool, which: str) -> None:
         if which:
             self.metrics.policy_reloads.labels("loaded" if ok else "refused", which).inc()
+            self.metrics.policy_last_reload.labels(which, "loaded" if ok else "refused").set(time.time())
         if ok and hasattr(self, "gates"):
             self.metrics.policy_revision.clear()
             for policy, revision in (("authz", self.policy.current.policy.revision),
@@ -195,6 +197,7 @@ class Gateway:
             except UpstreamError as e:
                 ok = False
                 why = ("the gateway's credential was refused" if e.status in (401, 403) else e.message)[:300]
+            self.metrics.cluster_reachable.labels(upstream.name).set(1 if ok else 0)
             if ok != self.cluster_health.get(upstream.name) and not ok:
                 log.error("cluster %s does not answer the gateway: %s", upstream.name, why)
             self.cluster_health[upstream.name], self.cluster_problems[upstream.name] = ok, why
@@ -219,11 +222,20 @@ class Gateway:
             ticks += 1
             try:
                 await self.access.expire()
+                await self._count_open_work()
                 if ticks % PURGE_EVERY_TICKS == 0:
                     await self.access.purge()
                     await self.approvals.purge()
             except StoreUnavailable as e:
                 log.warning("cannot expire access grants or purge old records now: %s", e)
+
+    async def _count_open_work(self) -> None:
+        """The gauges of what waits on people: approval tickets pending, access grants in force."""
+        now = self.clock()
+        tickets = await self.approvals.all()
+        self.metrics.approvals_pending.set(sum(1 for t in tickets if t.status == "pending" and t.live(now)))
+        requests = await self.access.all()
+        self.metrics.grants_active.set(sum(1 for r in requests if r.active(now)))
 
     async def start(self) -> None:
         first = self.upstreams.default or self.upstreams.all[0]
@@ -278,6 +290,7 @@ class Gateway:
             return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
         async def healthz(_: web.Request) -> web.Response:
+            # Alive: the process answers. (Whether it should get traffic is /readyz.)
             return web.Response(text="ok")
 
         async def readyz(request: web.Request) -> web.Response:
@@ -302,6 +315,7 @@ class Gateway:
         app = web.Application()
         app.router.add_get("/metrics", metrics)
         app.router.add_get("/healthz", healthz)
+        app.router.add_get("/livez", healthz)
         app.router.add_get("/readyz", readyz)
         self._metrics_runner = web.AppRunner(app, access_log=None)
         await self._metrics_runner.setup()

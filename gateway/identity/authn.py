@@ -31,8 +31,14 @@ LEEWAY_SECONDS = 30  # clock skew tolerated on exp/nbf/iat
 CACHE_SIZE = 10_000
 
 
-def unauthorized(message: str) -> Denial:
-    return Denial(401, f"kubegate: {message}", "Unauthorized")
+# Why a token was refused, in a few words: the audit annotation kubegate.io/authn-failure and the
+# label of kubegate_authn_failures (bounded: one of these).
+AUTHN_FAILURES = ("missing", "malformed", "expired", "not-yet-valid", "untrusted-issuer", "wrong-audience",
+                  "bad-signature", "unknown-key", "disallowed-algorithm", "bad-claims", "invalid")
+
+
+def unauthorized(message: str, why: str = "invalid") -> Denial:
+    return Denial(401, f"kubegate: {message}", "Unauthorized", annotations={"kubegate.io/authn-failure": why})
 
 
 class TokenIssuer:
@@ -71,9 +77,9 @@ class TokenIssuer:
         groups = claims.get("groups", [])
         extra = claims.get("extra") or {}
         if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-            raise unauthorized("the token's groups claim is malformed")
+            raise unauthorized("the token's groups claim is malformed", "bad-claims")
         if not isinstance(extra, dict) or not all(isinstance(v, list) for v in extra.values()):
-            raise unauthorized("the token's extra claim is malformed")
+            raise unauthorized("the token's extra claim is malformed", "bad-claims")
         return _identity(_string_claim(claims, "sub"), tuple(groups), str(claims.get("uid", "")),
                          {str(k): tuple(str(x) for x in v) for k, v in extra.items()},
                          self.cfg.issuer, str(claims.get("sid", "")), self.cfg.allow_system_groups)
@@ -83,19 +89,19 @@ def _identity(user: str, groups: tuple[str, ...], uid: str, extra: dict[str, tup
               session: str, allow_system_groups: bool) -> Identity:
     """The identity a verified token names, or 401 naming the claim that cannot be one."""
     if found := identity_rules.problems(user, groups, uid, extra):
-        raise unauthorized(f"the token's claims cannot name a user: {'; '.join(found)}")
+        raise unauthorized(f"the token's claims cannot name a user: {'; '.join(found)}", "bad-claims")
     if session and (why := identity_rules.value_problem(session)):
-        raise unauthorized(f"the token's claims cannot name a user: sid {why}")
+        raise unauthorized(f"the token's claims cannot name a user: sid {why}", "bad-claims")
     if (reserved := identity_rules.system_groups(groups)) and not allow_system_groups:
         raise unauthorized(f"the token claims the cluster's own groups ({', '.join(reserved)}), which its "
-                           "issuer may not assign")
+                           "issuer may not assign", "bad-claims")
     return Identity(user=user, groups=groups, uid=uid, extra=extra, issuer=issuer, session=session)
 
 
 def _string_claim(claims: dict[str, Any], name: str) -> str:
     value = claims.get(name)
     if not isinstance(value, str) or not value:
-        raise unauthorized(f"the token has no usable {name!r} claim")
+        raise unauthorized(f"the token has no usable {name!r} claim", "bad-claims")
     return value
 
 
@@ -108,23 +114,23 @@ def _decode(token: str, key: Any, algorithms: list[str], audience: str | list[st
                             options={"require": ["exp", "iat", "iss", "aud"], "verify_exp": False,
                                      "verify_nbf": False, "verify_iat": False})
     except jwt.InvalidAudienceError:
-        raise unauthorized("the token is not meant for this gateway (audience)") from None
+        raise unauthorized("the token is not meant for this gateway (audience)", "wrong-audience") from None
     except jwt.InvalidIssuerError:
-        raise unauthorized("the token's issuer is not trusted") from None
+        raise unauthorized("the token's issuer is not trusted", "untrusted-issuer") from None
     except jwt.InvalidAlgorithmError:
-        raise unauthorized("the token's signing algorithm is not allowed for its issuer") from None
+        raise unauthorized("the token's signing algorithm is not allowed for its issuer", "disallowed-algorithm") from None
     except jwt.MissingRequiredClaimError as e:
-        raise unauthorized(f"the token lacks the {e.claim!r} claim") from None
+        raise unauthorized(f"the token lacks the {e.claim!r} claim", "bad-claims") from None
     except jwt.InvalidSignatureError:
-        raise unauthorized("the token's signature is invalid") from None
+        raise unauthorized("the token's signature is invalid", "bad-signature") from None
     except (jwt.InvalidTokenError, jwt.InvalidKeyError, ValueError, TypeError) as e:
         raise unauthorized(f"the token is invalid ({type(e).__name__})") from None
     now = clock()
     exp, nbf = claims.get("exp"), claims.get("nbf", claims.get("iat"))
     if not isinstance(exp, (int, float)) or now > exp + LEEWAY_SECONDS:
-        raise unauthorized("the token has expired; get a new one (kubegate kubeconfig or your identity provider)")
+        raise unauthorized("the token has expired; get a new one (kubegate kubeconfig or your identity provider)", "expired")
     if isinstance(nbf, (int, float)) and now + LEEWAY_SECONDS < nbf:
-        raise unauthorized("the token is not valid yet")
+        raise unauthorized("the token is not valid yet", "not-yet-valid")
     return claims
 
 
@@ -182,11 +188,11 @@ class Jwks:
                                       "fetched; try again later", "ServiceUnavailable", retry_after=5) from e
         if kid is None:
             if len(self._keys) != 1:
-                raise unauthorized("the token names no key (kid) and its issuer has several")
+                raise unauthorized("the token names no key (kid) and its issuer has several", "unknown-key")
             return next(iter(self._keys.values())).key
         found = self._keys.get(kid)
         if found is None:
-            raise unauthorized("the token is signed with a key its issuer does not publish")
+            raise unauthorized("the token is signed with a key its issuer does not publish", "unknown-key")
         return found.key
 
 
@@ -202,17 +208,17 @@ class OidcIssuer:
     async def verify(self, token: str, header: dict[str, Any]) -> Identity:
         alg = header.get("alg")
         if alg not in self.cfg.algorithms:
-            raise unauthorized("the token's signing algorithm is not allowed for its issuer")
+            raise unauthorized("the token's signing algorithm is not allowed for its issuer", "disallowed-algorithm")
         key = await self.jwks.key(header.get("kid"), alg)
         claims = _decode(token, key, self.cfg.algorithms, self.cfg.audiences, self.cfg.issuer, self.clock)
         if self.cfg.username_claim == "email" and claims.get("email_verified") is False:
-            raise unauthorized("the token's email is not verified")
+            raise unauthorized("the token's email is not verified", "bad-claims")
         user = _string_claim(claims, self.cfg.username_claim)
         raw_groups = claims.get(self.cfg.groups_claim, [])
         if isinstance(raw_groups, str):
             raw_groups = [raw_groups]
         if not isinstance(raw_groups, list) or not all(isinstance(g, str) for g in raw_groups):
-            raise unauthorized(f"the token's {self.cfg.groups_claim!r} claim is malformed")
+            raise unauthorized(f"the token's {self.cfg.groups_claim!r} claim is malformed", "bad-claims")
         return _identity(self.user_prefix + user, tuple(self.cfg.groups_prefix + g for g in raw_groups),
                          str(claims.get("sub", "")), {}, self.cfg.issuer, "", self.cfg.allow_system_groups)
 
@@ -233,11 +239,11 @@ class Authenticator:
 
     async def authenticate(self, authorization: str | None) -> Identity:
         if not authorization:
-            raise unauthorized("no bearer token: every request needs one (kubegate kubeconfig prints a kubeconfig)")
+            raise unauthorized("no bearer token: every request needs one (kubegate kubeconfig prints a kubeconfig)", "missing")
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token or len(token) > 16384:
-            raise unauthorized("the Authorization header must be 'Bearer <token>'")
+            raise unauthorized("the Authorization header must be 'Bearer <token>'", "malformed")
         cached = self._cache.get(token)
         if cached is not None and self.clock() <= cached[1] + LEEWAY_SECONDS:
             self._cache.move_to_end(token)
@@ -253,12 +259,12 @@ class Authenticator:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
         except (jwt.DecodeError, ValueError, TypeError):
-            raise unauthorized("the bearer token is not a well-formed JWT") from None
+            raise unauthorized("the bearer token is not a well-formed JWT", "malformed") from None
         issuer = unverified.get("iss")
         exp = float(unverified.get("exp") or 0)
         if issuer == self.own.cfg.issuer:
             return self.own.verify(token), exp
         oidc = self.oidc.get(issuer) if isinstance(issuer, str) else None
         if oidc is None:
-            raise unauthorized("the token's issuer is not trusted")
+            raise unauthorized("the token's issuer is not trusted", "untrusted-issuer")
         return await oidc.verify(token, header), exp

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -73,3 +74,8 @@ def signing_key_pem(settings: Settings, *, create: bool = True) -> bytes:
         path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return path.read_bytes()
+
+
+def certificate_expiry(path: Path) -> float:
+    """When the first certificate in PATH (PEM) expires, as Unix time."""
+    return x509.load_pem_x509_certificate(path.read_bytes()).not_valid_after_utc.timestamp()
