@@ -22,7 +22,8 @@ What it does not emulate:
 - admission (no webhooks, no defaulting beyond replicas and Secret type, no schema validation:
   fieldValidation is accepted and ignored), RBAC (every authenticated user may do everything,
   except users listed in `deny_users`), quotas, API priority and fairness;
-- controllers and the kubelet: nothing creates pods for a Deployment; objects that run get a
+- controllers and the kubelet: nothing creates pods for a Deployment; PodDisruptionBudgets,
+  HorizontalPodAutoscalers, NetworkPolicies and Ingresses are stored and served, never enforced; objects that run get a
   synthetic all-ready status at once; finalizers and graceful deletion are ignored (deletion is
   immediate); owner references do not cascade (only namespaces do); no scheduling;
 - Table output (`as=Table`): lists are plain lists, which kubectl prints as NAME and AGE;

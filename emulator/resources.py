@@ -94,6 +94,13 @@ BUILTINS: tuple[ResourceType, ...] = (
     ResourceType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
     ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
     ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
+    # Stored as given (no controllers act on them): what a Helm chart deploys beside its workloads.
+    ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",),
+                 subresources=(STATUS,)),
+    ResourceType("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True, ("hpa",),
+                 categories=_ALL, subresources=(STATUS,)),
+    ResourceType("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, ("netpol",)),
+    ResourceType("networking.k8s.io", "v1", "ingresses", "Ingress", True, ("ing",), subresources=(STATUS,)),
     ResourceType("apiextensions.k8s.io", "v1", "customresourcedefinitions",
                  "CustomResourceDefinition", False, ("crd", "crds"), subresources=(STATUS,)),
     ResourceType("authorization.k8s.io", "v1", "selfsubjectaccessreviews",
