@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from kubegate.gateway_api import call_gateway
+from kubegate.gateway_api import add_client_options, call_gateway, emit
 
 PREFIX = "/kubegate/v1/accessrequests"
 
@@ -16,23 +16,37 @@ def _show(item: dict[str, Any]) -> str:
             + (f" by {item['decidedBy']}" if item.get("decidedBy") else ""))
 
 
+COLUMNS = [("ID", lambda i: i["id"]), ("STATUS", lambda i: i["status"]), ("USER", lambda i: i["user"]),
+           ("ROLE", lambda i: i["role"]), ("WHERE", lambda i: f"{i['cluster']}:{i['namespace']}"),
+           ("FOR", lambda i: f"{i['durationSeconds']}s"), ("DECIDED BY", lambda i: i.get("decidedBy") or "-"),
+           ("REASON", lambda i: i["reason"])]
+
+
+def _one(args: argparse.Namespace, item: dict[str, Any]) -> None:
+    if args.output == "table":
+        print(_show(item))
+    else:
+        emit(args, item, [item], COLUMNS)
+
+
 def request(args: argparse.Namespace) -> int:
-    item = call_gateway(args.kubeconfig, "POST", PREFIX, {
+    item = call_gateway(args, "POST", PREFIX, {
         "role": args.role, "cluster": args.cluster, "namespace": args.namespace,
         "durationSeconds": args.duration, "reason": args.reason})
-    print(_show(item))
-    print(f"ask an approver: kubegate access approve {item['id']}")
+    _one(args, item)
+    if args.output == "table":
+        print(f"ask an approver: kubegate access approve {item['id']}")
     return 0
 
 
 def list_(args: argparse.Namespace) -> int:
-    for item in call_gateway(args.kubeconfig, "GET", PREFIX)["items"]:
-        print(_show(item))
+    data = call_gateway(args, "GET", PREFIX)
+    emit(args, data, data["items"], COLUMNS, empty="no access requests")
     return 0
 
 
 def decide(args: argparse.Namespace) -> int:
-    print(_show(call_gateway(args.kubeconfig, "POST", f"{PREFIX}/{args.id}/{args.access_command}")))
+    _one(args, call_gateway(args, "POST", f"{PREFIX}/{args.id}/{args.access_command}"))
     return 0
 
 
@@ -40,10 +54,7 @@ def add_parser(sub: Any, parse_duration: Any) -> None:
     access = sub.add_parser("access", help="time-bound access: request a role, approve or deny requests")
     acts = access.add_subparsers(dest="access_command", metavar="ACTION", required=True)
 
-    def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--kubeconfig", default=None, help="kubeconfig pointing at the gateway (default: $KUBECONFIG)")
-        return p
-
+    common = add_client_options
     req = common(acts.add_parser("request", help="ask for a role in a cluster/namespace for a while"))
     req.add_argument("--role", required=True)
     req.add_argument("--cluster", required=True)

@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from kubegate.gateway_api import call_gateway
+from kubegate.gateway_api import add_client_options, call_gateway, emit
 
 PREFIX = "/kubegate/v1/approvals"
 
@@ -17,22 +17,30 @@ def _when(ts: float) -> str:
 
 
 def _line(t: dict[str, Any]) -> str:
-    target = f"{t['verb']} {t['resource']} {t['namespace'] + '/' if t['namespace'] else ''}{t['name']}".rstrip("/ ")
     by = f" by {t['decidedBy']}" if t.get("decidedBy") else ""
-    return f"{t['id']}  {t['status']:<8} {t['type']:<11} {t['user']}: {target} in {t['cluster']}{by}"
+    return f"{t['id']}  {t['status']:<8} {t['type']:<11} {t['user']}: {_target(t)} in {t['cluster']}{by}"
+
+
+def _target(t: dict[str, Any]) -> str:
+    return f"{t['verb']} {t['resource']} {t['namespace'] + '/' if t['namespace'] else ''}{t['name']}".rstrip("/ ")
+
+
+COLUMNS = [("ID", lambda t: t["id"]), ("STATUS", lambda t: t["status"]), ("TYPE", lambda t: t["type"]),
+           ("USER", lambda t: t["user"]), ("REQUEST", _target), ("CLUSTER", lambda t: t["cluster"]),
+           ("DECIDED BY", lambda t: t.get("decidedBy") or "-")]
 
 
 def list_(args: argparse.Namespace) -> int:
-    items = call_gateway(args.kubeconfig, "GET", PREFIX)["items"]
-    for t in items:
-        print(_line(t))
-    if not items:
-        print("no approval tickets")
+    data = call_gateway(args, "GET", PREFIX)
+    emit(args, data, data["items"], COLUMNS, empty="no approval tickets")
     return 0
 
 
 def show(args: argparse.Namespace) -> int:
-    t = call_gateway(args.kubeconfig, "GET", f"{PREFIX}/{args.id}")
+    t = call_gateway(args, "GET", f"{PREFIX}/{args.id}")
+    if args.output != "table":
+        emit(args, t, [t], COLUMNS)
+        return 0
     print(_line(t))
     print(f"  opened {_when(t['created'])}, valid until {_when(t['expiresAt'])}; body sha256 {t['bodyDigest'][:16]}…")
     for reason in t["reasons"]:
@@ -53,41 +61,45 @@ def show(args: argparse.Namespace) -> int:
 
 
 def decide(args: argparse.Namespace) -> int:
-    t = call_gateway(args.kubeconfig, "POST", f"{PREFIX}/{args.id}/{args.approvals_command}")
+    t = call_gateway(args, "POST", f"{PREFIX}/{args.id}/{args.approvals_command}")
+    if args.output != "table":
+        emit(args, t, [t], COLUMNS)
+        return 0
     print(_line(t))
     if t["status"] == "approved":
         print(f"{t['user']} may now retry exactly that request, once, until {_when(t['expiresAt'])}")
     return 0
 
 
+def _state(w: dict[str, Any]) -> str:
+    return "FROZEN now" if w["active"] else ("next" if w["start"] else "over")
+
+
+FREEZE_COLUMNS = [("NAME", lambda w: w["name"]), ("STATE", _state),
+                  ("WINDOW", lambda w: f"{w['start']} -> {w['end']}" if w["start"] else "-"),
+                  ("CLUSTERS", lambda w: ",".join(w["clusters"])), ("NAMESPACES", lambda w: ",".join(w["namespaces"])),
+                  ("EXEMPT", lambda w: ",".join(w["exemptGroups"]) or "-")]
+
+
 def freeze_status(args: argparse.Namespace) -> int:
-    data = call_gateway(args.kubeconfig, "GET", "/kubegate/v1/freeze")
-    if not data["windows"]:
-        print("no freeze windows are defined")
-    for w in data["windows"]:
-        state = "FROZEN now" if w["active"] else ("next" if w["start"] else "over")
-        span = f"{w['start']} -> {w['end']}" if w["start"] else ""
-        scope = f"clusters {','.join(w['clusters'])}, namespaces {','.join(w['namespaces'])}"
-        print(f"{w['name']:<16} {state:<11} {span}  ({scope}; exempt: {', '.join(w['exemptGroups']) or 'nobody'})")
+    data = call_gateway(args, "GET", "/kubegate/v1/freeze")
+    emit(args, data, data["windows"], FREEZE_COLUMNS, empty="no freeze windows are defined")
     return 0
 
 
 def add_parser(sub: Any) -> None:
-    def common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--kubeconfig", default=None, help="kubeconfig pointing at the gateway (default: $KUBECONFIG)")
-        return p
-
     approvals = sub.add_parser("approvals", help="approval tickets of risky changes and break-glass")
     acts = approvals.add_subparsers(dest="approvals_command", metavar="ACTION", required=True)
-    common(acts.add_parser("list", help="tickets you opened or may decide")).set_defaults(handler=list_)
-    p = common(acts.add_parser("show", help="one ticket, with why it is needed"))
+    add_client_options(acts.add_parser("list", help="tickets you opened or may decide")).set_defaults(handler=list_)
+    p = add_client_options(acts.add_parser("show", help="one ticket, with why it is needed"))
     p.add_argument("id")
     p.set_defaults(handler=show)
     for verb in ("approve", "deny"):
-        p = common(acts.add_parser(verb, help=f"{verb} a pending ticket (never your own)"))
+        p = add_client_options(acts.add_parser(verb, help=f"{verb} a pending ticket (never your own)"))
         p.add_argument("id")
         p.set_defaults(handler=decide)
 
     freeze = sub.add_parser("freeze", help="change-freeze windows")
     freeze_acts = freeze.add_subparsers(dest="freeze_command", metavar="ACTION", required=True)
-    common(freeze_acts.add_parser("status", help="what is frozen now and next")).set_defaults(handler=freeze_status)
+    add_client_options(freeze_acts.add_parser("status", help="what is frozen now and next")).set_defaults(
+        handler=freeze_status)

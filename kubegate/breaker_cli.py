@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any
 
-from kubegate.gateway_api import call_gateway
+from kubegate.gateway_api import add_client_options, call_gateway, emit
 
 PREFIX = "/kubegate/v1/breakers"
 
@@ -19,26 +19,30 @@ def _ago(ts: float) -> str:
     return f"{seconds}s"
 
 
+def _closes(b: dict[str, Any]) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(b["closesAt"])) if b.get("closesAt") else "on reset"
+
+
+COLUMNS = [("BREAKER", lambda b: b["key"]), ("OPEN FOR", lambda b: _ago(b["openedAt"])), ("CLOSES", _closes),
+           ("REASON", lambda b: b["reason"])]
+
+
 def list_(args: argparse.Namespace) -> int:
-    items = call_gateway(args.kubeconfig, "GET", PREFIX)["items"]
-    if not items:
-        print("no circuit breaker is open")
-        return 0
-    rows = [("BREAKER", "OPEN FOR", "CLOSES", "REASON")]
-    for b in items:
-        closes = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(b["closesAt"])) if b.get("closesAt") else "on reset"
-        rows.append((b["key"], _ago(b["openedAt"]), closes, b["reason"]))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[3])
+    data = call_gateway(args, "GET", PREFIX)
+    emit(args, data, data["items"], COLUMNS, empty="no circuit breaker is open")
     return 0
 
 
 def reset(args: argparse.Namespace) -> int:
+    done = []
     for key in args.keys:
-        item = call_gateway(args.kubeconfig, "POST", f"{PREFIX}/reset", {"breaker": key})
-        print(f"breaker {item['key']} reset by {item['resetBy']} (was open since "
-              f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(item['openedAt']))}: {item['reason']})")
+        item = call_gateway(args, "POST", f"{PREFIX}/reset", {"breaker": key})
+        done.append(item)
+        if args.output == "table":
+            print(f"breaker {item['key']} reset by {item['resetBy']} (was open since "
+                  f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(item['openedAt']))}: {item['reason']})")
+    if args.output != "table":
+        emit(args, {"items": done}, done, COLUMNS)
     return 0
 
 
@@ -47,8 +51,7 @@ def add_parser(sub: Any) -> None:
     acts = breaker.add_subparsers(dest="breaker_command", metavar="ACTION", required=True)
     for name, handler, text in (("list", list_, "the open breakers you may see"),
                                 ("reset", reset, "close breakers (deletes resume within the budget's windows)")):
-        p = acts.add_parser(name, help=text)
-        p.add_argument("--kubeconfig", default=None, help="kubeconfig pointing at the gateway (default: $KUBECONFIG)")
+        p = add_client_options(acts.add_parser(name, help=text))
         if name == "reset":
             p.add_argument("keys", nargs="+", metavar="BREAKER", help="as `kubegate breaker list` shows it")
         p.set_defaults(handler=handler)

@@ -38,12 +38,46 @@ def _settings(args: argparse.Namespace) -> "Settings":
         raise SystemExit(2) from None
 
 
+def _configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        # One JSON object per line, for log shippers: time, level, logger, message (and any extra).
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
+                                           rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
+
+
+def _version(args: argparse.Namespace) -> int:
+    import platform
+
+    import mitmproxy.version
+
+    info = {"kubegate": __version__, "python": platform.python_version(), "mitmproxy": mitmproxy.version.VERSION}
+    if args.output == "json":
+        import json
+
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"kubegate {info['kubegate']} (Python {info['python']}, mitmproxy {info['mitmproxy']})")
+    return 0
+
+
+def _completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    print(shtab.complete(build_parser(), shell=args.shell))
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from kubegate.gateway.engine.server import Gateway
 
     cfg = _settings(args)
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging(args.log_level, args.log_format)
 
     def started(gateway: Gateway) -> None:
         print(f"kubegate serving on https://{cfg.listen.host}:{gateway.port}"
@@ -242,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = with_config(sub.add_parser("serve", help="run the gateway"))
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", default="text", choices=["text", "json"],
+                       help="json: one JSON object per line (time, level, logger, message)")
     serve.set_defaults(handler=_serve)
 
     token = sub.add_parser("token", help="issue tokens signed by this gateway")
@@ -299,6 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", default=None, help="state directory (default: ./state/demo)")
     demo.add_argument("--port", type=int, default=8443, help="gateway port (default 8443; 0 for any)")
     demo.set_defaults(handler=_demo)
+
+    version = sub.add_parser("version", help="kubegate's version (and what it runs on)")
+    version.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    version.set_defaults(handler=_version)
+
+    completion = sub.add_parser("completion", help="a shell completion script: source <(kubegate completion bash)")
+    completion.add_argument("shell", choices=("bash", "zsh", "tcsh"))
+    completion.set_defaults(handler=_completion)
 
     emu = sub.add_parser("emulator", help="run only the Kubernetes API emulator (tests, demos)")
     emu.add_argument("--port", type=int, default=0)

@@ -1,62 +1,121 @@
-"""Calling kubegate's own API (/kubegate/v1/...) with the user's kubeconfig: the CLI's client."""
+"""Calling kubegate's own API (/kubegate/v1/...) as kubectl would: the CLIs' client and output.
+
+The kubeconfig is read by the `kubernetes` client's own loader, so kubegate's CLIs accept what
+kubectl accepts: `--kubeconfig`, a `KUBECONFIG` list of files (merged), `--context`, exec plugins
+(kubelogin and the like), `tokenFile`, client certificates, `tls-server-name`, paths relative to
+the kubeconfig. Errors read like kubectl's: `Error from server (Forbidden): ...`.
+"""
 
 from __future__ import annotations
 
-import base64
+import argparse
 import json
-import os
-import ssl
+import logging
 import sys
-import tempfile
-import urllib.error
-import urllib.request
-from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import yaml
 
-
-def _gateway(kubeconfig: str | None) -> tuple[str, ssl.SSLContext, str]:
-    """(gateway base URL, TLS context, bearer token) from the kubeconfig's current context."""
-    path = Path(kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or Path.home() / ".kube/config")
-    cfg = yaml.safe_load(path.read_text())
-    ctx_name = cfg.get("current-context")
-    context = next(c["context"] for c in cfg["contexts"] if c["name"] == ctx_name)
-    cluster = next(c["cluster"] for c in cfg["clusters"] if c["name"] == context["cluster"])
-    user = next(u["user"] for u in cfg["users"] if u["name"] == context["user"])
-    server = cluster["server"].rstrip("/")
-    if "/clusters/" in server:
-        server = server.split("/clusters/")[0]
-    tls = ssl.create_default_context()
-    if cluster.get("certificate-authority-data"):
-        with tempfile.NamedTemporaryFile("wb", suffix=".crt", delete=False) as f:
-            f.write(base64.b64decode(cluster["certificate-authority-data"]))
-        tls.load_verify_locations(f.name)
-        os.unlink(f.name)
-    elif cluster.get("certificate-authority"):
-        tls.load_verify_locations(cluster["certificate-authority"])
-    token = user.get("token") or ""
-    if not token:
-        raise SystemExit("kubegate: the kubeconfig's user has no token (use one from `kubegate kubeconfig`)")
-    return server, tls, token
+Column = tuple[str, Callable[[dict[str, Any]], str]]
 
 
-def call_gateway(kubeconfig: str | None, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Call kubegate's own API; on an error, print it as kubectl would and exit 1."""
-    base, tls, token = _gateway(kubeconfig)
-    req = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body else None,
-                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+def add_client_options(p: argparse.ArgumentParser, *, output: bool = True) -> argparse.ArgumentParser:
+    p.add_argument("--kubeconfig", default=None,
+                   help="kubeconfig pointing at the gateway (default: $KUBECONFIG, else ~/.kube/config)")
+    p.add_argument("--context", default=None, help="the kubeconfig context to use (default: its current context)")
+    if output:
+        p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+        p.add_argument("--no-headers", action="store_true", help="table output without its header row")
+    return p
+
+
+def _fail(message: str) -> SystemExit:
+    print(message, file=sys.stderr)
+    return SystemExit(1)
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from kubernetes.config.config_exception import ConfigException
+    from kubernetes.config.kube_config import new_client_from_config
+
+    # The client logs a failed exec plugin (and goes on without a credential); kubectl stops there.
+    # Its records are caught here (so nothing prints "ERROR:root:") and become the error.
+    caught = _Records()
+    root = logging.getLogger()
+    root.addHandler(caught)
     try:
-        with urllib.request.urlopen(req, context=tls, timeout=30) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        try:
-            message = json.loads(e.read()).get("message", str(e))
-        except ValueError:
-            message = str(e)
-        print(f"Error from kubegate ({e.code}): {message}", file=sys.stderr)
-        raise SystemExit(1) from None
-    except (urllib.error.URLError, OSError) as e:
-        reason = getattr(e, "reason", e)
-        print(f"kubegate: cannot reach the gateway at {base}: {reason}", file=sys.stderr)
-        raise SystemExit(1) from None
+        api = new_client_from_config(config_file=args.kubeconfig, context=args.context, persist_config=False)
+        if failed := [r.getMessage() for r in caught.records if r.getMessage().startswith("exec:")]:
+            raise _fail(f"error: getting credentials: {failed[0]}")
+        return api
+    except ConfigException as e:
+        raise _fail(f"error: {e}") from None
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as e:
+        raise _fail(f"error: cannot load the kubeconfig: {e}") from None
+    finally:
+        root.removeHandler(caught)
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def call_gateway(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """Call kubegate's own API; on an error, print it as kubectl would and exit 1."""
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config.config_exception import ConfigException
+    from urllib3.exceptions import HTTPError
+
+    api = _client(args)
+    host = api.configuration.host
+    # A kubeconfig for one cluster behind the gateway ends in /clusters/<name>: the API is at the root.
+    api.configuration.host = host.split("/clusters/")[0] if "/clusters/" in host else host
+    try:
+        # The client's own request path: its auth settings refresh exec-plugin and tokenFile credentials.
+        method, url, headers, payload, _ = api.param_serialize(
+            method, path, header_params={"Content-Type": "application/json", "Accept": "application/json"},
+            body=body, auth_settings=["BearerToken"])
+        response = api.call_api(method, url, header_params=headers, body=payload, _request_timeout=30)
+        response.read()
+        data = response.data or b"{}"
+        if response.status >= 400:
+            try:
+                status = json.loads(data)
+                message, reason = status.get("message") or response.reason, status.get("reason") or response.reason
+            except ValueError:
+                message, reason = data.decode(errors="replace")[:500], response.reason
+            raise _fail(f"Error from server ({reason}): {message}")
+        return json.loads(data)
+    except ApiException as e:
+        raise _fail(f"Error from server ({e.reason}): {e.body or e.reason}") from None
+    except ConfigException as e:  # an exec plugin that failed, a token file that vanished
+        raise _fail(f"error: {e}") from None
+    except (HTTPError, OSError) as e:
+        raise _fail(f"error: cannot reach the gateway at {api.configuration.host}: {e}") from None
+    finally:
+        api.close()
+
+
+def emit(args: argparse.Namespace, data: Any, items: Sequence[dict[str, Any]], columns: Sequence[Column],
+         empty: str = "") -> None:
+    """Print the answer: a table with a header row (kubectl's layout), or the whole object as JSON/YAML."""
+    if args.output == "json":
+        print(json.dumps(data, indent=2))
+        return
+    if args.output == "yaml":
+        print(yaml.safe_dump(data, sort_keys=False), end="")
+        return
+    if not items:
+        if empty:
+            print(empty, file=sys.stderr)
+        return
+    rows = [[name for name, _ in columns]] if not args.no_headers else []
+    rows += [[get(item) for _, get in columns] for item in items]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
+    for row in rows:
+        print("   ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())

@@ -142,3 +142,46 @@ def test_serve_refuses_an_invalid_policy(tmp_path: Path, upstream: object) -> No
 
     assert "the authorization policy" in proc.stderr
     assert re.search(r"authz/roles\.csv:\d+: unknown resource 'pod'", proc.stderr), proc.stderr
+
+
+def test_version_as_text_and_json() -> None:
+    text = kubegate("version")
+    assert text.returncode == 0 and text.stdout.startswith("kubegate 0.1.0 (Python ")
+    info = json.loads(kubegate("version", "-o", "json").stdout)
+    assert info["kubegate"] == "0.1.0" and info["mitmproxy"]
+    assert kubegate("--version").stdout.strip() == "kubegate 0.1.0"
+
+
+def test_bash_completion_completes_commands_and_actions() -> None:
+    script = kubegate("completion", "bash").stdout
+    probe = ("source /dev/stdin; "
+             "COMP_WORDS=(kubegate pol); COMP_CWORD=1; _shtab_kubegate; echo \"${COMPREPLY[@]}\"; "
+             "COMP_WORDS=(kubegate policy re); COMP_CWORD=2; _shtab_kubegate; echo \"${COMPREPLY[@]}\"")
+    out = subprocess.run(["bash", "-c", probe], input=script, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["policy", "replay"]
+
+
+def test_serve_logs_json_lines(tmp_path: Path, upstream: object) -> None:
+    import signal
+
+    from tests.conftest import emulator_cluster, write_gateway_config
+
+    config = write_gateway_config(tmp_path, [emulator_cluster(upstream)])  # type: ignore[arg-type]
+    proc = subprocess.Popen([sys.executable, "-m", "kubegate", "serve", "-c", str(config), "--log-format", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        records = []
+        for _ in range(200):
+            line = proc.stderr.readline()
+            if not line:
+                break
+            records.append(json.loads(line))  # every line is one JSON object
+            if "kubegate serving on" in records[-1]["message"]:
+                break
+        served = records[-1]
+        assert served["level"] == "INFO" and served["logger"].startswith("kubegate") and served["time"]
+    finally:
+        proc.send_signal(signal.SIGTERM)  # started here, ended by its PID
+        proc.communicate(timeout=20)
