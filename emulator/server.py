@@ -215,7 +215,9 @@ class Emulator:
         if user.username in self.deny_users:
             raise ApiError(403, f'{target.rt.plural} is forbidden: User "{user.username}" cannot '
                                 f'{request.method.lower()} resource "{target.rt.plural}"', "Forbidden")
-        return await self._resource(request, record, target, user)
+        # Only the credential itself (not whom it impersonates) holds its impersonation right.
+        own = user.username == cred.user.username
+        return await self._resource(request, record, target, user, may_impersonate=own and cred.may_impersonate)
 
     def _openapi(self, path: str) -> web.Response:
         if path == "/openapi/v3":
@@ -270,7 +272,7 @@ class Emulator:
     # -- resources -----------------------------------------------------------------------------
 
     async def _resource(self, request: web.Request, record: RequestRecord, t: Target,
-                        user: UserInfo) -> web.StreamResponse:
+                        user: UserInfo, *, may_impersonate: bool = False) -> web.StreamResponse:
         m, q = request.method, request.query
         dry_run = _dry_run(q.getall("dryRun", None))
         if t.rt.namespaced and t.name and not t.namespace:
@@ -280,7 +282,8 @@ class Emulator:
         if t.rt.virtual:
             if m != "POST" or t.name:
                 raise ApiError(405, f"{m} is not supported on {t.rt.plural}", "MethodNotAllowed")
-            return _json(self._review(t.rt, self._body(request, record), user), 201)
+            return _json(self._review(t.rt, self._body(request, record), user, may_impersonate=may_impersonate),
+                         201)
         if t.subresource in ("exec", "attach"):
             return await self._exec(request, t)
         if t.subresource == "log":
@@ -464,10 +467,13 @@ class Emulator:
         obj, _ = self.store.update(t.rt, t.namespace, t.name, current, dry_run=dry_run)
         return self._scale(obj)
 
-    def _review(self, rt: ResourceType, body: Obj, user: UserInfo) -> Obj:
+    def _review(self, rt: ResourceType, body: Obj, user: UserInfo, *, may_impersonate: bool = False) -> Obj:
         out = {**body, "apiVersion": rt.api_version, "kind": rt.kind}
         out.setdefault("metadata", {})["creationTimestamp"] = None
         allowed = user.username not in self.deny_users
+        asked = ((body.get("spec") or {}).get("resourceAttributes") or {}) if isinstance(body, dict) else {}
+        if rt.kind == "SelfSubjectAccessReview" and asked.get("verb") == "impersonate":
+            allowed = allowed and may_impersonate  # the emulator's stand-in for an RBAC impersonate grant
         if rt.kind == "SelfSubjectReview":
             out["status"] = {"userInfo": user.to_json()}
         elif rt.kind == "SelfSubjectAccessReview":

@@ -51,6 +51,23 @@ def _configure_logging(level: str, fmt: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from kubegate.gateway import preflight
+
+    cfg = _settings(args)
+    findings, clusters = preflight.local(cfg)
+    findings += asyncio.run(preflight.remote(cfg, clusters))
+    failed = 0
+    for f in findings:
+        # A port in use is expected when the gateway already runs: noted, not failed.
+        note = not f.ok and f.check in ("listen.port", "metrics.port")
+        mark = "ok" if f.ok else ("note" if note else "FAIL")
+        failed += mark == "FAIL"
+        print(f"[{mark:>4}] {f.check}: {f.detail}")
+    print(f"\n{failed} problem(s) in {args.config}" if failed else f"\nall {len(findings)} checks passed")
+    return 1 if failed else 0
+
+
 def _version(args: argparse.Namespace) -> int:
     import platform
 
@@ -74,9 +91,17 @@ def _completion(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from kubegate.gateway import preflight
     from kubegate.gateway.engine.server import Gateway
 
     cfg = _settings(args)
+    # What would fail once serving (a busy port, a key that does not fit, a CA that is no PEM...) is
+    # reported now, all at once, in the settings file's terms.
+    problems = preflight.blocking_problems(cfg)
+    if problems:
+        print(f"kubegate: {len(problems)} problem(s) in {args.config}:\n" + "\n".join(f"  - {p}" for p in problems),
+              file=sys.stderr)
+        return 2
     _configure_logging(args.log_level, args.log_format)
 
     def started(gateway: Gateway) -> None:
@@ -279,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-format", default="text", choices=["text", "json"],
                        help="json: one JSON object per line (time, level, logger, message)")
     serve.set_defaults(handler=_serve)
+
+    doctor = with_config(sub.add_parser("doctor", help="check every file, key, cluster, Redis and OIDC issuer "
+                                                       "the settings name; exit 1 on any problem"))
+    doctor.set_defaults(handler=_doctor)
 
     token = sub.add_parser("token", help="issue tokens signed by this gateway")
     token_sub = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
