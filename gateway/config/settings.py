@@ -79,11 +79,14 @@ class Oidc:
     audiences: list[str] = field(default_factory=list)
     """Accepted `aud` values; at least one is required."""
     jwks_file: str = ""
-    """JWKS document on disk. Exactly one of jwks_file and jwks_url."""
+    """JWKS document on disk. At most one of jwks_file and jwks_url; neither: discovered from the issuer."""
     jwks_url: str = ""
-    """JWKS URL, fetched with the system CAs (or jwks_ca_file), cached, refreshed on an unknown `kid`."""
+    """JWKS URL, fetched with the system CAs (or jwks_ca_file), cached, refreshed on an unknown `kid`.
+    Empty (and no jwks_file): the `jwks_uri` of the issuer's `/.well-known/openid-configuration`."""
     jwks_ca_file: str = ""
-    """CA bundle to verify jwks_url with."""
+    """CA bundle to verify the issuer's discovery document and jwks_url with (empty: the system CAs)."""
+    required_claims: dict[str, str] = field(default_factory=dict)
+    """Claims every token must carry with exactly these values (kube-apiserver's --oidc-required-claim)."""
     jwks_refresh_seconds: int = 3600
     """How long a fetched JWKS is trusted before it is fetched again."""
     username_claim: str = "sub"
@@ -279,7 +282,7 @@ _NESTED: dict[str, type] = {"Listen": Listen, "Tls": Tls, "Issuer": Issuer, "Aud
                             "Authz": Authz, "Store": Store, "Gates": Gates}
 _LISTS: dict[str, type] = {"list[Oidc]": Oidc, "list[Cluster]": Cluster}
 _SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
-                                         "list[str]": (list,),
+                                         "list[str]": (list,), "dict[str, str]": (dict,),
                                          "str | None": (str, type(None))}
 
 
@@ -307,6 +310,9 @@ def _coerce(f: dataclasses.Field[Any], value: Any, where: str, problems: list[st
     if kind == "list[str]" and not all(isinstance(v, str) for v in value):
         problems.append(f"{where}: every entry must be a string")
         return [str(v) for v in value]
+    if kind == "dict[str, str]" and not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        problems.append(f"{where}: every key and value must be a string (quote true, false and numbers)")
+        return {}
     return value
 
 
@@ -365,8 +371,8 @@ def validate(s: Settings) -> list[str]:
         seen_issuers.add(o.issuer)
         if not o.audiences:
             problems.append(f"{where}.audiences: at least one audience is required")
-        if bool(o.jwks_file) == bool(o.jwks_url):
-            problems.append(f"{where}: exactly one of jwks_file and jwks_url is required")
+        if o.jwks_file and o.jwks_url:
+            problems.append(f"{where}: jwks_file and jwks_url exclude each other (neither: discovery from the issuer)")
         if o.jwks_url:
             _https_url(o.jwks_url, f"{where}.jwks_url", problems)
         _readable(s, o.jwks_file, f"{where}.jwks_file", problems)

@@ -169,10 +169,26 @@ class Jwks:
                                              if self.cfg.jwks_ca_file else None)
             timeout = aiohttp.ClientTimeout(total=5)
             async with aiohttp.ClientSession(timeout=timeout) as session:
-                async with session.get(self.cfg.jwks_url, ssl=ctx) as resp:
+                url = self.cfg.jwks_url or await self._discover(session, ctx)
+                async with session.get(url, ssl=ctx) as resp:
                     if resp.status != 200:
-                        raise ValueError(f"fetching {self.cfg.jwks_url} answered {resp.status}")
+                        raise ValueError(f"fetching {url} answered {resp.status}")
                     self._load(await resp.text())
+
+    async def _discover(self, session: aiohttp.ClientSession, ctx: ssl.SSLContext) -> str:
+        """The issuer's jwks_uri, from its discovery document (which must name the same issuer)."""
+        url = self.cfg.issuer.rstrip("/") + "/.well-known/openid-configuration"
+        async with session.get(url, ssl=ctx) as resp:
+            if resp.status != 200:
+                raise ValueError(f"fetching {url} answered {resp.status}")
+            doc = await resp.json(content_type=None)
+        if not isinstance(doc, dict) or doc.get("issuer") != self.cfg.issuer:
+            raise ValueError(f"{url} names issuer {doc.get('issuer') if isinstance(doc, dict) else None!r}, "
+                             f"not {self.cfg.issuer!r}")
+        jwks_uri = doc.get("jwks_uri")
+        if not isinstance(jwks_uri, str) or not jwks_uri.startswith("https://"):
+            raise ValueError(f"{url} names no https jwks_uri")
+        return jwks_uri
 
     async def key(self, kid: str | None, alg: str) -> Any:
         stale = self.clock() - self._fetched > self.cfg.jwks_refresh_seconds
@@ -213,6 +229,10 @@ class OidcIssuer:
         claims = _decode(token, key, self.cfg.algorithms, self.cfg.audiences, self.cfg.issuer, self.clock)
         if self.cfg.username_claim == "email" and claims.get("email_verified") is False:
             raise unauthorized("the token's email is not verified", "bad-claims")
+        for claim, wanted in self.cfg.required_claims.items():
+            if claims.get(claim) != wanted:
+                raise unauthorized(f"the token's {claim!r} claim is not {wanted!r}, which this issuer requires",
+                                   "bad-claims")
         user = _string_claim(claims, self.cfg.username_claim)
         raw_groups = claims.get(self.cfg.groups_claim, [])
         if isinstance(raw_groups, str):
