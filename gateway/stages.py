@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .authz.access import AccessError, AccessRequest, AccessService
-from .identity.authn import Authenticator
+import jwt
+
+from .identity.authn import Authenticator, unauthorized
+from .identity.sessions import SessionError, SessionService
 from .authz import reviews
 from .authz.authorizer import PolicyHolder, describe_refusal
 from .clusters.client import UpstreamClient, UpstreamError
@@ -82,11 +85,20 @@ class AuditCapacity:
 class Authenticate:
     name = "authn"
 
-    def __init__(self, authenticator: Authenticator) -> None:
-        self.authenticator = authenticator
+    def __init__(self, authenticator: Authenticator, sessions: SessionService | None = None) -> None:
+        self.authenticator, self.sessions = authenticator, sessions
 
     async def __call__(self, ctx: GateContext) -> None:
-        ctx.identity = await self.authenticator.authenticate(ctx.request.headers.get("Authorization"))
+        identity = await self.authenticator.authenticate(ctx.request.headers.get("Authorization"))
+        if identity.session and self.sessions is not None:
+            try:
+                ended = await self.sessions.ended(identity.session)
+            except StoreUnavailable as e:  # cannot tell: the token is not taken
+                raise Denial(503, f"kubegate: cannot check the session now: {e}", "ServiceUnavailable",
+                             retry_after=5) from None
+            if ended:
+                raise unauthorized(f"session {identity.session} has ended (logged out); log in again", "revoked")
+        ctx.identity = identity
 
 
 MAX_API_BODY = 64 * 1024  # kubegate's own API takes small JSON documents
@@ -139,6 +151,48 @@ class AccessApi:
             raise Denial(503, f"kubegate: access requests are unavailable: {e}", "ServiceUnavailable",
                          retry_after=5) from None
         raise Denial(404, f"kubegate: no such access API call: {method} {path}", "NotFound")
+
+
+class SessionsApi:
+    """kubegate's own API for session tokens, under /kubegate/v1/sessions (identity.sessions)."""
+
+    name = "sessions-api"
+    PREFIX = "/kubegate/v1/sessions"
+
+    def __init__(self, sessions: SessionService) -> None:
+        self.sessions = sessions
+
+    async def __call__(self, ctx: GateContext) -> None:
+        path = ctx.request.raw_path
+        if not (path == self.PREFIX or path.startswith(self.PREFIX + "/")):
+            return
+        assert ctx.identity is not None
+        parts = path[len(self.PREFIX):].strip("/").split("/") if path != self.PREFIX else []
+        method = ctx.request.method
+        try:
+            if not parts and method == "POST":
+                try:
+                    spec = json.loads(ctx.request.body[:MAX_API_BODY] or b"{}")
+                    ttl = int(spec.get("ttlSeconds", 3600))
+                except (ValueError, TypeError, AttributeError) as e:
+                    raise SessionError(400, f"a session request is {{\"ttlSeconds\": N}} ({e})") from e
+                _, _, bearer = ctx.request.headers.get("Authorization", "").partition(" ")
+                expires = float(jwt.decode(bearer.strip(), options={"verify_signature": False}).get("exp") or 0)
+                try:
+                    session = self.sessions.mint(ctx.identity, expires, ttl)
+                except ValueError as e:
+                    raise SessionError(400, str(e)) from e
+                ctx.annotations["kubegate.io/session-started"] = str(session["id"])
+                raise Answer(201, "", body=session)
+            if len(parts) == 1 and method == "DELETE":
+                await self.sessions.end(parts[0], ctx.identity)
+                ctx.annotations["kubegate.io/session-ended"] = parts[0]
+                raise Answer(200, "", body={"kind": "Session", "id": parts[0], "ended": True})
+        except SessionError as e:
+            raise Denial(e.code, f"kubegate: {e.message}") from None
+        except StoreUnavailable as e:
+            raise Denial(503, f"kubegate: sessions are unavailable: {e}", "ServiceUnavailable", retry_after=5) from None
+        raise Denial(404, f"kubegate: no such sessions API call: {method} {path}", "NotFound")
 
 
 def _access_json(a: AccessRequest) -> dict[str, object]:
@@ -294,12 +348,14 @@ class GateStages:
 
 def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, upstreams: Upstreams,
                    policy: PolicyHolder, access: AccessService, gates: GateStages, can_i: Stage | None = None,
-                   audit_accepts_changes: AuditReady = lambda: True) -> list[Stage]:
+                   audit_accepts_changes: AuditReady = lambda: True,
+                   sessions: SessionService | None = None) -> list[Stage]:
     return [
         Ingress(audit_ready),         # the audit log is writable, or 503
-        Authenticate(authenticator),  # bearer JWT → Identity, or 401
+        Authenticate(authenticator, sessions),  # bearer JWT → Identity (not of an ended session), or 401
         NoImpersonation(),            # no client Impersonate-* headers (403)
         gates.api_limits,             # /kubegate/v1/...: per-user QPS on kubegate's own API (429)
+        *([SessionsApi(sessions)] if sessions else []),  # /kubegate/v1/sessions: session tokens minted, ended
         AccessApi(access),            # /kubegate/v1/accessrequests: answered here, never forwarded
         gates.breaker_api,            # /kubegate/v1/breakers: list and reset circuit breakers
         gates.approval_api,           # /kubegate/v1/approvals, /kubegate/v1/freeze

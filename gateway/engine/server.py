@@ -46,6 +46,7 @@ from ..clusters.client import UpstreamClient, UpstreamError
 from ..metrics import CONTENT_TYPE, Metrics
 from ..config.settings import Settings
 from ..request.info import RequestInfo
+from ..identity.sessions import SessionService
 from ..stages import GateStages, SelfReviews, Stage, default_stages
 
 log = logging.getLogger("kubegate.server")
@@ -114,9 +115,10 @@ class Gateway:
             approvals=ApprovalGate(self.approvals, public_url=settings.url, metrics=self.metrics,
                                    client=self.counter))
         can_i = SelfReviews(self.policy, self.counter, self.access, self._later_gates)
+        self.sessions = SessionService(self.store, self.authenticator.own, clock=clock)
         stages = default_stages(audit_ready=self.sink.healthy, authenticator=self.authenticator,
                                 upstreams=self.upstreams, policy=self.policy, access=self.access, gates=gates,
-                                can_i=can_i,
+                                can_i=can_i, sessions=self.sessions,
                                 audit_accepts_changes=getattr(self.sink, "accepts_mutations", lambda: True))
         self.stages = stages_hook(stages) if stages_hook else stages
         recordings = (settings.path(audit.recordings_dir) if audit.recordings_dir else settings.state / "recordings") \

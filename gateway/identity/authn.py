@@ -34,7 +34,7 @@ CACHE_SIZE = 10_000
 # Why a token was refused, in a few words: the audit annotation kubegate.io/authn-failure and the
 # label of kubegate_authn_failures (bounded: one of these).
 AUTHN_FAILURES = ("missing", "malformed", "expired", "not-yet-valid", "untrusted-issuer", "wrong-audience",
-                  "bad-signature", "unknown-key", "disallowed-algorithm", "bad-claims", "invalid")
+                  "bad-signature", "unknown-key", "disallowed-algorithm", "bad-claims", "revoked", "invalid")
 
 
 def unauthorized(message: str, why: str = "invalid") -> Denial:

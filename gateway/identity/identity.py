@@ -75,6 +75,9 @@ class Identity:
         out: dict[str, object] = {"username": self.user, "groups": list(self.upstream_groups())}
         if self.uid:
             out["uid"] = self.uid
-        if self.extra:
-            out["extra"] = {k: list(v) for k, v in self.extra.items()}
+        extra = {k: list(v) for k, v in self.extra.items()}
+        if self.session:  # as the cluster sees it too (clusters.forwarding.SESSION_EXTRA)
+            extra["kubegate.io/session"] = [self.session]
+        if extra:
+            out["extra"] = extra
         return out
