@@ -22,7 +22,9 @@ def timestamp(epoch: float) -> str:
 
 # What happened to one of kubegate's own objects, as the API verb that did it.
 STEP_VERBS = {"requested": "create", "approved": "update", "denied": "update", "expired": "update",
-              "used": "update", "tripped": "create", "reset": "delete"}
+              "used": "update", "tripped": "create", "reset": "delete",
+              "login": "create", "logout": "delete", "ended": "delete", "terminal-started": "create",
+              "terminal-ended": "update", "refused": "create", "command": "create", "finished": "update"}
 
 
 def _step(prefix: str, kind: str, resource: str, name: str, uri: str, actor: str, now: float,
@@ -59,6 +61,12 @@ def breaker_event(kind: str, key: str, actor: str, label: str, reason: str, now:
     return _step("breaker", kind, "breakers", key, "/kubegate/v1/breakers", actor, now,
                  {"kubegate.io/breaker": key, "kubegate.io/breaker-policy": label,
                   "kubegate.io/breaker-reason": reason[:500]})
+
+
+def webshell_event(kind: str, session: str, actor: str, now: float, annotations: dict[str, str]) -> dict[str, Any]:
+    """A step of a webshell session: login, a terminal opened or closed, a line refused or run, logout."""
+    return _step("webshell", kind, "webshellsessions", session, f"/webshell/sessions/{session}", actor, now,
+                 {"kubegate.io/session": session, **{k: v[:2000] for k, v in annotations.items()}})
 
 
 def event(*, audit_id: str, stage: str, request_uri: str, verb: str, user: dict[str, Any] | None,

@@ -107,7 +107,8 @@ def _serve(args: argparse.Namespace) -> int:
     def started(gateway: Gateway) -> None:
         print(f"kubegate serving on https://{cfg.listen.host}:{gateway.port}"
               + (f", metrics on http://{cfg.metrics.host}:{gateway.metrics_port}/metrics"
-                 if gateway.metrics_port else ""), flush=True)
+                 if gateway.metrics_port else "")
+              + (f", webshell on {gateway.webshell.cfg.public_url}" if gateway.webshell else ""), flush=True)
 
     async def main() -> None:
         await Gateway(cfg).serve_until_signalled(started)

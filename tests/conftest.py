@@ -186,6 +186,7 @@ class GatewayHandle:
     log_file: Path | None = None
     clock: Any = time.time  # the gateway's clock: tokens are issued on it
     front: GoFront | None = None  # the Go net/http front between gateway and emulator, if any
+    webshell_url: str = ""  # when the gateway serves the webshell
 
     @property
     def ca_file(self) -> Path:
@@ -296,8 +297,9 @@ def start_gateway(state: Path, upstream: harness.RunningEmulator, *, clusters: l
             front.stop()
 
     settings = gw_settings.load(config)
+    webshell = line.rstrip().split(", webshell on ")[1] if ", webshell on " in line else ""
     return GatewayHandle(f"https://127.0.0.1:{port}", port, metrics_port, settings, upstream, stop, log_file,
-                         front=front)
+                         front=front, webshell_url=webshell)
 
 
 def start_gateway_in_process(state: Path, upstream: harness.RunningEmulator, *,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,6 +215,34 @@ class Metrics:
 
 
 @dataclass
+class Webshell:
+    """The browser terminal (docs/webshell.md): its own HTTPS listener, started by `kubegate serve`."""
+
+    enabled: bool = False
+    """Serve the webshell."""
+    host: str = "127.0.0.1"
+    """Address of its listener (it uses the gateway's serving certificate: list its names in tls.hosts)."""
+    port: int = 8444
+    """Its port; 0 picks a free one."""
+    public_url: str = ""
+    """Where browsers reach it (its origin, for cookies, the WebSocket Origin check and the SSO redirect). Default: https://<host>:<port>."""
+    kubectl: str = ""
+    """The kubectl the terminals run. Default: the one on PATH."""
+    oidc_issuer: str = ""
+    """Single sign-on: one of oidc[].issuer, used with the authorization-code flow and PKCE. Empty: token login only."""
+    oidc_client_id: str = "kubegate-webshell"
+    """The webshell's (public) client id at that issuer; its redirect URI is <public_url>/login/callback."""
+    idle_seconds: int = 900
+    """A session with no request for this long ends (its terminals close, its token stops working)."""
+    max_seconds: int = 8 * 3600
+    """No session lives longer than this (nor longer than the login it started from)."""
+    auditor_groups: list[str] = field(default_factory=lambda: ["kubegate:auditors", "kubegate:cluster-admins"])
+    """Groups that may see every session and recording."""
+    work_dir: str = ""
+    """Where each session's own directory lives (files, kubeconfig). Default: state_dir/webshell."""
+
+
+@dataclass
 class Settings:
     listen: Listen = field(default_factory=Listen)
     public_url: str = ""
@@ -229,6 +258,7 @@ class Settings:
     metrics: Metrics = field(default_factory=Metrics)
     store: Store = field(default_factory=Store)
     gates: Gates = field(default_factory=Gates)
+    webshell: Webshell = field(default_factory=Webshell)
     max_request_body_bytes: int = DEFAULT_MAX_BODY
     """Largest request body accepted (and inspected). Larger: 413. Default 3 MiB, as kube-apiserver."""
     base_dir: str = ""
@@ -279,7 +309,7 @@ def _build(cls: type, data: Any, where: str, problems: list[str]) -> Any:
 # Field types as written in the annotations above (strings, under `from __future__ import annotations`).
 _NESTED: dict[str, type] = {"Listen": Listen, "Tls": Tls, "Issuer": Issuer, "Audit": Audit, "Metrics": Metrics,
                             "AuditWebhook": AuditWebhook,
-                            "Authz": Authz, "Store": Store, "Gates": Gates}
+                            "Authz": Authz, "Store": Store, "Gates": Gates, "Webshell": Webshell}
 _LISTS: dict[str, type] = {"list[Oidc]": Oidc, "list[Cluster]": Cluster}
 _SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
                                          "list[str]": (list,), "dict[str, str]": (dict,),
@@ -380,6 +410,18 @@ def validate(s: Settings) -> list[str]:
         bad = [a for a in o.algorithms if a not in OIDC_ALGORITHMS]
         if bad or not o.algorithms:
             problems.append(f"{where}.algorithms: {bad or 'empty'}; allowed: {', '.join(OIDC_ALGORITHMS)}")
+    w = s.webshell
+    if w.enabled:
+        if not 0 <= w.port <= 65535:
+            problems.append("webshell.port: must be 0..65535")
+        if w.public_url:
+            _https_url(w.public_url, "webshell.public_url", problems)
+        if not (shutil.which(w.kubectl) if w.kubectl else shutil.which("kubectl")):
+            problems.append(f"webshell.kubectl: {w.kubectl or 'kubectl'} is not an executable (nor on PATH)")
+        if w.oidc_issuer and w.oidc_issuer not in {o.issuer for o in s.oidc}:
+            problems.append(f"webshell.oidc_issuer: {w.oidc_issuer!r} is none of oidc[].issuer")
+        if w.idle_seconds <= 0 or w.max_seconds <= 0:
+            problems.append("webshell.idle_seconds and webshell.max_seconds: must be positive")
     if not s.clusters:
         problems.append("clusters: at least one cluster is required")
     names: set[str] = set()

@@ -4,7 +4,9 @@ listener for /metrics, /healthz and /readyz."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import shutil
 import signal
 import threading
 import time
@@ -125,6 +127,7 @@ class Gateway:
             if audit.record_sessions else None
         self.addon = GatewayAddon(self.stages, self.upstreams, self.sink, self.metrics, recorder, recordings)
         self.master: Master | None = None
+        self.webshell: Any = None  # kubegate.webshell.app.Webshell, when settings.webshell.enabled
         self.port = 0
         self.metrics_port = 0
         self._task: asyncio.Task[None] | None = None
@@ -274,6 +277,8 @@ class Gateway:
         self.port = addrs[0][1]
         if self.settings.metrics.port >= 0:
             await self._start_metrics()
+        if self.settings.webshell.enabled:
+            await self._start_webshell()
         interval = self.settings.authz.reload_interval_seconds
         try:  # a first answer before serving, so /readyz tells the truth from the start
             await asyncio.wait_for(self._probe_once(), 3)
@@ -286,6 +291,35 @@ class Gateway:
                                            name="cluster-probe")]
         self.metrics.ready.set(1)
         log.info("kubegate serving on https://%s:%d", listen.host, self.port)
+
+    async def _start_webshell(self) -> None:
+        """The browser terminal on its own listener; it reaches this gateway over HTTPS only."""
+        from urllib.parse import urlsplit
+
+        from kubegate.webshell.app import Webshell
+        from kubegate.webshell.config import OidcLogin, WebshellConfig
+
+        s, w = self.settings, self.settings.webshell
+        oidc = next((o for o in s.oidc if o.issuer == w.oidc_issuer), None) if w.oidc_issuer else None
+        local = "127.0.0.1" if s.listen.host in ("0.0.0.0", "::") else s.listen.host
+        cfg = WebshellConfig(
+            host=w.host, port=w.port, public_url=w.public_url or f"https://{w.host}:{w.port}",
+            cert_file=self.tls.cert_file, key_file=self.tls.key_file,
+            gateway_url=f"https://{local}:{self.port}", gateway_ca_file=self.tls.ca_file,
+            gateway_server_name=urlsplit(s.url).hostname or local,
+            clusters=tuple(u.name for u in self.upstreams.all),
+            default_cluster=(self.upstreams.default or self.upstreams.all[0]).name,
+            work_dir=s.path(w.work_dir) if w.work_dir else s.state / "webshell",
+            recordings_dir=s.path(s.audit.recordings_dir) if s.audit.recordings_dir else s.state / "recordings",
+            kubectl=shutil.which(w.kubectl or "kubectl") or w.kubectl, audit=self.sink.write,
+            oidc=OidcLogin(oidc.issuer, w.oidc_client_id, str(s.path(oidc.jwks_ca_file)) if oidc.jwks_ca_file else "")
+            if oidc else None,
+            idle_seconds=w.idle_seconds, max_seconds=w.max_seconds, auditor_groups=tuple(w.auditor_groups))
+        self.webshell = Webshell(cfg)
+        await self.webshell.start()
+        if not w.public_url and w.port == 0:
+            self.webshell.origin = f"https://{w.host}:{self.webshell.port}"
+            self.webshell.cfg = dataclasses.replace(cfg, public_url=self.webshell.origin)
 
     async def _start_metrics(self) -> None:
         async def metrics(_: web.Request) -> web.Response:
@@ -327,6 +361,8 @@ class Gateway:
 
     async def stop(self) -> None:
         self.metrics.ready.set(0)
+        if self.webshell is not None:
+            await self.webshell.stop()
         for task in self._tasks:
             task.cancel()
         if self._metrics_runner is not None:

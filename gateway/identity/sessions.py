@@ -49,7 +49,8 @@ class SessionService:
         sid = f"s-{uuid.uuid4().hex}"
         token = self.issuer.issue(identity.user, identity.groups, ttl_seconds=ttl, uid=identity.uid,
                                   extra={k: list(v) for k, v in identity.extra.items()} or None, session=sid)
-        return {"kind": "Session", "id": sid, "user": identity.user, "token": token, "expiresAt": now + ttl}
+        return {"kind": "Session", "id": sid, "user": identity.user, "groups": list(identity.groups), "token": token,
+                "expiresAt": now + ttl}
 
     async def end(self, sid: str, identity: Identity) -> None:
         if identity.session != sid:

@@ -1,0 +1,80 @@
+"""The webshell's terminal, driven over its WebSocket: kubectl runs as the user with the session's
+own token; everything else is refused with a clear line and audited."""
+
+from __future__ import annotations
+
+from tests.webshell.conftest import WebshellHandle
+
+
+def test_kubectl_runs_as_the_user_with_the_sessions_token(webshell: WebshellHandle) -> None:
+    client = webshell.login("ada")
+    webshell.gw.upstream.clear_requests()
+    shown = client.run(["kubectl get configmaps -n default", "kubectl auth whoami"])
+    assert "kubegate webshell: ada on cluster emu" in shown
+    assert "kube-root-ca.crt" in shown or "No resources found" in shown
+    assert "ada" in shown.split("kubectl auth whoami", 1)[1]
+    seen = [r for r in webshell.gw.upstream.requests if r.path.endswith("/configmaps")]
+    assert seen and all(r.user.username == "ada" for r in seen)
+    sessions = {r.user.extra.get("kubegate.io/session") for r in seen}
+    assert len(sessions) == 1 and None not in sessions  # the session's token, never an admin's
+
+
+ESCAPES = [
+    ("bash", "'bash' is not available"),
+    ("sh -c id", "'sh' is not available"),
+    ("kubectl get pods; cat /etc/passwd", "pipes, redirections and command lists are not available"),
+    ("kubectl get pods | sh", "pipes, redirections and command lists are not available"),
+    ("kubectl get $(id)", "command substitution"),
+    ("kubectl get `id`", "command substitution"),
+    ("kubectl --kubeconfig=/etc/passwd get pods", "--kubeconfig is not available"),
+    ("kubectl get pods --token=abc", "--token is not available"),
+    ("kubectl --server=https://10.0.0.1 get pods", "--server is not available"),
+    ("kubectl -s https://10.0.0.1 get pods", "-s/--server is not available"),
+    ("kubectl --as=system:admin get pods", "--as is not available"),
+    ("kubectl --as-group=system:masters get pods", "--as-group is not available"),
+    ("KUBECONFIG=/etc/kubegate kubectl get pods", "setting environment variables is not available"),
+    ("alias k=bash", "'alias' is not available"),
+    ("kubectl get pods > /tmp/x", "pipes, redirections and command lists are not available"),
+    ("kubectl cp default/web-0:/etc/hosts /etc/cron.d/x", "is outside this session's directory"),
+    ("kubectl apply -f /etc/passwd", "is outside this session's directory"),
+    ("kubectl apply -f ../../../kubeconfig", "is outside this session's directory"),
+    ("kubectl apply -f https://example.com/x.yaml", "URLs are not fetched"),
+    ("kubectl config view --raw", "`kubectl config` is not available"),
+    ("kubectl edit configmap x", "kubectl edit opens a local editor"),
+    ("kubectl port-forward pod/x 8080", "port-forward would listen on the gateway's host"),
+    ("kubectl proxy", "kubectl proxy would listen"),
+    ("kubectl whoami-plugin", "is not available in the webshell (plugins"),
+    ("/usr/bin/kubectl get pods", "programs are not run by path"),
+    ("python3 -c 'import os'", "'python3' is not available"),
+    ("kubectl get pods -l app=$HOME", "variables are not available"),
+    ("kubectl get pods ~/x", "~ is not expanded"),
+]
+
+
+def test_escape_attempts_are_refused_and_audited(webshell: WebshellHandle) -> None:
+    client = webshell.login("eve", ("kubegate:viewers",))
+    shown = client.run([line for line, _ in ESCAPES])
+    for line, why in ESCAPES:
+        after = shown.split(line, 1)
+        assert len(after) == 2, f"{line!r} was not echoed"
+        answer = after[1].split("$ ", 1)[0]
+        assert "kubegate: refused:" in answer and why in answer, f"{line!r}: {answer!r}"
+    refused = [e["annotations"] for e in webshell.gw.audit_events()
+               if (e.get("annotations") or {}).get("kubegate.io/webshell-event") == "refused"
+               and e["user"]["username"] == "eve"]
+    assert [a["kubegate.io/webshell-line"] for a in refused] == [line for line, _ in ESCAPES]
+    assert all(a["kubegate.io/webshell-refusal"] for a in refused)
+
+
+def test_what_the_policy_refuses_the_gateway_refuses(webshell: WebshellHandle) -> None:
+    """kubectl exec into a pod the user may not use: the shell lets kubectl try, the gateway refuses."""
+    emu = webshell.gw.upstream
+    pods = emu.emulator.registry.lookup("", "v1", "pods")
+    emu.call(lambda: emu.emulator.store.create(pods, "default", {
+        "metadata": {"name": "guarded"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}))
+    client = webshell.login("eve", ("kubegate:viewers",))
+    shown = client.run(["kubectl exec -n default guarded -- id", "kubectl delete configmap nope -n default"])
+    exec_answer = shown.split("kubectl exec -n default guarded -- id", 1)[1].split("$ ", 1)[0]
+    assert 'user "eve" may not create pods/exec "guarded"' in exec_answer
+    delete_answer = shown.split("kubectl delete configmap nope -n default", 1)[1].split("$ ", 1)[0]
+    assert "Forbidden" in delete_answer and 'may not delete configmaps "nope"' in delete_answer
