@@ -98,7 +98,7 @@ class Webshell:
     async def _reap(self) -> None:
         """Idle and absolute timeouts: a session past either is ended, its terminals closed."""
         while True:
-            await asyncio.sleep(5)
+            await asyncio.sleep(max(0.5, min(5.0, self.cfg.idle_seconds / 4)))
             for session in self.sessions.expired():
                 await self._end(session, "the session expired", dropped=True)
 

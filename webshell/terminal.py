@@ -149,6 +149,7 @@ class Terminal:
             return
         if not isinstance(message, dict) or self._proc is None:
             return
+        self.session.last_seen = time.time()  # typing keeps a session alive
         if message.get("type") == "input" and isinstance(message.get("data"), str):
             data = message["data"].encode()[:MAX_INPUT]
             self.recording.typed(data)
