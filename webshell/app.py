@@ -29,7 +29,7 @@ from aiohttp import web
 
 from kubegate.audit import events
 
-from . import pages
+from . import history, pages
 from .config import WebshellConfig
 from .sessions import Sessions, WebSession
 from .terminal import Terminal
@@ -38,7 +38,8 @@ log = logging.getLogger("kubegate.webshell")
 COOKIE = "__Host-kubegate-session"
 LOGIN_COOKIE = "__Host-kubegate-login"  # the login form's CSRF token, before there is a session
 STATIC = Path(__file__).resolve().parent / "static"
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+# 'wasm-unsafe-eval': the replay player's terminal emulator is WebAssembly (no JavaScript eval).
+CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
 
 
@@ -46,7 +47,8 @@ class Webshell:
     def __init__(self, cfg: WebshellConfig) -> None:
         self.cfg = cfg
         self.sessions = Sessions(cfg.work_dir, idle_seconds=cfg.idle_seconds, max_seconds=cfg.max_seconds)
-        self.terminals: dict[str, set[Terminal]] = {}
+        self.terminals: dict[str, set[Terminal]] = {}  # by web session
+        self.live: dict[str, Terminal] = {}  # by terminal id
         self._gateway_ssl = ssl.create_default_context(cafile=str(cfg.gateway_ca_file))
         self._http: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
@@ -71,6 +73,13 @@ class Webshell:
         app.router.add_post("/logout", self.logout)
         app.router.add_get("/terminal", self.terminal_page)
         app.router.add_get("/ws/terminal", self.terminal_socket)
+        app.router.add_get("/sessions", self.sessions_page)
+        app.router.add_get("/sessions/{terminal}", self.session_page)
+        app.router.add_get("/recordings/{terminal}.cast", self.recording)
+        app.router.add_get("/ws/watch/{terminal}", self.watch_socket)
+        app.router.add_get("/access", self.access_page)
+        app.router.add_post("/access", self.access_request)
+        app.router.add_post("/access/{id}/{verb}", self.access_decide)
         app.router.add_static("/static/", STATIC, follow_symlinks=False)
         return app
 
@@ -109,7 +118,8 @@ class Webshell:
         response = await handler(request)
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        # same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on form posts.
+        response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
@@ -283,6 +293,7 @@ class Webshell:
         await ws.prepare(request)
         terminal = Terminal(self.cfg, session, *target, ws)
         self.terminals.setdefault(session.id, set()).add(terminal)
+        self.live[terminal.id] = terminal
         try:
             cols = int(request.query.get("cols", "80"))
             rows = int(request.query.get("rows", "24"))
@@ -292,7 +303,125 @@ class Webshell:
             await terminal.run(max(10, min(500, cols)), max(5, min(200, rows)))
         finally:
             self.terminals.get(session.id, set()).discard(terminal)
+            self.live.pop(terminal.id, None)
         return ws
+
+    # -- sessions, recordings, live watching ---------------------------------------------------
+
+    def _visible(self, session: WebSession, record: history.TerminalRecord) -> bool:
+        """A user sees their own terminals; auditors see everyone's."""
+        return record.user == session.user or session.is_auditor(self.cfg.auditor_groups)
+
+    def _record(self, session: WebSession, terminal_id: str) -> history.TerminalRecord:
+        found = next((r for r in history.terminals(self.cfg.audit_log) if r.id == terminal_id), None)
+        if found is None or not self._visible(session, found):
+            raise web.HTTPNotFound(text="no such session")  # the same answer whether absent or someone else's
+        return found
+
+    async def sessions_page(self, request: web.Request) -> web.StreamResponse:
+        session = self._session(request)
+        if session is None:
+            return _redirect("/login")
+        filters = {k: request.query.get(k, "").strip() for k in ("user", "cluster", "since")}
+        records = [r for r in history.terminals(self.cfg.audit_log) if self._visible(session, r)
+                   and (not filters["user"] or r.user == filters["user"])
+                   and (not filters["cluster"] or r.cluster == filters["cluster"])
+                   and (not filters["since"] or r.started >= filters["since"])]
+        records.sort(key=lambda r: r.id not in self.live)  # live first, then newest first (stable)
+        return self._html(pages.sessions(session, records, set(self.live),
+                                         session.is_auditor(self.cfg.auditor_groups), filters))
+
+    async def session_page(self, request: web.Request) -> web.StreamResponse:
+        session = self._session(request)
+        if session is None:
+            return _redirect("/login")
+        record = self._record(session, request.match_info["terminal"])
+        live = record.id in self.live and session.is_auditor(self.cfg.auditor_groups)
+        return self._html(pages.replay(session, record, history.api_events(self.cfg.audit_log, record.session), live))
+
+    async def recording(self, request: web.Request) -> web.StreamResponse:
+        session = self._session(request)
+        if session is None:
+            raise web.HTTPUnauthorized(text="sign in first")
+        record = self._record(session, request.match_info["terminal"])
+        path = self.cfg.recordings_dir / record.recording
+        if not record.recording or "/" in record.recording or not path.is_file():
+            raise web.HTTPNotFound(text="no recording")
+        return web.FileResponse(path, headers={"Content-Type": "application/x-asciicast"})
+
+    async def watch_socket(self, request: web.Request) -> web.StreamResponse:
+        """An auditor watches a live terminal: its output, as it happens; nothing typed goes in."""
+        session = self._session(request)
+        if request.headers.get("Origin") != self.origin or session is None:
+            raise web.HTTPForbidden(text="the terminal opens only from the webshell's own pages")
+        if not session.is_auditor(self.cfg.auditor_groups):
+            raise web.HTTPNotFound(text="no such session")
+        terminal = self.live.get(request.match_info["terminal"])
+        if terminal is None:
+            raise web.HTTPNotFound(text="the session is not live")
+        ws = web.WebSocketResponse(heartbeat=30)
+        await ws.prepare(request)
+        terminal.watchers.add(ws)
+        self._audit("watched", session, **{"kubegate.io/terminal": terminal.id,
+                                           "kubegate.io/watched-user": terminal.session.user})
+        try:
+            async for _ in ws:
+                pass  # input from a watcher is ignored
+        finally:
+            terminal.watchers.discard(ws)
+        return ws
+
+    # -- access requests -------------------------------------------------------------------------
+
+    async def access_page(self, request: web.Request, error: str = "", notice: str = "") -> web.StreamResponse:
+        session = self._session(request)
+        if session is None:
+            return _redirect("/login")
+        status, body = await self._gateway("GET", "/kubegate/v1/accessrequests", session.token)
+        items = body.get("items", []) if status == 200 and isinstance(body, dict) else []
+        if status != 200 and not error:
+            error = str(body.get("message", f"the gateway answered {status}")) if isinstance(body, dict) else str(status)
+        return self._html(pages.access(session, items, self.cfg.clusters, error, notice),
+                          200 if not error else 400)
+
+    async def _form(self, request: web.Request) -> tuple[WebSession, Any] | web.StreamResponse:
+        session = self._session(request)
+        if session is None:
+            return _redirect("/login")
+        form = await request.post()
+        if not self._same_origin(request) or not self.sessions.csrf_ok(session, str(form.get("csrf", ""))):
+            return self._html(pages.message("Not done", "The form expired; reload the page.", session), 403)
+        return session, form
+
+    async def access_request(self, request: web.Request) -> web.StreamResponse:
+        checked = await self._form(request)
+        if isinstance(checked, web.StreamResponse):
+            return checked
+        session, form = checked
+        try:
+            minutes = int(str(form.get("minutes", "60")))
+        except ValueError:
+            return await self.access_page(request, "minutes must be a number")
+        status, body = await self._gateway("POST", "/kubegate/v1/accessrequests", session.token, {
+            "role": str(form.get("role", "")), "cluster": str(form.get("cluster", "")),
+            "namespace": str(form.get("namespace", "*")), "durationSeconds": minutes * 60,
+            "reason": str(form.get("reason", ""))})
+        if status != 201:
+            return await self.access_page(request, str(body.get("message", status)).removeprefix("kubegate: "))
+        return await self.access_page(request, notice=f"requested: {body['id']}; an approver decides on this page")
+
+    async def access_decide(self, request: web.Request) -> web.StreamResponse:
+        checked = await self._form(request)
+        if isinstance(checked, web.StreamResponse):
+            return checked
+        session, _ = checked
+        verb, rid = request.match_info["verb"], request.match_info["id"]
+        if verb not in ("approve", "deny") or not rid.isalnum():
+            raise web.HTTPNotFound()
+        status, body = await self._gateway("POST", f"/kubegate/v1/accessrequests/{rid}/{verb}", session.token)
+        if status != 200:
+            return await self.access_page(request, str(body.get("message", status)).removeprefix("kubegate: "))
+        return await self.access_page(request, notice=f"{rid} {body['status']}")
 
     # -- logout --------------------------------------------------------------------------------
 

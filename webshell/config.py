@@ -32,6 +32,7 @@ class WebshellConfig:
     default_cluster: str
     work_dir: Path  # per-session directories (files, home, kubeconfig)
     recordings_dir: Path
+    audit_log: Path  # the gateway's live audit log: what the sessions page reads
     kubectl: str
     audit: Callable[[dict[str, Any]], None]  # writes one audit event (the gateway's audit subsystem)
     oidc: OidcLogin | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
+from .history import ApiEvent, TerminalRecord
 from .sessions import WebSession
 
 
@@ -11,7 +12,8 @@ def _page(title: str, body: str, session: WebSession | None = None, scripts: tup
           styles: tuple[str, ...] = ()) -> str:
     nav = ""
     if session is not None:
-        nav = (f'<nav aria-label="main"><a href="/">Clusters</a>'
+        nav = (f'<nav aria-label="main"><a href="/">Clusters</a><a href="/sessions">Sessions</a>'
+               f'<a href="/access">Access requests</a>'
                f'<span class="who">{escape(session.user)}</span>'
                f'<form method="post" action="/logout"><input type="hidden" name="csrf" value="{escape(session.csrf)}">'
                f'<button type="submit">Log out</button></form></nav>')
@@ -72,3 +74,88 @@ def terminal(session: WebSession, cluster: str, namespace: str) -> str:
 def message(title: str, text: str, session: WebSession | None = None, status: str = "") -> str:
     return _page(title, f'<h1>{escape(title)}</h1><p role="alert">{escape(text)}</p>'
                         f'<p><a href="/">Back</a></p>', session)
+
+
+def sessions(session: WebSession, records: list[TerminalRecord], live: set[str], auditor: bool,
+             filters: dict[str, str]) -> str:
+    rows = "".join(
+        f'<tr><td>{"<strong>live</strong>" if r.id in live else escape(r.ended[:19].replace("T", " ")) or "?"}</td>'
+        f'<td>{escape(r.user)}</td><td>{escape(r.cluster)}{(" / " + escape(r.namespace)) if r.namespace else ""}</td>'
+        f'<td>{escape(r.started[:19].replace("T", " "))}</td><td>{r.commands}</td><td>{r.refusals}</td>'
+        f'<td><a href="/sessions/{escape(r.id)}">{"watch" if r.id in live and auditor else "replay"}</a></td></tr>'
+        for r in records)
+    scope = "every user's sessions (you are an auditor)" if auditor else "your own sessions"
+    return _page("Sessions", f"""
+<h1>Terminal sessions</h1>
+<p class="hint">Showing {scope}; live sessions first. Every byte in and out is recorded.</p>
+<form method="get" action="/sessions" class="filters" aria-label="filter sessions">
+  <label for="f-user">User</label><input id="f-user" name="user" value="{escape(filters.get("user", ""))}">
+  <label for="f-cluster">Cluster</label><input id="f-cluster" name="cluster" value="{escape(filters.get("cluster", ""))}">
+  <label for="f-since">Since (UTC)</label><input id="f-since" name="since" placeholder="2026-11-29T08:00" value="{escape(filters.get("since", ""))}">
+  <button type="submit">Filter</button>
+</form>
+<table><caption class="sr-only">terminal sessions</caption>
+<thead><tr><th scope="col">Ended</th><th scope="col">User</th><th scope="col">Where</th><th scope="col">Started</th>
+<th scope="col">Commands</th><th scope="col">Refused</th><th scope="col"></th></tr></thead>
+<tbody>{rows or '<tr><td colspan="7">No sessions yet.</td></tr>'}</tbody></table>""", session)
+
+
+def replay(session: WebSession, record: TerminalRecord, events: list[ApiEvent], live: bool) -> str:
+    rows = "".join(
+        f'<tr><td>{escape(e.time[11:19])}</td><td>{escape(e.verb)}</td><td class="uri">{escape(e.uri)}</td>'
+        f'<td>{e.code}</td><td>{escape(e.decision)}</td></tr>' for e in events)
+    state = "live: you are watching as it happens" if live else (
+        f"ended {escape(record.ended[:19].replace('T', ' '))} ({escape(record.why)}); recording SHA-256 "
+        f"<code>{escape(record.sha256[:16])}…</code>")
+    player = (f'<div id="live" data-terminal="{escape(record.id)}" aria-label="live terminal"></div>' if live else
+              f'<div id="player" data-src="/recordings/{escape(record.id)}.cast" aria-label="session recording"></div>')
+    scripts = ("/static/vendor/xterm.js", "/static/vendor/addon-fit.js", "/static/watch.js") if live else \
+        ("/static/vendor/asciinema-player.min.js", "/static/replay.js")
+    styles = ("/static/vendor/xterm.css",) if live else ("/static/vendor/asciinema-player.css",)
+    return _page(f"Session of {record.user}", f"""
+<h1>{escape(record.user)} on {escape(record.cluster)}</h1>
+<p class="status">Started {escape(record.started[:19].replace("T", " "))}; {state}.</p>
+<div class="replay">
+  <section aria-label="terminal">{player}</section>
+  <section aria-label="API requests of this session">
+    <h2>API requests</h2>
+    <table><thead><tr><th scope="col">Time</th><th scope="col">Verb</th><th scope="col">Request</th>
+    <th scope="col">Code</th><th scope="col">Decision</th></tr></thead>
+    <tbody>{rows or '<tr><td colspan="5">None.</td></tr>'}</tbody></table>
+  </section>
+</div>""", session, scripts=scripts, styles=styles)
+
+
+def access(session: WebSession, items: list[dict[str, object]], clusters: tuple[str, ...], error: str = "",
+           notice: str = "") -> str:
+    def actions(item: dict[str, object]) -> str:
+        if item.get("status") != "pending" or item.get("user") == session.user:
+            return ""
+        return "".join(
+            f'<form method="post" action="/access/{escape(str(item["id"]))}/{verb}" class="inline">'
+            f'<input type="hidden" name="csrf" value="{escape(session.csrf)}">'
+            f'<button type="submit">{verb.capitalize()}</button></form>' for verb in ("approve", "deny"))
+    rows = "".join(
+        f'<tr><td><code>{escape(str(i["id"]))}</code></td><td>{escape(str(i["status"]))}</td><td>{escape(str(i["user"]))}</td>'
+        f'<td>{escape(str(i["role"]))}</td><td>{escape(str(i["cluster"]))}:{escape(str(i["namespace"]))}</td>'
+        f'<td>{int(str(i["durationSeconds"])) // 60} min</td><td>{escape(str(i["reason"]))}</td>'
+        f'<td>{escape(str(i.get("decidedBy") or ""))}</td><td>{actions(i)}</td></tr>' for i in items)
+    options = "".join(f'<option>{escape(c)}</option>' for c in clusters)
+    alert = (f'<p class="error" role="alert">{escape(error)}</p>' if error else "") + \
+        (f'<p class="notice" role="status">{escape(notice)}</p>' if notice else "")
+    return _page("Access requests", f"""
+<h1>Time-bound access</h1>
+{alert}
+<form method="post" action="/access" class="card" aria-label="request access">
+  <input type="hidden" name="csrf" value="{escape(session.csrf)}">
+  <label for="role">Role</label><input id="role" name="role" required placeholder="developer">
+  <label for="a-cluster">Cluster</label><select id="a-cluster" name="cluster">{options}</select>
+  <label for="a-namespace">Namespace (glob)</label><input id="a-namespace" name="namespace" value="*">
+  <label for="minutes">For (minutes)</label><input id="minutes" name="minutes" type="number" min="1" max="1440" value="60">
+  <label for="reason">Reason</label><input id="reason" name="reason" required placeholder="INC-1234: restart the ledger">
+  <button type="submit">Request access</button>
+</form>
+<h2>Requests you made or may decide</h2>
+<table><thead><tr><th scope="col">ID</th><th scope="col">Status</th><th scope="col">User</th><th scope="col">Role</th>
+<th scope="col">Where</th><th scope="col">For</th><th scope="col">Reason</th><th scope="col">Decided by</th><th scope="col"></th></tr></thead>
+<tbody>{rows or '<tr><td colspan="9">None.</td></tr>'}</tbody></table>""", session)

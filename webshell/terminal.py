@@ -64,6 +64,7 @@ class Terminal:
         self._control_r = -1
         self._control_buf = b""
         self._closed = False
+        self.watchers: set[web.WebSocketResponse] = set()  # auditors watching it live
 
     def _audit(self, kind: str, **annotations: str) -> None:
         try:
@@ -136,6 +137,11 @@ class Terminal:
             data = await self._out.get()
             if data is None:
                 break
+            for watcher in list(self.watchers):
+                try:
+                    await watcher.send_bytes(data)
+                except (ConnectionResetError, RuntimeError):
+                    self.watchers.discard(watcher)
             try:
                 await self.ws.send_bytes(data)
             except (ConnectionResetError, RuntimeError):
@@ -209,5 +215,7 @@ class Terminal:
         digest = self.recording.close()
         self._audit("terminal-ended", **{"kubegate.io/recording": self.recording_path.name,
                                          "kubegate.io/recording-sha256": digest, "kubegate.io/why": why})
+        for watcher in list(self.watchers):
+            await watcher.close(message=why.encode()[:120])
         if not self.ws.closed:
             await self.ws.close(message=why.encode()[:120])

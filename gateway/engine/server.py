@@ -311,6 +311,7 @@ class Gateway:
             default_cluster=(self.upstreams.default or self.upstreams.all[0]).name,
             work_dir=s.path(w.work_dir) if w.work_dir else s.state / "webshell",
             recordings_dir=s.path(s.audit.recordings_dir) if s.audit.recordings_dir else s.state / "recordings",
+            audit_log=s.audit_path,
             kubectl=shutil.which(w.kubectl or "kubectl") or w.kubectl, audit=self.sink.write,
             oidc=OidcLogin(oidc.issuer, w.oidc_client_id, str(s.path(oidc.jwks_ca_file)) if oidc.jwks_ca_file else "")
             if oidc else None,
