@@ -38,14 +38,39 @@ def verify(args: argparse.Namespace) -> int:
     problems = chain.verify(paths)
     live = paths[-1]
     problems += chain.check_head(live, live.with_name(live.name + ".head"))
+    if args.recordings:
+        problems += _check_recordings(paths, Path(args.recordings))
     for problem in problems:
         print(problem)
     if problems:
         print(f"{len(problems)} problem(s) in {', '.join(str(p) for p in paths)}", file=sys.stderr)
         return 1
     lines = sum(1 for p in paths for line in p.read_text(encoding="utf-8").splitlines() if line.strip())
-    print(f"OK: {lines} events in {len(paths)} file(s), chained without a break")
+    checked = f"; {len(list(Path(args.recordings).glob('*.cast')))} recording(s) in {args.recordings} as recorded" \
+        if args.recordings else ""
+    print(f"OK: {lines} events in {len(paths)} file(s), chained without a break{checked}")
     return 0
+
+
+def _check_recordings(paths: list[Path], directory: Path) -> list[str]:
+    """Each session recording the log vouches for (its SHA-256 in the session's last event) is there
+    and unchanged."""
+    import hashlib
+
+    vouched: dict[str, str] = {}
+    for event in _events(paths):
+        a = event.get("annotations") or {}
+        name, digest = a.get("kubegate.io/recording"), a.get("kubegate.io/recording-sha256")
+        if name and digest and "/" not in name:
+            vouched[name] = digest
+    problems = []
+    for name, digest in sorted(vouched.items()):
+        path = directory / name
+        if not path.is_file():
+            problems.append(f"{path}: the recording the audit log vouches for is missing")
+        elif hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            problems.append(f"{path}: changed after the session (its SHA-256 is not the one the audit log records)")
+    return problems
 
 
 def _events(paths: list[Path]) -> Iterator[dict[str, Any]]:
@@ -171,6 +196,8 @@ def add_parser(sub: Any) -> None:
     acts = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     v = acts.add_parser("verify", help="check the hash chain of audit log files (oldest first); exit 1 on a break")
     v.add_argument("files", nargs="+", help="audit log files: rotated ones and the live one")
+    v.add_argument("--recordings", metavar="DIR",
+                   help="also check that every session recording the log vouches for is in DIR, unchanged")
     v.set_defaults(handler=verify)
     t = acts.add_parser("tail", help="the last events of an audit log, one line each")
     t.add_argument("file", nargs="?", default="state/audit.jsonl")

@@ -3,6 +3,12 @@ own token; everything else is refused with a clear line and audited."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import settled_text
 from tests.webshell.conftest import WebshellHandle
 
 
@@ -78,3 +84,24 @@ def test_what_the_policy_refuses_the_gateway_refuses(webshell: WebshellHandle) -
     assert 'user "eve" may not create pods/exec "guarded"' in exec_answer
     delete_answer = shown.split("kubectl delete configmap nope -n default", 1)[1].split("$ ", 1)[0]
     assert "Forbidden" in delete_answer and 'may not delete configmaps "nope"' in delete_answer
+
+
+def test_the_recording_is_vouched_for_by_the_audit_log(webshell: WebshellHandle, tmp_path: Path) -> None:
+    client = webshell.login("ada")
+    client.run(["kubectl get configmaps -n default", "bash"])
+    log, recordings = webshell.gw.settings.audit_path, webshell.gw.settings.state / "recordings"
+    settled_text(log)
+    ok = subprocess.run([sys.executable, "-m", "kubegate", "audit", "verify", str(log), "--recordings", str(recordings)],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "chained without a break" in ok.stdout, ok.stdout + ok.stderr
+    cast = max(recordings.glob("webshell-*.cast"), key=lambda c: c.stat().st_mtime)  # this session's
+    lines = cast.read_text().splitlines()
+    assert any('"i"' in line and "b" in line for line in lines)  # keystrokes ...
+    assert any('"o"' in line and "refused" in line for line in lines)  # ... and output, with timing
+    # A tampered copy: one byte of output changed.
+    copy = tmp_path / "recordings"
+    shutil.copytree(recordings, copy)
+    (copy / cast.name).write_text(cast.read_text().replace("refused", "REFUSED", 1))
+    bad = subprocess.run([sys.executable, "-m", "kubegate", "audit", "verify", str(log), "--recordings", str(copy)],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and f"{copy / cast.name}: changed after the session" in bad.stdout
