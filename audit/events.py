@@ -24,7 +24,8 @@ def timestamp(epoch: float) -> str:
 STEP_VERBS = {"requested": "create", "approved": "update", "denied": "update", "expired": "update",
               "used": "update", "tripped": "create", "reset": "delete",
               "login": "create", "logout": "delete", "ended": "delete", "terminal-started": "create",
-              "terminal-ended": "update", "refused": "create", "command": "create", "finished": "update"}
+              "terminal-ended": "update", "refused": "create", "command": "create", "finished": "update",
+              "approval-requested": "create", "watched": "get"}
 
 
 def _step(prefix: str, kind: str, resource: str, name: str, uri: str, actor: str, now: float,

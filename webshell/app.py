@@ -77,6 +77,8 @@ class Webshell:
         app.router.add_get("/sessions/{terminal}", self.session_page)
         app.router.add_get("/recordings/{terminal}.cast", self.recording)
         app.router.add_get("/ws/watch/{terminal}", self.watch_socket)
+        app.router.add_get("/approvals", self.approvals_page)
+        app.router.add_post("/approvals/{id}/{verb}", self.approvals_decide)
         app.router.add_get("/access", self.access_page)
         app.router.add_post("/access", self.access_request)
         app.router.add_post("/access/{id}/{verb}", self.access_decide)
@@ -291,7 +293,7 @@ class Webshell:
             raise web.HTTPBadRequest(text="no such cluster or namespace")
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
         await ws.prepare(request)
-        terminal = Terminal(self.cfg, session, *target, ws)
+        terminal = Terminal(self.cfg, session, *target, ws, self._gateway)
         self.terminals.setdefault(session.id, set()).add(terminal)
         self.live[terminal.id] = terminal
         try:
@@ -370,6 +372,32 @@ class Webshell:
         finally:
             terminal.watchers.discard(ws)
         return ws
+
+    # -- approvals -------------------------------------------------------------------------------
+
+    async def approvals_page(self, request: web.Request, error: str = "", notice: str = "") -> web.StreamResponse:
+        session = self._session(request)
+        if session is None:
+            return _redirect("/login")
+        status, body = await self._gateway("GET", "/kubegate/v1/approvals", session.token)
+        items = body.get("items", []) if status == 200 and isinstance(body, dict) else []
+        if status != 200 and not error:
+            error = str(body.get("message", status)) if isinstance(body, dict) else str(status)
+        items.sort(key=lambda t: (t.get("status") != "pending", -float(t.get("created") or 0)))
+        return self._html(pages.approvals(session, items, error, notice), 200 if not error else 400)
+
+    async def approvals_decide(self, request: web.Request) -> web.StreamResponse:
+        checked = await self._form(request)
+        if isinstance(checked, web.StreamResponse):
+            return checked
+        session, _ = checked
+        verb, tid = request.match_info["verb"], request.match_info["id"]
+        if verb not in ("approve", "deny") or not tid.isalnum():
+            raise web.HTTPNotFound()
+        status, body = await self._gateway("POST", f"/kubegate/v1/approvals/{tid}/{verb}", session.token)
+        if status != 200:
+            return await self.approvals_page(request, str(body.get("message", status)).removeprefix("kubegate: "))
+        return await self.approvals_page(request, notice=f"{tid} {body['status']}")
 
     # -- access requests -------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ def _page(title: str, body: str, session: WebSession | None = None, scripts: tup
     nav = ""
     if session is not None:
         nav = (f'<nav aria-label="main"><a href="/">Clusters</a><a href="/sessions">Sessions</a>'
-               f'<a href="/access">Access requests</a>'
+               f'<a href="/approvals">Approvals</a><a href="/access">Access requests</a>'
                f'<span class="who">{escape(session.user)}</span>'
                f'<form method="post" action="/logout"><input type="hidden" name="csrf" value="{escape(session.csrf)}">'
                f'<button type="submit">Log out</button></form></nav>')
@@ -159,3 +159,41 @@ def access(session: WebSession, items: list[dict[str, object]], clusters: tuple[
 <table><thead><tr><th scope="col">ID</th><th scope="col">Status</th><th scope="col">User</th><th scope="col">Role</th>
 <th scope="col">Where</th><th scope="col">For</th><th scope="col">Reason</th><th scope="col">Decided by</th><th scope="col"></th></tr></thead>
 <tbody>{rows or '<tr><td colspan="9">None.</td></tr>'}</tbody></table>""", session)
+
+
+def _reasons(t: dict[str, object]) -> str:
+    reasons = t.get("reasons")
+    return "; ".join(str(r) for r in reasons) if isinstance(reasons, list) else ""
+
+
+def approvals(session: WebSession, items: list[dict[str, object]], error: str = "", notice: str = "") -> str:
+    def what(t: dict[str, object]) -> str:
+        request = t.get("request") or {}
+        assert isinstance(request, dict)
+        if request.get("method") == "KUBECTL":
+            return f'<code>{escape(str(request.get("path", "")))}</code>'
+        query = f"?{request['query']}" if request.get("query") else ""
+        return f'<code>{escape(str(request.get("method", "")))} {escape(str(request.get("path", "")))}{escape(query)}</code>'
+
+    def actions(t: dict[str, object]) -> str:
+        if t.get("status") != "pending" or t.get("user") == session.user:
+            return ""
+        return "".join(
+            f'<form method="post" action="/approvals/{escape(str(t["id"]))}/{verb}" class="inline">'
+            f'<input type="hidden" name="csrf" value="{escape(session.csrf)}">'
+            f'<button type="submit">{verb.capitalize()}</button></form>' for verb in ("approve", "deny"))
+    rows = "".join(
+        f'<tr><td><code>{escape(str(t["id"]))}</code></td><td>{escape(str(t["status"]))}</td><td>{escape(str(t["user"]))}</td>'
+        f'<td>{escape(str(t["cluster"]))}</td><td>{what(t)}</td>'
+        f'<td>{escape(_reasons(t))}</td>'
+        f'<td>{escape(str(t.get("decidedBy") or ""))}</td><td>{actions(t)}</td></tr>' for t in items)
+    alert = (f'<p class="error" role="alert">{escape(error)}</p>' if error else "") + \
+        (f'<p class="notice" role="status">{escape(notice)}</p>' if notice else "")
+    return _page("Approvals", f"""
+<h1>Approvals</h1>
+{alert}
+<p class="hint">Risky changes and webshell commands wait here for a second person. Nobody approves their own.</p>
+<table><thead><tr><th scope="col">Ticket</th><th scope="col">Status</th><th scope="col">Requested by</th>
+<th scope="col">Cluster</th><th scope="col">Exactly this</th><th scope="col">Why</th><th scope="col">Decided by</th>
+<th scope="col"></th></tr></thead>
+<tbody>{rows or '<tr><td colspan="8">Nothing waits for a decision.</td></tr>'}</tbody></table>""", session)

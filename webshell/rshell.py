@@ -39,8 +39,8 @@ live in this session's own directory, which ends with the session.
 
 
 class Shell:
-    def __init__(self, kubectl: str, files: Path, control: IO[str] | None) -> None:
-        self.kubectl, self.files, self.control = kubectl, files, control
+    def __init__(self, kubectl: str, files: Path, control: IO[str] | None, replies: IO[str] | None = None) -> None:
+        self.kubectl, self.files, self.control, self.replies = kubectl, files, control, replies
 
     def report(self, **message: Any) -> None:
         if self.control is not None:
@@ -94,6 +94,8 @@ class Shell:
             print(f"kubegate: refused: {verdict.refused}", flush=True)
             self.report(kind="refused", line=line, why=verdict.refused)
             return True
+        if verdict.risk and not self._approved(line, verdict.risk):
+            return True
         self.report(kind="command", line=line, argv=list(verdict.argv), risk=list(verdict.risk))
         try:
             code = subprocess.run([self.kubectl, *verdict.argv], cwd=self.files).returncode
@@ -106,6 +108,36 @@ class Shell:
         return True
 
 
+    def _approved(self, line: str, risk: tuple[str, ...]) -> bool:
+        """A risky line waits for a second person: the server opens a ticket and says how it ends."""
+        if self.replies is None:
+            print("kubegate: refused: this command needs a second person's approval, which is not available here",
+                  flush=True)
+            return False
+        self.report(kind="approval", line=line, risk=list(risk))
+        try:
+            while True:
+                reply = json.loads(self.replies.readline() or '{"decision": "error", "why": "the server went away"}')
+                if reply.get("ticket"):
+                    print(f"kubegate: waiting for approval — ticket {reply['ticket']} ({', '.join(risk)}); an approver "
+                          f"runs `kubegate approvals approve {reply['ticket']}` or uses the webshell's approvals page. "
+                          "Ctrl-C gives up.", flush=True)
+                    continue
+                decision, by = reply.get("decision"), reply.get("by", "")
+                if decision == "approved":
+                    print(f"kubegate: approved by {by}; running it", flush=True)
+                    return True
+                if decision == "denied":
+                    print(f"kubegate: denied by {by}; not run", flush=True)
+                else:
+                    print(f"kubegate: not run: {reply.get('why', decision)}", flush=True)
+                return False
+        except KeyboardInterrupt:
+            print("\nkubegate: gave up waiting; not run", flush=True)
+            self.report(kind="approval-cancelled", line=line)
+            return False
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="kubegate-rshell")
     p.add_argument("--kubectl", required=True)
@@ -114,9 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--namespace", default="")
     p.add_argument("--user", default="")
     p.add_argument("--control-fd", type=int, default=-1)
+    p.add_argument("--reply-fd", type=int, default=-1)
     args = p.parse_args(argv)
     control = os.fdopen(args.control_fd, "w", buffering=1) if args.control_fd >= 0 else None
-    shell = Shell(args.kubectl, args.files, control)
+    replies = os.fdopen(args.reply_fd, "r") if args.reply_fd >= 0 else None
+    shell = Shell(args.kubectl, args.files, control, replies)
     os.chdir(args.files)
     signal.signal(signal.SIGTSTP, signal.SIG_IGN)  # no job control: nothing to background into
     try:

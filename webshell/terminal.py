@@ -20,7 +20,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import yaml
 from aiohttp import WSMsgType, web
@@ -33,6 +33,7 @@ from .config import WebshellConfig
 from .sessions import WebSession
 
 log = logging.getLogger("kubegate.webshell")
+Gateway = Callable[..., Awaitable[tuple[int, Any]]]
 MAX_INPUT = 64 * 1024  # one message from the browser
 
 
@@ -54,8 +55,9 @@ def write_kubeconfig(cfg: WebshellConfig, session: WebSession, cluster: str, nam
 
 class Terminal:
     def __init__(self, cfg: WebshellConfig, session: WebSession, cluster: str, namespace: str,
-                 ws: web.WebSocketResponse) -> None:
+                 ws: web.WebSocketResponse, gateway: Gateway) -> None:
         self.cfg, self.session, self.cluster, self.namespace, self.ws = cfg, session, cluster, namespace, ws
+        self.gateway = gateway  # calls the gateway's API: (method, path, token, body) -> (status, JSON)
         self.id = uuid.uuid4().hex[:12]
         self.recording_path = cfg.recordings_dir / f"webshell-{session.token_session}-{self.id}.cast"
         self.started = time.time()
@@ -64,6 +66,8 @@ class Terminal:
         self._control_r = -1
         self._control_buf = b""
         self._closed = False
+        self._reply_w = -1
+        self._waiting: asyncio.Task[None] | None = None  # a command waiting for its approver
         self.watchers: set[web.WebSocketResponse] = set()  # auditors watching it live
 
     def _audit(self, kind: str, **annotations: str) -> None:
@@ -84,14 +88,18 @@ class Terminal:
         env = {"KUBECONFIG": str(kubeconfig), "HOME": str(self.session.directory / "home"), "PATH": str(bin_dir),
                "TERM": "xterm-256color", "LANG": "C.UTF-8", **self.cfg.extra_env}
         control_r, control_w = os.pipe()
-        os.set_inheritable(control_w, True)  # pipes are close-on-exec; the shell keeps this one
-        self._control_r = control_r
+        reply_r, reply_w = os.pipe()
+        for fd in (control_w, reply_r):
+            os.set_inheritable(fd, True)  # pipes are close-on-exec; the shell keeps these
+        self._control_r, self._reply_w = control_r, reply_w
         self._proc = PtyProcess.spawn(
             [sys.executable, "-I", "-m", "kubegate.webshell.rshell", "--kubectl", str(link),
              "--files", str(self.session.directory / "files"), "--cluster", self.cluster,
-             "--namespace", self.namespace, "--user", self.session.user, "--control-fd", str(control_w)],
-            env=env, cwd=str(self.session.directory / "files"), dimensions=(rows, cols), pass_fds=(control_w,))
+             "--namespace", self.namespace, "--user", self.session.user, "--control-fd", str(control_w),
+             "--reply-fd", str(reply_r)],
+            env=env, cwd=str(self.session.directory / "files"), dimensions=(rows, cols), pass_fds=(control_w, reply_r))
         os.close(control_w)
+        os.close(reply_r)
 
     def _on_output(self) -> None:
         assert self._proc is not None
@@ -128,9 +136,47 @@ class Terminal:
             elif kind == "command":
                 self._audit("command", **{"kubegate.io/webshell-line": str(message.get("line", "")),
                                           "kubegate.io/webshell-risk": ",".join(message.get("risk") or [])})
+            elif kind == "approval":
+                self._waiting = asyncio.create_task(self._approval(str(message.get("line", "")),
+                                                                   [str(r) for r in message.get("risk") or []]))
+            elif kind == "approval-cancelled" and self._waiting is not None:
+                self._waiting.cancel()
             elif kind == "finished":
                 self._audit("finished", **{"kubegate.io/webshell-line": str(message.get("line", "")),
                                            "kubegate.io/webshell-exit": str(message.get("exit", ""))})
+
+    def _reply(self, **message: Any) -> None:
+        try:
+            os.write(self._reply_w, (json.dumps(message) + "\n").encode())
+        except OSError:
+            pass
+
+    async def _approval(self, line: str, risk: list[str]) -> None:
+        """Open a ticket for LINE at the gateway (as the user), wait for its decision, use it up."""
+        status, ticket = await self.gateway("POST", "/kubegate/v1/approvals", self.session.token, {
+            "command": line, "cluster": self.cluster, "namespace": self.namespace,
+            "reasons": [f"webshell: {r}" for r in risk]})
+        if status != 201:
+            self._reply(decision="error", why=str(ticket.get("message", status)) if isinstance(ticket, dict) else status)
+            return
+        self._audit("approval-requested", **{"kubegate.io/webshell-line": line, "kubegate.io/approval": ticket["id"]})
+        self._reply(ticket=ticket["id"])
+        while not self._closed:
+            await asyncio.sleep(1.0)
+            status, current = await self.gateway("GET", f"/kubegate/v1/approvals/{ticket['id']}", self.session.token)
+            state = current.get("status") if status == 200 and isinstance(current, dict) else None
+            if state == "approved":
+                status, used = await self.gateway("POST", f"/kubegate/v1/approvals/{ticket['id']}/use",
+                                                  self.session.token)
+                if status == 200:
+                    self._reply(decision="approved", by=current.get("decidedBy", ""))
+                else:
+                    self._reply(decision="error", why=str(used.get("message", status)))
+                return
+            if state in ("denied", "expired") or (status == 200 and state == "used"):
+                self._reply(decision="denied" if state == "denied" else "error", by=current.get("decidedBy", ""),
+                            why=f"the ticket is {state}")
+                return
 
     async def _send(self) -> None:
         while True:
@@ -207,10 +253,13 @@ class Terminal:
                 self._proc.terminate(force=True)
             except OSError:
                 pass
-        try:
-            os.close(self._control_r)
-        except OSError:
-            pass
+        if self._waiting is not None:
+            self._waiting.cancel()
+        for fd in (self._control_r, self._reply_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         self.recording.note(f"session ended: {why}")
         digest = self.recording.close()
         self._audit("terminal-ended", **{"kubegate.io/recording": self.recording_path.name,

@@ -30,6 +30,7 @@ from ..state.store import StateStore
 KIND = "approvals"
 INDEX = "approvals-by-request"  # fingerprint -> ids of the tickets for that request
 TICKET_TTL_SECONDS = 3600.0
+COMMAND_TTL_SECONDS = 900.0  # a webshell command waits this long for its approver
 PREVIEW_BYTES = 16 * 1024  # how much of a body a ticket shows
 RETENTION_SECONDS = 7 * 24 * 3600  # tickets are kept this long after they lapse, then purged
 Status = Literal["pending", "approved", "denied", "used", "expired"]
@@ -150,6 +151,31 @@ class ApprovalService:
         await self.store.put(INDEX, fp, json.dumps([*current, ticket.id]))
         self.audit("requested", ticket, identity.user)
         return None, ticket
+
+    async def open_command(self, identity: Identity, cluster: str, namespace: str, command: str,
+                           reasons: list[str]) -> Ticket:
+        """A ticket for one webshell command line a second person must approve before it runs. It is
+        a "change" ticket (the same approvers), its request the exact line; each line asks anew."""
+        if not command.strip() or len(command) > 4096:
+            raise ApprovalError(400, "a command ticket needs the command line (at most 4096 characters)")
+        now = self.clock()
+        digest = hashlib.sha256(command.encode()).hexdigest()
+        ticket = Ticket(secrets.token_hex(5), "change", identity.user, cluster, "command", "webshell", namespace,
+                        command[:253], digest, f"command:{secrets.token_hex(8)}", reasons or ["webshell command"],
+                        now, now + COMMAND_TTL_SECONDS, method="KUBECTL", path=command, body_preview=command)
+        await self.store.put(KIND, ticket.id, _dump(ticket))
+        self.audit("requested", ticket, identity.user)
+        return ticket
+
+    async def use_command(self, ticket_id: str, identity: Identity) -> Ticket:
+        """The requester runs an approved command: its ticket is used up (once, on any replica)."""
+        raw = await self.store.get(KIND, ticket_id)
+        ticket = _load(raw) if raw is not None else None
+        if ticket is None or ticket.user != identity.user or ticket.method != "KUBECTL":
+            raise ApprovalError(404, f"no command ticket {ticket_id!r} of yours")
+        if ticket.status != "approved" or not ticket.live(self.clock()):
+            raise ApprovalError(409, f"ticket {ticket_id} is {ticket.status}, not approved")
+        return await self._user(raw, ticket, identity)()  # type: ignore[arg-type]
 
     async def purge(self) -> int:
         """Forget tickets past their lifetime plus RETENTION_SECONDS (the audit log keeps their story)."""

@@ -443,6 +443,19 @@ class ApprovalApi:
                 if ticket is None or not self.approvals.may_see(ctx.identity, ticket):
                     raise ApprovalError(404, f"no approval ticket {parts[0]!r}")
                 raise Answer(200, "", body=ticket_json(ticket))
+            if not parts and method == "POST":  # a webshell command that needs a second person
+                try:
+                    spec = json.loads(ctx.request.body[:64 * 1024] or b"{}")
+                    command, cluster = str(spec["command"]), str(spec["cluster"])
+                    namespace, reasons = str(spec.get("namespace", "")), [str(r) for r in spec.get("reasons") or []]
+                except (ValueError, KeyError, TypeError, AttributeError) as e:
+                    raise ApprovalError(400, f"a command ticket is {{command, cluster, namespace, reasons}} ({e})") from e
+                ticket = await self.approvals.open_command(ctx.identity, cluster, namespace, command, reasons)
+                ctx.annotations["kubegate.io/approval"] = ticket.id
+                raise Answer(201, "", body=ticket_json(ticket))
+            if len(parts) == 2 and parts[1] == "use" and method == "POST":
+                ctx.annotations["kubegate.io/approval"] = parts[0]
+                raise Answer(200, "", body=ticket_json(await self.approvals.use_command(parts[0], ctx.identity)))
             if len(parts) == 2 and parts[1] in ("approve", "deny") and method == "POST":
                 ctx.annotations["kubegate.io/approval"] = parts[0]
                 decided = await self.approvals.decide(parts[0], ctx.identity, parts[1] == "approve")

@@ -1,0 +1,96 @@
+"""A dangerous webshell command waits for a second person: approved (with `kubegate approvals`), it
+runs; denied (on the webshell's approvals page), it does not; the terminal says which, and by whom."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from tests.webshell.conftest import Browserless, WebshellHandle
+
+
+async def _until(ws: aiohttp.ClientWebSocketResponse, pattern: str, seen: list[str]) -> re.Match[str]:
+    while True:
+        found = re.search(pattern, "".join(seen))
+        if found:
+            return found
+        msg = await asyncio.wait_for(ws.receive(), 30)
+        if msg.type != aiohttp.WSMsgType.BINARY:
+            raise AssertionError(f"the terminal closed before {pattern!r}: {''.join(seen)!r}")
+        seen.append(msg.data.decode("utf-8", "replace"))
+
+
+def _configmap(webshell: WebshellHandle, name: str) -> None:
+    emu = webshell.gw.upstream
+    kind = emu.emulator.registry.lookup("", "v1", "configmaps")
+    emu.call(lambda: emu.emulator.store.create(kind, "default", {"metadata": {"name": name}, "data": {"k": "v"}}))
+
+
+def _exists(webshell: WebshellHandle, name: str) -> bool:
+    emu = webshell.gw.upstream
+    kind = emu.emulator.registry.lookup("", "v1", "configmaps")
+
+    def get() -> bool:
+        try:
+            emu.emulator.store.get(kind, "default", name)
+            return True
+        except Exception:  # the store's NotFound
+            return False
+    return bool(emu.call(get))
+
+
+def test_an_approved_command_runs_a_denied_one_does_not(webshell: WebshellHandle, tmp_path: Path) -> None:
+    for name in ("doomed", "spared"):
+        _configmap(webshell, name)
+    dev = webshell.login("dev", ("kubegate:cluster-admins",))
+    sam = webshell.login("sam", ("kubegate:sre",))
+    sam_kubeconfig = webshell.gw.kubeconfig(tmp_path / "sam.kubeconfig", "sam", ("kubegate:sre",))
+
+    async def scenario() -> str:
+        seen: list[str] = []
+        ctx = ssl.create_default_context(cafile=dev.ca)
+        url = webshell.url.replace("https://", "wss://") + "/ws/terminal?cluster=emu&namespace=default"
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(url, ssl=ctx, headers={"Origin": webshell.url, "Cookie": dev.cookie()}) as ws:
+                await _until(ws, r"\$ $", seen)
+                await ws.send_str(json.dumps({"type": "input", "data": "kubectl delete configmap doomed\r"}))
+                ticket = (await _until(ws, r"waiting for approval — ticket (\w+)", seen)).group(1)
+                assert _exists(webshell, "doomed")  # nothing ran yet
+                approved = await asyncio.to_thread(subprocess.run, [
+                    sys.executable, "-m", "kubegate", "approvals", "approve", ticket, "--kubeconfig", str(sam_kubeconfig)],
+                    capture_output=True, text=True, timeout=60)
+                assert approved.returncode == 0, approved.stderr
+                await _until(ws, r'(?s)approved by sam; running it.*configmap "doomed" deleted', seen)
+
+                await ws.send_str(json.dumps({"type": "input", "data": "kubectl delete configmap spared\r"}))
+                second = (await _until(ws, r"waiting for approval — ticket (?!" + ticket + r")(\w+)", seen)).group(1)
+                await asyncio.to_thread(_deny_on_the_page, sam, second)
+                await _until(ws, r"denied by sam; not run", seen)
+                await ws.send_str(json.dumps({"type": "input", "data": "exit\r"}))
+        await asyncio.sleep(0.25)
+        return "".join(seen)
+
+    transcript = asyncio.run(scenario())
+    assert not _exists(webshell, "doomed") and _exists(webshell, "spared")
+    assert "spared\" deleted" not in transcript
+    steps = [(e["annotations"].get("kubegate.io/approval-event"), e["user"]["username"]) for e in webshell.gw.audit_events()
+             if e["annotations"].get("kubegate.io/approval-event")]
+    assert ("requested", "dev") in steps and ("approved", "sam") in steps and ("denied", "sam") in steps
+    assert ("used", "dev") in steps
+
+
+def _deny_on_the_page(approver: Browserless, ticket: str) -> None:
+    page = approver.http.get(f"{approver.shell.url}/approvals", verify=approver.ca, timeout=10)
+    assert ticket in page.text and "kubectl delete configmap spared" in page.text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf
+    done = approver.http.post(f"{approver.shell.url}/approvals/{ticket}/deny", data={"csrf": csrf.group(1)},
+                              verify=approver.ca, timeout=10, headers={"Origin": approver.shell.url})
+    assert done.status_code == 200 and f"{ticket} denied" in done.text, done.text
