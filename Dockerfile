@@ -11,14 +11,14 @@ COPY webshell webshell
 COPY emulator emulator
 COPY policies policies
 COPY deploy deploy
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[webshell]"
 
 FROM python:3.12-slim-bookworm
 RUN useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin kubegate \
  && mkdir -p /var/lib/kubegate /var/log/kubegate \
  && chown 10001:10001 /var/lib/kubegate /var/log/kubegate
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links /wheels kubegate && rm -rf /wheels
+RUN pip install --no-cache-dir --no-index --find-links /wheels "kubegate[webshell]" && rm -rf /wheels
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp
 USER 10001:10001
 WORKDIR /var/lib/kubegate

@@ -198,7 +198,7 @@ def _policies(directory: str) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in (REPO / "policies" / directory).iterdir() if p.is_file()}
 
 
-def _serve(config: Path, log: Path) -> tuple[sp.Popen[str], int]:
+def _serve(config: Path, log: Path) -> tuple[sp.Popen[str], int, str]:
     with open(log, "wb") as err:
         proc = sp.Popen([sys.executable, "-m", "kubegate", "serve", "-c", str(config), "--log-level", "warning"],
                         stdout=sp.PIPE, stderr=err, text=True)
@@ -207,7 +207,8 @@ def _serve(config: Path, log: Path) -> tuple[sp.Popen[str], int]:
     while time.monotonic() < deadline and proc.poll() is None:
         line = proc.stdout.readline()
         if line.startswith("kubegate serving on"):
-            return proc, int(line.split("https://127.0.0.1:")[1].split(",")[0])
+            webshell = line.rstrip().split(", webshell on ")[1] if ", webshell on " in line else ""
+            return proc, int(line.split("https://127.0.0.1:")[1].split(",")[0]), webshell
     proc.kill()
     proc.wait(10)
     raise AssertionError(f"kubegate serve did not start: {log.read_text()}")
@@ -215,7 +216,7 @@ def _serve(config: Path, log: Path) -> tuple[sp.Popen[str], int]:
 
 @pytest.fixture
 def served(request: pytest.FixtureRequest, fresh_upstream: harness.RunningEmulator, redis_server: RedisServer,
-           tmp_path: Path) -> Iterator[tuple[dict[str, Any], Path, int, list[dict[str, Any]]]]:
+           tmp_path: Path) -> Iterator[tuple[dict[str, Any], Path, int, list[dict[str, Any]], str]]:
     """The chart's gateway for one value set, run from its rendered files against the emulator:
     only addresses change (listen on loopback, the cluster and Redis where the test runs them)."""
     docs = render(request.param)
@@ -237,11 +238,14 @@ def served(request: pytest.FixtureRequest, fresh_upstream: harness.RunningEmulat
             cluster["server"] = emu.url
     if "store" in data:
         data["store"] = {"redis_url": redis_server.url, "key_prefix": f"chart-{request.param}:"}
+    if "webshell" in data:
+        data["webshell"].update(host="127.0.0.1", port=0)
+        data["webshell"].pop("public_url", None)
     config = root / "etc/kubegate/settings/served.yaml"
     config.write_text(yaml.safe_dump(data))
-    proc, port = _serve(config, tmp_path / "gateway.log")
+    proc, port, webshell = _serve(config, tmp_path / "gateway.log")
     try:
-        yield data, config, port, docs
+        yield data, config, port, docs, webshell
     finally:
         proc.send_signal(signal.SIGTERM)  # started here, ended by its PID
         try:
@@ -253,10 +257,18 @@ def served(request: pytest.FixtureRequest, fresh_upstream: harness.RunningEmulat
         proc.stdout.close()
 
 
-@pytest.mark.parametrize("served", ["default", "multi-cluster"], indirect=True)
-def test_the_rendered_gateway_serves_kubectl(served: tuple[dict[str, Any], Path, int, list[dict[str, Any]]],
+@pytest.mark.parametrize("served", ["default", "multi-cluster", "webshell"], indirect=True)
+def test_the_rendered_gateway_serves_kubectl(served: tuple[dict[str, Any], Path, int, list[dict[str, Any]], str],
                                              kubectl_path: str, tmp_path: Path) -> None:
-    data, config, port, docs = served
+    data, config, port, docs, webshell = served
+    if "webshell" in data:  # the webshell's login page answers, with the chart's certificate for its host
+        import urllib3
+
+        (tmp_path / "ca.crt").write_bytes(base64.b64decode(_one(docs, "Secret", "kg-kubegate-tls")["data"]["ca.crt"]))
+        http = urllib3.PoolManager(ca_certs=str(tmp_path / "ca.crt"), server_hostname="shell.corp.example",
+                                   assert_hostname="shell.corp.example", retries=False)
+        page = http.request("GET", f"{webshell}/login", timeout=10)
+        assert page.status == 200 and "Sign in with single sign-on" in page.data.decode()
     cfg = gw_settings.load(config)
     # The chart's own serving certificate and signing key: kubectl verifies the first against the
     # public host, and the gateway accepts a token signed with the second.

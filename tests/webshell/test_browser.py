@@ -198,3 +198,28 @@ def test_access_requests_page(browser: Browser, gw: GatewayHandle, shots: Path) 
     expect(sam.locator("tr", has_text=request_id.group(1))).to_contain_text("sam")
     for p in (dan, sam):
         p.context.close()
+
+
+def test_a_second_person_approves_in_another_browser(browser: Browser, gw: GatewayHandle, shots: Path) -> None:
+    dev = _page(browser)
+    _token_login(dev, gw, "devon", ("kubegate:cluster-admins",))
+    dev.goto(f"{gw.webshell_url}/terminal?cluster=emu&namespace=browser-shop")
+    expect(dev.locator(".xterm-rows")).to_contain_text("$", timeout=30_000)
+    _type(dev, "kubectl delete pod cart-5f2a0x", "waiting for approval")
+    ticket = re.search(r"ticket (\w+)", dev.locator(".xterm-rows").inner_text())
+    assert ticket
+
+    sam = _page(browser)
+    _token_login(sam, gw, "sam", ("kubegate:sre",))
+    sam.goto(f"{gw.webshell_url}/approvals")
+    row = sam.locator("tr", has_text=ticket.group(1))
+    expect(row).to_contain_text("kubectl delete pod cart-5f2a0x")
+    sam.screenshot(path=shots / "approvals.png")
+    row.locator("button:has-text('Approve')").click()
+    expect(sam.locator(".notice")).to_contain_text(f"{ticket.group(1)} approved")
+
+    expect(dev.locator(".xterm-rows")).to_contain_text('pod "cart-5f2a0x" deleted', timeout=30_000)
+    assert "approved by sam" in dev.locator(".xterm-rows").inner_text()
+    dev.screenshot(path=shots / "terminal-approved.png")
+    for p in (dev, sam):
+        p.context.close()

@@ -106,3 +106,9 @@ def test_the_recording_is_vouched_for_by_the_audit_log(webshell: WebshellHandle,
     bad = subprocess.run([sys.executable, "-m", "kubegate", "audit", "verify", str(log), "--recordings", str(copy)],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and f"{copy / cast.name}: changed after the session" in bad.stdout
+
+
+def test_tab_completes_kubectl(webshell: WebshellHandle) -> None:
+    client = webshell.login("ada")
+    shown = client.run(["kubectl api-reso\t"])  # Tab: kubectl's own completion fills the subcommand
+    assert "kubectl api-resources" in shown and "NAME" in shown.split("kubectl api-resources", 1)[1]

@@ -86,6 +86,17 @@ seccompProfile: {type: RuntimeDefault}
     "metrics" (dict "host" "0.0.0.0" "port" 9443)
 -}}
 {{- if .Values.oidc }}{{ $_ := set $settings "oidc" .Values.oidc }}{{ end -}}
+{{- if .Values.webshell.enabled -}}
+{{- $shell := dict "enabled" true "host" "0.0.0.0" "port" (int .Values.webshell.port)
+      "idle_seconds" (int .Values.webshell.idleSeconds) "max_seconds" (int .Values.webshell.maxSeconds)
+      "work_dir" "/var/lib/kubegate/webshell" -}}
+{{- if .Values.webshell.publicURL }}{{ $_ := set $shell "public_url" .Values.webshell.publicURL }}{{ end -}}
+{{- if .Values.webshell.oidcIssuer -}}
+{{- $_ := set $shell "oidc_issuer" .Values.webshell.oidcIssuer -}}
+{{- $_ := set $shell "oidc_client_id" .Values.webshell.oidcClientID -}}
+{{- end -}}
+{{- $_ := set $settings "webshell" $shell -}}
+{{- end -}}
 {{- if $store }}{{ $_ := set $settings "store" $store }}{{ end -}}
 {{- toYaml (mergeOverwrite $settings (deepCopy .Values.config)) -}}
 {{- end -}}
