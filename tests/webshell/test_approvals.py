@@ -94,3 +94,41 @@ def _deny_on_the_page(approver: Browserless, ticket: str) -> None:
     done = approver.http.post(f"{approver.shell.url}/approvals/{ticket}/deny", data={"csrf": csrf.group(1)},
                               verify=approver.ca, timeout=10, headers={"Origin": approver.shell.url})
     assert done.status_code == 200 and f"{ticket} denied" in done.text, done.text
+
+
+def test_an_auditor_watches_a_live_terminal(webshell: WebshellHandle) -> None:
+    user = webshell.login("lena", ("kubegate:cluster-admins",))
+    auditor = webshell.login("audrey", ("kubegate:auditors",))
+    outsider = webshell.login("olaf", ("kubegate:viewers",))
+
+    async def scenario() -> tuple[str, int]:
+        seen: list[str] = []
+        watched: list[str] = []
+        ctx = ssl.create_default_context(cafile=user.ca)
+        base = webshell.url.replace("https://", "wss://")
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(f"{base}/ws/terminal?cluster=emu&namespace=default", ssl=ctx,
+                                       headers={"Origin": webshell.url, "Cookie": user.cookie()}) as ws:
+                await _until(ws, r"\$ $", seen)
+                page = await asyncio.to_thread(auditor.http.get, f"{webshell.url}/sessions", verify=auditor.ca,
+                                               timeout=10)
+                terminal = re.search(r'<strong>live</strong></td><td>lena</td>.*?href="/sessions/(\w+)"', page.text)
+                assert terminal, page.text
+                try:
+                    async with http.ws_connect(f"{base}/ws/watch/{terminal.group(1)}", ssl=ctx,
+                                               headers={"Origin": webshell.url, "Cookie": outsider.cookie()}):
+                        refused = 101
+                except aiohttp.WSServerHandshakeError as e:
+                    refused = e.status
+                async with http.ws_connect(f"{base}/ws/watch/{terminal.group(1)}", ssl=ctx,
+                                           headers={"Origin": webshell.url, "Cookie": auditor.cookie()}) as watch:
+                    await ws.send_str(json.dumps({"type": "input", "data": "kubectl version --client\r"}))
+                    await _until(watch, r"Client Version", watched)
+                await ws.send_str(json.dumps({"type": "input", "data": "exit\r"}))
+        await asyncio.sleep(0.25)
+        return "".join(watched), refused
+
+    watched, refused = asyncio.run(scenario())
+    assert "kubectl version --client" in watched and refused == 404
+    assert [e for e in webshell.gw.audit_events() if e["annotations"].get("kubegate.io/webshell-event") == "watched"
+            and e["user"]["username"] == "audrey"]

@@ -63,8 +63,7 @@ def gw(idp: oidc_provider.Provider, upstream: harness.RunningEmulator,
     upstream.call(seed)
     handle = start_gateway(tmp_path_factory.mktemp("browser-gw"), upstream,
                            oidc=[{"issuer": idp.issuer, "audiences": ["kubegate-webshell"],
-                                  "jwks_ca_file": str(idp.ca_file), "username_claim": "email",
-                                  "groups_prefix": "sso:"}],
+                                  "jwks_ca_file": str(idp.ca_file), "username_claim": "email"}],
                            webshell={"enabled": True, "port": 0, "kubectl": kubectl_binary(),
                                      "oidc_issuer": idp.issuer, "oidc_client_id": "kubegate-webshell"})
     yield handle
@@ -135,6 +134,15 @@ def test_single_sign_on_in_the_browser(browser: Browser, gw: GatewayHandle, shot
     page.click("button:has-text('Authorize')")
     expect(page.locator("h1")).to_have_text("Open a terminal")
     expect(page.locator(".who")).to_have_text("alice@example.com")
+    # Her team (team-shop, from the provider's groups claim) reads everywhere: kubectl shows the pods.
+    page.fill("#namespace", "browser-shop")
+    page.click("button[type=submit]:has-text('Open terminal')")
+    expect(page.locator(".xterm-rows")).to_contain_text("$", timeout=30_000)
+    gw.upstream.clear_requests()
+    _type(page, "kubectl get pods", "web-7d9c1x")
+    seen = [r.user for r in gw.upstream.requests if r.path.endswith("/pods")]
+    assert seen and {u.username for u in seen} == {"alice@example.com"}
+    assert all("team-shop" in u.groups and u.extra.get("kubegate.io/session") for u in seen)
     page.context.close()
 
 
