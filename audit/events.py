@@ -12,8 +12,29 @@ happened to them in the annotation `kubegate.io/event`.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+
+def read(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
+    """The events in audit log files, in order (lines that are no JSON object skipped; a missing
+    file is empty), without the log's own `log-opened` lines."""
+    for path in paths:
+        try:
+            f = open(path, encoding="utf-8")
+        except OSError:
+            continue
+        with f:
+            for line in f:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(event, dict) and \
+                        (event.get("annotations") or {}).get("kubegate.io/event") != "log-opened":
+                    yield event
 
 
 def timestamp(epoch: float) -> str:

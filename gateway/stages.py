@@ -104,6 +104,15 @@ class Authenticate:
 MAX_API_BODY = 64 * 1024  # kubegate's own API takes small JSON documents
 
 
+def api_parts(ctx: GateContext, prefix: str) -> list[str] | None:
+    """The path segments after PREFIX of one of kubegate's own APIs, or None for another path."""
+    path = ctx.request.raw_path
+    if not (path == prefix or path.startswith(prefix + "/")):
+        return None
+    assert ctx.identity is not None  # kubegate's APIs run after authentication
+    return path[len(prefix):].strip("/").split("/") if path != prefix else []
+
+
 class AccessApi:
     """kubegate's own API for time-bound access requests, under /kubegate/v1/accessrequests."""
 
@@ -114,12 +123,11 @@ class AccessApi:
         self.access = access
 
     async def __call__(self, ctx: GateContext) -> None:
-        path = ctx.request.raw_path
-        if not (path == self.PREFIX or path.startswith(self.PREFIX + "/")):
+        parts = api_parts(ctx, self.PREFIX)
+        if parts is None:
             return
         assert ctx.identity is not None
-        parts = path[len(self.PREFIX):].strip("/").split("/") if path != self.PREFIX else []
-        method = ctx.request.method
+        path, method = ctx.request.raw_path, ctx.request.method
         try:
             if not parts and method == "GET":
                 visible = [a for a in await self.access.all() if self.access.may_see(ctx.identity, a)]
@@ -163,12 +171,11 @@ class SessionsApi:
         self.sessions = sessions
 
     async def __call__(self, ctx: GateContext) -> None:
-        path = ctx.request.raw_path
-        if not (path == self.PREFIX or path.startswith(self.PREFIX + "/")):
+        parts = api_parts(ctx, self.PREFIX)
+        if parts is None:
             return
         assert ctx.identity is not None
-        parts = path[len(self.PREFIX):].strip("/").split("/") if path != self.PREFIX else []
-        method = ctx.request.method
+        path, method = ctx.request.raw_path, ctx.request.method
         try:
             if not parts and method == "POST":
                 try:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from kubegate.audit import chain
+from kubegate.audit import chain, events
 
 
 def _ordered(paths: list[Path]) -> list[Path]:
@@ -74,15 +74,7 @@ def _check_recordings(paths: list[Path], directory: Path) -> list[str]:
 
 
 def _events(paths: list[Path]) -> Iterator[dict[str, Any]]:
-    for path in paths:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if event.get("annotations", {}).get("kubegate.io/event") != "log-opened":
-                    yield event
+    return events.read(paths)
 
 
 def line(e: dict[str, Any]) -> str:

@@ -252,6 +252,19 @@ def write_gateway_config(state: Path, clusters: list[dict[str, Any]], *, limits:
     return path
 
 
+def end_process(proc: "sp.Popen[Any]", timeout: float = 15) -> None:
+    """End a process a test started, by its PID: SIGTERM, then SIGKILL if it lingers; close its pipes."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except sp.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 def start_gateway(state: Path, upstream: harness.RunningEmulator, *, clusters: list[dict[str, Any]] | None = None,
                   limits: str = "", **extra: Any) -> GatewayHandle:
     """`kubegate serve` in a subprocess; returns once it serves.
@@ -285,14 +298,7 @@ def start_gateway(state: Path, upstream: harness.RunningEmulator, *, clusters: l
     metrics_port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
 
     def stop() -> None:
-        proc.send_signal(signal.SIGTERM)  # started here, ended by its PID
-        try:
-            proc.wait(timeout=15)
-        except sp.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        assert proc.stdout is not None
-        proc.stdout.close()
+        end_process(proc)
         if front is not None:
             front.stop()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess as sp
 import sys
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from tests.conftest import end_process
 
 REPO = Path(__file__).resolve().parents[1]
 _CHECKOUT_ONLY = {".git", ".venv", "state", "build", "dist", "kubegate.egg-info", ".mypy_cache", ".pytest_cache"}
@@ -97,11 +98,4 @@ def test_init_then_demo_from_an_empty_directory(installed: tuple[Path, Path], tm
                       capture_output=True, text=True, timeout=60)
         assert pods.returncode == 0 and "pod/web-7d9c0x" in pods.stdout, pods.stderr
     finally:
-        demo.send_signal(signal.SIGTERM)  # started here, ended by its PID
-        try:
-            demo.wait(timeout=20)
-        except sp.TimeoutExpired:
-            demo.kill()
-            demo.wait(10)
-        if demo.stdout is not None:
-            demo.stdout.close()
+        end_process(demo, timeout=20)

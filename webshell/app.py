@@ -387,17 +387,21 @@ class Webshell:
         return self._html(pages.approvals(session, items, error, notice), 200 if not error else 400)
 
     async def approvals_decide(self, request: web.Request) -> web.StreamResponse:
+        return await self._decide(request, "/kubegate/v1/approvals", self.approvals_page)
+
+    async def _decide(self, request: web.Request, api: str, page: Any) -> web.StreamResponse:
+        """Approve or deny (a ticket, an access request) at the gateway as the signed-in user."""
         checked = await self._form(request)
         if isinstance(checked, web.StreamResponse):
             return checked
         session, _ = checked
-        verb, tid = request.match_info["verb"], request.match_info["id"]
-        if verb not in ("approve", "deny") or not tid.isalnum():
+        verb, item = request.match_info["verb"], request.match_info["id"]
+        if verb not in ("approve", "deny") or not item.isalnum():
             raise web.HTTPNotFound()
-        status, body = await self._gateway("POST", f"/kubegate/v1/approvals/{tid}/{verb}", session.token)
+        status, body = await self._gateway("POST", f"{api}/{item}/{verb}", session.token)
         if status != 200:
-            return await self.approvals_page(request, str(body.get("message", status)).removeprefix("kubegate: "))
-        return await self.approvals_page(request, notice=f"{tid} {body['status']}")
+            return await page(request, str(body.get("message", status)).removeprefix("kubegate: "))
+        return await page(request, notice=f"{item} {body['status']}")
 
     # -- access requests -------------------------------------------------------------------------
 
@@ -439,17 +443,7 @@ class Webshell:
         return await self.access_page(request, notice=f"requested: {body['id']}; an approver decides on this page")
 
     async def access_decide(self, request: web.Request) -> web.StreamResponse:
-        checked = await self._form(request)
-        if isinstance(checked, web.StreamResponse):
-            return checked
-        session, _ = checked
-        verb, rid = request.match_info["verb"], request.match_info["id"]
-        if verb not in ("approve", "deny") or not rid.isalnum():
-            raise web.HTTPNotFound()
-        status, body = await self._gateway("POST", f"/kubegate/v1/accessrequests/{rid}/{verb}", session.token)
-        if status != 200:
-            return await self.access_page(request, str(body.get("message", status)).removeprefix("kubegate: "))
-        return await self.access_page(request, notice=f"{rid} {body['status']}")
+        return await self._decide(request, "/kubegate/v1/accessrequests", self.access_page)
 
     # -- logout --------------------------------------------------------------------------------
 

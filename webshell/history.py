@@ -4,10 +4,11 @@ audit log file (the JSONL the gateway writes), so what auditors see is what the 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+
+from kubegate.audit import events
 
 TERMINAL_ID = "kubegate.io/terminal"
 
@@ -29,17 +30,7 @@ class TerminalRecord:
 
 
 def _events(path: Path) -> Iterator[dict[str, Any]]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(event, dict):
-                    yield event
-    except OSError:
-        return
+    return events.read([path])
 
 
 def terminals(audit_log: Path) -> list[TerminalRecord]:

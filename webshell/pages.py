@@ -26,6 +26,16 @@ def _page(title: str, body: str, session: WebSession | None = None, scripts: tup
             f'<main id="main">{body}</main>{tags}</body></html>')
 
 
+def _decision_buttons(session: WebSession, prefix: str, item: dict[str, object]) -> str:
+    """Approve and Deny for a pending item someone else asked for (nobody decides their own)."""
+    if item.get("status") != "pending" or item.get("user") == session.user:
+        return ""
+    return "".join(
+        f'<form method="post" action="{prefix}/{escape(str(item["id"]))}/{verb}" class="inline">'
+        f'<input type="hidden" name="csrf" value="{escape(session.csrf)}">'
+        f'<button type="submit">{verb.capitalize()}</button></form>' for verb in ("approve", "deny"))
+
+
 def login(error: str, csrf: str, sso: bool) -> str:
     alert = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
     sso_block = ('<p><a class="button primary" href="/login/oidc">Sign in with single sign-on</a></p>'
@@ -129,12 +139,7 @@ def replay(session: WebSession, record: TerminalRecord, events: list[ApiEvent], 
 def access(session: WebSession, items: list[dict[str, object]], clusters: tuple[str, ...], error: str = "",
            notice: str = "") -> str:
     def actions(item: dict[str, object]) -> str:
-        if item.get("status") != "pending" or item.get("user") == session.user:
-            return ""
-        return "".join(
-            f'<form method="post" action="/access/{escape(str(item["id"]))}/{verb}" class="inline">'
-            f'<input type="hidden" name="csrf" value="{escape(session.csrf)}">'
-            f'<button type="submit">{verb.capitalize()}</button></form>' for verb in ("approve", "deny"))
+        return _decision_buttons(session, "/access", item)
     rows = "".join(
         f'<tr><td><code>{escape(str(i["id"]))}</code></td><td>{escape(str(i["status"]))}</td><td>{escape(str(i["user"]))}</td>'
         f'<td>{escape(str(i["role"]))}</td><td>{escape(str(i["cluster"]))}:{escape(str(i["namespace"]))}</td>'
@@ -176,12 +181,7 @@ def approvals(session: WebSession, items: list[dict[str, object]], error: str = 
         return f'<code>{escape(str(request.get("method", "")))} {escape(str(request.get("path", "")))}{escape(query)}</code>'
 
     def actions(t: dict[str, object]) -> str:
-        if t.get("status") != "pending" or t.get("user") == session.user:
-            return ""
-        return "".join(
-            f'<form method="post" action="/approvals/{escape(str(t["id"]))}/{verb}" class="inline">'
-            f'<input type="hidden" name="csrf" value="{escape(session.csrf)}">'
-            f'<button type="submit">{verb.capitalize()}</button></form>' for verb in ("approve", "deny"))
+        return _decision_buttons(session, "/approvals", t)
     rows = "".join(
         f'<tr><td><code>{escape(str(t["id"]))}</code></td><td>{escape(str(t["status"]))}</td><td>{escape(str(t["user"]))}</td>'
         f'<td>{escape(str(t["cluster"]))}</td><td>{what(t)}</td>'

@@ -11,7 +11,6 @@ import base64
 import json
 import re
 import shutil
-import signal
 import subprocess as sp
 import sys
 import time
@@ -28,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from kubegate.emulator import harness
 from kubegate.gateway.identity.authn import TokenIssuer
 from kubegate.gateway.config import settings as gw_settings
-from tests.conftest import GatewayHandle
+from tests.conftest import GatewayHandle, end_process
 from tests.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -247,14 +246,7 @@ def served(request: pytest.FixtureRequest, fresh_upstream: harness.RunningEmulat
     try:
         yield data, config, port, docs, webshell
     finally:
-        proc.send_signal(signal.SIGTERM)  # started here, ended by its PID
-        try:
-            proc.wait(timeout=15)
-        except sp.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        assert proc.stdout is not None
-        proc.stdout.close()
+        end_process(proc)
 
 
 @pytest.mark.parametrize("served", ["default", "multi-cluster", "webshell"], indirect=True)

@@ -66,6 +66,16 @@ class Provider:
             self.proc.stdout.close()
 
 
+def start_tls(root: Path) -> Provider:
+    """A provider over TLS with a CA of its own made in ROOT (its ca_file is what clients trust)."""
+    from kubegate import pki
+
+    ca = pki.make_ca("idp-ca")
+    ca.write(root / "ca.crt", root / "ca.key")
+    pki.make_leaf(ca, "idp", ["127.0.0.1"]).write(root / "idp.crt", root / "idp.key")
+    return start(root / "idp.crt", root / "idp.key", root / "ca.crt")
+
+
 def start(cert: Path, key: Path, ca_file: Path) -> Provider:
     proc = subprocess.Popen([sys.executable, "-m", "tests.oidc.provider", str(cert), str(key)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

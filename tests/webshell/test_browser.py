@@ -14,7 +14,6 @@ from typing import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from kubegate import pki
 from kubegate.emulator import harness
 from tests.conftest import GatewayHandle, kubectl_binary, start_gateway
 from tests.oidc import provider as oidc_provider
@@ -40,11 +39,7 @@ def shots(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[oidc_provider.Provider]:
-    root = tmp_path_factory.mktemp("browser-idp")
-    ca = pki.make_ca("idp-ca")
-    ca.write(root / "ca.crt", root / "ca.key")
-    pki.make_leaf(ca, "idp", ["127.0.0.1"]).write(root / "idp.crt", root / "idp.key")
-    provider = oidc_provider.start(root / "idp.crt", root / "idp.key", root / "ca.crt")
+    provider = oidc_provider.start_tls(tmp_path_factory.mktemp("browser-idp"))
     provider.user("alice", {"email": "alice@example.com", "email_verified": True, "groups": ["team-shop"]})
     yield provider
     provider.stop()
@@ -90,6 +85,15 @@ def _token_login(page: Page, gw: GatewayHandle, user: str, groups: tuple[str, ..
     page.wait_for_load_state()
     assert page.locator(".error").count() == 0, page.locator(".error").inner_text()
     expect(page.locator("h1")).to_have_text("Open a terminal")
+
+
+def _terminal(browser: Browser, gw: GatewayHandle, user: str, groups: tuple[str, ...]) -> Page:
+    """USER signed in, in a terminal on the browser-shop namespace, at its prompt."""
+    page = _page(browser)
+    _token_login(page, gw, user, groups)
+    page.goto(f"{gw.webshell_url}/terminal?cluster=emu&namespace=browser-shop")
+    expect(page.locator(".xterm-rows")).to_contain_text("$", timeout=30_000)
+    return page
 
 
 def _terminal_text(page: Page) -> str:
@@ -147,10 +151,7 @@ def test_single_sign_on_in_the_browser(browser: Browser, gw: GatewayHandle, shot
 
 
 def test_replay_and_two_users_kept_apart(browser: Browser, gw: GatewayHandle, shots: Path) -> None:
-    bob = _page(browser)
-    _token_login(bob, gw, "bob", ("kubegate:viewers",))
-    bob.goto(f"{gw.webshell_url}/terminal?cluster=emu&namespace=browser-shop")
-    expect(bob.locator(".xterm-rows")).to_contain_text("$", timeout=30_000)
+    bob = _terminal(browser, gw, "bob", ("kubegate:viewers",))
     _type(bob, "kubectl get pods -o name", "pod/web-7d9c0x")
     bob.goto(f"{gw.webshell_url}/sessions")  # leaving the page ends the terminal
     rows = bob.locator("tbody tr")
@@ -209,10 +210,7 @@ def test_access_requests_page(browser: Browser, gw: GatewayHandle, shots: Path) 
 
 
 def test_a_second_person_approves_in_another_browser(browser: Browser, gw: GatewayHandle, shots: Path) -> None:
-    dev = _page(browser)
-    _token_login(dev, gw, "devon", ("kubegate:cluster-admins",))
-    dev.goto(f"{gw.webshell_url}/terminal?cluster=emu&namespace=browser-shop")
-    expect(dev.locator(".xterm-rows")).to_contain_text("$", timeout=30_000)
+    dev = _terminal(browser, gw, "devon", ("kubegate:cluster-admins",))
     _type(dev, "kubectl delete pod cart-5f2a0x", "waiting for approval")
     ticket = re.search(r"ticket (\w+)", dev.locator(".xterm-rows").inner_text())
     assert ticket

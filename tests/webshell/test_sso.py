@@ -10,7 +10,6 @@ from typing import Iterator
 import pytest
 import requests
 
-from kubegate import pki
 from kubegate.emulator import harness
 from tests.conftest import GatewayHandle, kubectl_binary, start_gateway
 from tests.oidc import provider as oidc_provider
@@ -18,11 +17,7 @@ from tests.oidc import provider as oidc_provider
 
 @pytest.fixture(scope="module")
 def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[oidc_provider.Provider]:
-    root = tmp_path_factory.mktemp("sso-idp")
-    ca = pki.make_ca("idp-ca")
-    ca.write(root / "ca.crt", root / "ca.key")
-    pki.make_leaf(ca, "idp", ["127.0.0.1"]).write(root / "idp.crt", root / "idp.key")
-    provider = oidc_provider.start(root / "idp.crt", root / "idp.key", root / "ca.crt")
+    provider = oidc_provider.start_tls(tmp_path_factory.mktemp("sso-idp"))
     provider.user("alice", {"email": "alice@example.com", "email_verified": True, "groups": ["team-shop"]})
     yield provider
     provider.stop()

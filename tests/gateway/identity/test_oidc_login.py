@@ -14,7 +14,6 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from kubegate import pki
 from kubegate.emulator import harness
 from tests.conftest import POLICY_DIR, GatewayHandle, Kubectl, start_gateway
 from tests.oidc import provider as oidc_provider
@@ -22,11 +21,7 @@ from tests.oidc import provider as oidc_provider
 
 @pytest.fixture(scope="module")
 def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[oidc_provider.Provider]:
-    root = tmp_path_factory.mktemp("idp")
-    ca = pki.make_ca("idp-ca")
-    ca.write(root / "ca.crt", root / "ca.key")
-    pki.make_leaf(ca, "idp", ["127.0.0.1"]).write(root / "idp.crt", root / "idp.key")
-    provider = oidc_provider.start(root / "idp.crt", root / "idp.key", root / "ca.crt")
+    provider = oidc_provider.start_tls(tmp_path_factory.mktemp("idp"))
     provider.user("alice", {"email": "alice@example.com", "email_verified": True, "groups": ["team-shop"],
                             "hd": "example.com"})
     provider.user("mallory", {"email": "mallory@elsewhere.example", "groups": ["team-shop"], "hd": "elsewhere"})
