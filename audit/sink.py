@@ -160,6 +160,10 @@ class JsonlSink:
             self._reopen_asked = True
 
     def healthy(self) -> bool:
+        # Asked on every request: the common answer without the writer's lock, which a batch holds
+        # while it writes to disk (nothing waiting to be written, the file still where it was).
+        if not self._pending and not self._moved_away():
+            return True
         with self._lock:
             try:
                 if self._moved_away() and not self._pending:

@@ -19,13 +19,8 @@ from kubegate.audit.policy import Attributes, Decision, Policy
 from .context import GateContext
 from .request import bodies
 
-LONG_RUNNING_SUBRESOURCES = frozenset({"attach", "exec", "proxy", "log", "portforward"})
-
-
 def long_running(ctx: GateContext) -> bool:
-    info = ctx.info
-    return info is not None and info.is_resource and (
-        info.verb == "watch" or info.subresource in LONG_RUNNING_SUBRESOURCES)
+    return ctx.info is not None and ctx.info.long_running
 
 
 @dataclass

@@ -52,6 +52,7 @@ class GateContext:
     forwarded: bool = False
     forwarded_at: float = 0.0  # when it was handed to the cluster (the upstream latency's start)
     in_flight: bool = False  # counted in kubegate_inflight_requests until it completes
+    seat: Any = None  # its overload seat (overload.Seat), released when it completes
     annotations: dict[str, str] = field(default_factory=dict)
     # Change gates that want a second person add why here; the approvals stage acts on it.
     approval_reasons: list[str] = field(default_factory=list)

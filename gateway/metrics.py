@@ -82,6 +82,17 @@ class Metrics:
         self.serving_cert_expiry = Gauge(
             "kubegate_serving_certificate_expiry_timestamp_seconds",
             "When the gateway's serving certificate expires (Unix time).", registry=self.registry)
+        self.overload_rejected = Counter(
+            "kubegate_overload_rejected", "Requests refused with 429 by overload protection, by why.", ["reason"],
+            registry=self.registry)
+        self.overload_wait = Histogram(
+            "kubegate_overload_wait_seconds", "Time requests waited in their user's queue for a seat.",
+            buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0), registry=self.registry)
+        self.overload_seats = Gauge(
+            "kubegate_overload_seats_in_use", "Seats held by requests being worked on, by kind.", ["kind"],
+            registry=self.registry)
+        self.overload_queued = Gauge(
+            "kubegate_overload_queued", "Requests waiting in users' queues for a seat.", registry=self.registry)
         self.approvals_pending = Gauge(
             "kubegate_approvals_pending", "Approval tickets waiting for a second person.", registry=self.registry)
         self.grants_active = Gauge(

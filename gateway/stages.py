@@ -24,6 +24,8 @@ from .errors import Answer, Denial
 from .request import bodies, deleteoptions
 from .request.info import RequestInfo, classify
 from .request.query import Query
+from .metrics import Metrics
+from .overload import Admission, Overloaded
 from .state.store import StoreUnavailable
 from .clusters.upstreams import Upstreams
 
@@ -262,6 +264,35 @@ class Classify:
             deleteoptions.from_query(ctx.query)  # dryRun and propagationPolicy values are checked for all
 
 
+class Admit:
+    """Overload protection: a seat to be worked on, in the user's fair turn, or 429 (overload.py)."""
+
+    name = "overload"
+
+    def __init__(self, admission: Admission, metrics: Metrics | None = None) -> None:
+        self.admission, self.metrics = admission, metrics
+        if metrics is not None:
+            metrics.overload_seats.labels("ordinary").set_function(lambda: admission.inflight)
+            metrics.overload_seats.labels("long-running").set_function(lambda: admission.long_running)
+            metrics.overload_queued.set_function(lambda: admission.queued)
+
+    async def __call__(self, ctx: GateContext) -> None:
+        if ctx.identity is None or ctx.info is None:
+            raise Denial(500, "kubegate: admission ran before authentication and classification", "InternalError")
+        try:
+            seat = await self.admission.admit(ctx.identity.user, ctx.info.long_running)
+        except Overloaded as e:
+            if self.metrics is not None:
+                self.metrics.overload_rejected.labels(e.reason).inc()
+            raise Denial(429, e.message, "TooManyRequests", retry_after=e.retry_after) from None
+        ctx.seat = seat
+        if seat.waited:
+            ctx.annotations["kubegate.io/queue-wait"] = f"{seat.waited:.3f}s"
+            ctx.annotations["kubegate.io/admitted-after"] = str(seat.admitted_after)
+            if self.metrics is not None:
+                self.metrics.overload_wait.observe(seat.waited)
+
+
 class Authorize:
     """Least privilege: the policy in force must allow (identity, cluster, namespace, object, verb)."""
 
@@ -356,7 +387,7 @@ class GateStages:
 def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, upstreams: Upstreams,
                    policy: PolicyHolder, access: AccessService, gates: GateStages, can_i: Stage | None = None,
                    audit_accepts_changes: AuditReady = lambda: True,
-                   sessions: SessionService | None = None) -> list[Stage]:
+                   sessions: SessionService | None = None, admission: Stage | None = None) -> list[Stage]:
     return [
         Ingress(audit_ready),         # the audit log is writable, or 503
         Authenticate(authenticator, sessions),  # bearer JWT → Identity (not of an ended session), or 401
@@ -368,6 +399,7 @@ def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, ups
         gates.approval_api,           # /kubegate/v1/approvals, /kubegate/v1/freeze
         Route(upstreams),             # /clusters/<name>/ → cluster, or 404
         Classify(),                   # method + path + query → RequestInfo, or 400
+        *([admission] if admission else []),  # a seat in the user's fair turn (overload protection), or 429
         AuditCapacity(audit_accepts_changes),  # the audit center's spool is full: changes 503
         Authorize(policy, access),    # Casbin policy (+ approved grants) allows it, or 403 naming the rule
         *([can_i] if can_i else []),  # kubectl auth can-i: answered by kubegate's policy and the cluster

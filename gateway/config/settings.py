@@ -215,6 +215,20 @@ class Metrics:
 
 
 @dataclass
+class Overload:
+    """Overload protection per process, like kube-apiserver's API Priority and Fairness (docs/performance.md)."""
+
+    max_inflight: int = 400
+    """Requests worked on at once (watches and exec/logs/proxy streams apart); past it they queue per user."""
+    max_long_running: int = 2000
+    """Watches and exec/attach/port-forward/log/proxy streams open at once; past it: 429 at once."""
+    queue_length: int = 50
+    """Requests one user may have waiting; past it: 429. Freed seats go to the users in turn."""
+    queue_wait_seconds: float = 10.0
+    """Longest wait in a queue; then 429 with Retry-After."""
+
+
+@dataclass
 class Webshell:
     """The browser terminal (docs/webshell.md): its own HTTPS listener, started by `kubegate serve`."""
 
@@ -259,6 +273,7 @@ class Settings:
     store: Store = field(default_factory=Store)
     gates: Gates = field(default_factory=Gates)
     webshell: Webshell = field(default_factory=Webshell)
+    overload: Overload = field(default_factory=Overload)
     max_request_body_bytes: int = DEFAULT_MAX_BODY
     """Largest request body accepted (and inspected). Larger: 413. Default 3 MiB, as kube-apiserver."""
     base_dir: str = ""
@@ -309,7 +324,8 @@ def _build(cls: type, data: Any, where: str, problems: list[str]) -> Any:
 # Field types as written in the annotations above (strings, under `from __future__ import annotations`).
 _NESTED: dict[str, type] = {"Listen": Listen, "Tls": Tls, "Issuer": Issuer, "Audit": Audit, "Metrics": Metrics,
                             "AuditWebhook": AuditWebhook,
-                            "Authz": Authz, "Store": Store, "Gates": Gates, "Webshell": Webshell}
+                            "Authz": Authz, "Store": Store, "Gates": Gates, "Webshell": Webshell,
+                            "Overload": Overload}
 _LISTS: dict[str, type] = {"list[Oidc]": Oidc, "list[Cluster]": Cluster}
 _SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
                                          "list[str]": (list,), "dict[str, str]": (dict,),
@@ -410,6 +426,10 @@ def validate(s: Settings) -> list[str]:
         bad = [a for a in o.algorithms if a not in OIDC_ALGORITHMS]
         if bad or not o.algorithms:
             problems.append(f"{where}.algorithms: {bad or 'empty'}; allowed: {', '.join(OIDC_ALGORITHMS)}")
+    ov = s.overload
+    if ov.max_inflight < 1 or ov.max_long_running < 1 or ov.queue_length < 0 or ov.queue_wait_seconds <= 0:
+        problems.append("overload: max_inflight and max_long_running at least 1, queue_length at least 0, "
+                        "queue_wait_seconds positive")
     w = s.webshell
     if w.enabled:
         if not 0 <= w.port <= 65535:

@@ -276,6 +276,8 @@ class GatewayAddon:
 
     def _count(self, ctx: GateContext, code: int) -> None:
         info, m = ctx.info, self.metrics
+        if ctx.seat is not None:
+            ctx.seat.release()  # the next request in the users' turn gets it
         if ctx.in_flight:
             ctx.in_flight = False
             m.inflight.dec()

@@ -49,7 +49,8 @@ from ..metrics import CONTENT_TYPE, Metrics
 from ..config.settings import Settings
 from ..request.info import RequestInfo
 from ..identity.sessions import SessionService
-from ..stages import GateStages, SelfReviews, Stage, default_stages
+from ..overload import Admission
+from ..stages import Admit, GateStages, SelfReviews, Stage, default_stages
 
 log = logging.getLogger("kubegate.server")
 PURGE_EVERY_TICKS = 12  # with the 5 s expiry tick: once a minute
@@ -118,9 +119,12 @@ class Gateway:
                                    client=self.counter))
         can_i = SelfReviews(self.policy, self.counter, self.access, self._later_gates)
         self.sessions = SessionService(self.store, self.authenticator.own, clock=clock)
+        o = settings.overload
+        self.admission = Admission(max_inflight=o.max_inflight, max_long_running=o.max_long_running,
+                                   queue_length=o.queue_length, queue_wait_seconds=o.queue_wait_seconds)
         stages = default_stages(audit_ready=self.sink.healthy, authenticator=self.authenticator,
                                 upstreams=self.upstreams, policy=self.policy, access=self.access, gates=gates,
-                                can_i=can_i, sessions=self.sessions,
+                                can_i=can_i, sessions=self.sessions, admission=Admit(self.admission, self.metrics),
                                 audit_accepts_changes=getattr(self.sink, "accepts_mutations", lambda: True))
         self.stages = stages_hook(stages) if stages_hook else stages
         recordings = (settings.path(audit.recordings_dir) if audit.recordings_dir else settings.state / "recordings") \

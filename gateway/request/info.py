@@ -29,6 +29,11 @@ _ENCODED_FORBIDDEN = re.compile(r"%(2[fF]|5[cC]|2[eE]|00|25)")
 _SEGMENT_OK = re.compile(r"^[A-Za-z0-9._:@~!$&'()*+,=-]+$")
 
 
+# Subresources whose response streams for as long as the client keeps it (kube-apiserver's long-running
+# requests, with watches): they are audited with ResponseStarted and hold an overload seat of their own.
+LONG_RUNNING_SUBRESOURCES = frozenset({"attach", "exec", "proxy", "log", "portforward"})
+
+
 @dataclass(frozen=True)
 class RequestInfo:
     path: str
@@ -45,6 +50,10 @@ class RequestInfo:
     @property
     def mutating(self) -> bool:
         return self.verb in MUTATING
+
+    @property
+    def long_running(self) -> bool:
+        return self.is_resource and (self.verb == "watch" or self.subresource in LONG_RUNNING_SUBRESOURCES)
 
     @property
     def acts(self) -> "RequestInfo":

@@ -1,0 +1,125 @@
+"""Overload protection: seats, per-user queues served in turn, 429 with Retry-After when a user's
+queue is full or a wait runs out, a separate budget for long-running requests. The unit tests drive
+the admission on one event loop, step by step; the end-to-end test floods a real gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import urllib3
+
+from kubegate.emulator import harness
+from kubegate.emulator.server import Fault
+from kubegate.gateway.overload import Admission, Overloaded, Seat
+from tests.conftest import GatewayHandle, start_gateway
+
+
+def _admission(**kw: float) -> Admission:
+    return Admission(**{"max_inflight": 1, "max_long_running": 2, "queue_length": 10, "queue_wait_seconds": 30, **kw})
+
+
+def test_freed_seats_go_to_the_users_in_turn() -> None:
+    async def scenario() -> list[tuple[str, int]]:
+        pool = _admission()
+        first = await pool.admit("flooder", False)
+        order: list[tuple[str, int]] = []
+        seats: asyncio.Queue[Seat] = asyncio.Queue()
+
+        async def one(flow: str) -> None:
+            seat = await pool.admit(flow, False)
+            order.append((flow, seat.admitted_after))
+            await seats.put(seat)
+        tasks = [asyncio.create_task(one("flooder")) for _ in range(5)]
+        await asyncio.sleep(0)  # the flooder's five wait
+        tasks.append(asyncio.create_task(one("other")))
+        await asyncio.sleep(0)  # then the other user's one
+        first.release()
+        for _ in range(6):  # each admitted request finishes and frees the seat for the next in turn
+            (await seats.get()).release()
+        await asyncio.gather(*tasks)
+        return order
+
+    order = asyncio.run(scenario())
+    # The other user waited behind one of the flooder's requests, not behind all five.
+    assert [flow for flow, _ in order][:3] == ["flooder", "other", "flooder"]
+    assert [after for flow, after in order if flow == "other"] == [1]
+
+
+def test_a_full_queue_and_a_long_wait_are_refused_with_retry_after() -> None:
+    async def scenario() -> tuple[Overloaded, Overloaded]:
+        pool = _admission(queue_length=1, queue_wait_seconds=0.05)
+        held = await pool.admit("a", False)
+        waiting = asyncio.create_task(pool.admit("a", False))
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded) as full:
+            await pool.admit("a", False)
+        with pytest.raises(Overloaded) as waited:
+            await waiting
+        held.release()
+        assert pool.inflight == 0 and pool.queued == 0
+        return full.value, waited.value
+
+    full, waited = asyncio.run(scenario())
+    assert full.reason == "queue-full" and full.retry_after == 1
+    assert waited.reason == "waited" and "waited 0.05s" in waited.message
+
+
+def test_long_running_requests_have_their_own_budget() -> None:
+    async def scenario() -> None:
+        pool = _admission()
+        ordinary = await pool.admit("a", False)
+        watches = [await pool.admit("a", True) for _ in range(2)]  # the ordinary seat is taken: no matter
+        with pytest.raises(Overloaded) as refused:
+            await pool.admit("b", True)
+        assert refused.value.reason == "long-running"
+        for seat in (ordinary, *watches):
+            seat.release()
+        assert (pool.inflight, pool.long_running) == (0, 0)
+    asyncio.run(scenario())
+
+
+@pytest.fixture(scope="module")
+def small(upstream: harness.RunningEmulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayHandle]:
+    gw = start_gateway(tmp_path_factory.mktemp("overload"), upstream,
+                       overload={"max_inflight": 2, "queue_length": 3, "queue_wait_seconds": 20})
+    yield gw
+    gw.stop()
+
+
+def test_one_users_flood_gets_429s_another_user_is_served(small: GatewayHandle, tmp_path: Path) -> None:
+    emu = small.upstream
+    emu.call(lambda: emu.emulator.faults.append(Fault(path=r"/namespaces/flood/", latency=0.4)))
+    http = urllib3.PoolManager(ca_certs=str(small.ca_file), retries=False, maxsize=32)
+    flooder, other = small.token("flo"), small.token("otto")
+    answers: list[urllib3.BaseHTTPResponse] = []
+
+    def flood() -> None:
+        answers.append(http.request("GET", f"{small.url}/api/v1/namespaces/flood/configmaps",
+                                    headers={"Authorization": f"Bearer {flooder}"}, timeout=60))
+    threads = [threading.Thread(target=flood) for _ in range(12)]  # bounded: twelve requests
+    for t in threads:
+        t.start()
+    served = [http.request("GET", f"{small.url}/api/v1/namespaces/default/configmaps",
+                           headers={"Authorization": f"Bearer {other}", "User-Agent": f"otto/{i}"}, timeout=60).status
+              for i in range(4)]
+    for t in threads:
+        t.join(60)
+    emu.call(emu.emulator.faults.clear)
+    assert served == [200, 200, 200, 200]
+    codes = sorted(a.status for a in answers)
+    assert set(codes) == {200, 429} and len(codes) == 12  # nothing dropped: every request answered
+    for refused in (a for a in answers if a.status == 429):
+        status = json.loads(refused.data)
+        assert status["reason"] == "TooManyRequests" and refused.headers["Retry-After"] == "1"
+        assert "serves every user in turn" in status["message"]
+    queued = [e["annotations"] for e in small.audit_events()
+              if e["user"]["username"] == "otto" and "kubegate.io/admitted-after" in e["annotations"]]
+    assert all(int(a["kubegate.io/admitted-after"]) <= 1 for a in queued)  # never behind the whole flood
+    stages = {e["annotations"].get("kubegate.io/stage") for e in small.audit_events()
+              if e["user"]["username"] == "flo" and (e.get("responseStatus") or {}).get("code") == 429}
+    assert stages == {"overload"}
