@@ -1,0 +1,207 @@
+"""The throughput and latency suite, one command: `./dev bench` (or `.venv/bin/python -m bench`).
+
+    python -m bench [--seconds 8] [--rounds 2] [--json bench-results.json] [--redis]
+
+Upstream: nginx (Debian) serving one small ConfigMap over TLS, fast enough that the proxies are
+what is measured. Targets, each its own process, all in front of that one nginx:
+  direct              nginx itself
+  mitmproxy           a bare mitmproxy reverse proxy configured like kubegate (bench/plain_mitmproxy.py)
+  kubegate authn      kubegate with one allow-everything rule and no gates: the engine, authn, the
+                      audit log (which every request writes)
+  kubegate full       the starter policies and every gate (authz, freeze, rules, limits with the
+                      per-user QPS lifted, audit to a file; webhooks off), memory store
+  kubegate redis      the same with the store in a local redis-server (--redis)
+Load: wrk (Debian), one thread, 1 and 16 keep-alive connections, `--seconds` per measurement,
+rounds interleaved over the targets so noise spreads over all. Every figure is also given as a
+ratio to bare mitmproxy measured in the same run; results go to a JSON file too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from kubegate import pki
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stack import ROOT, Stack, spawn  # noqa: E402  (the benchmarks' shared set-up)
+
+OBJECT = "/api/v1/namespaces/default/configmaps/bench"
+CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bench", "namespace": "default",
+                                                                   "resourceVersion": "1"}, "data": {"k": "v"}}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_nginx(stack: Stack) -> tuple[int, Path]:
+    """nginx serving CONFIGMAP for every path over TLS; (port, its CA)."""
+    work = stack.work / "nginx"
+    (work / "logs").mkdir(parents=True)
+    ca = pki.make_ca("bench-upstream-ca")
+    ca.write(work / "ca.crt", work / "ca.key")
+    pki.make_leaf(ca, "nginx", ["127.0.0.1"]).write(work / "tls.crt", work / "tls.key")
+    (work / "configmap.json").write_text(json.dumps(CONFIGMAP))
+    port = _free_port()
+    # As root, nginx would run its worker as nobody, who cannot read the private bench directory.
+    user = "user root;" if os.geteuid() == 0 else ""
+    (work / "nginx.conf").write_text(f"""
+{user}
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/logs/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {work}/tmp; proxy_temp_path {work}/tmp; fastcgi_temp_path {work}/tmp;
+  uwsgi_temp_path {work}/tmp; scgi_temp_path {work}/tmp;
+  keepalive_requests 1000000;
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {work}/tls.crt;
+    ssl_certificate_key {work}/tls.key;
+    root {work};
+    location / {{ default_type application/json; try_files /configmap.json =404; }}
+  }}
+}}
+""")
+    (work / "tmp").mkdir()
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    proc = subprocess.Popen([binary, "-c", str(work / "nginx.conf"), "-p", str(work), "-g", "daemon off;"],
+                            stdout=subprocess.DEVNULL, stderr=open(work / "logs" / "stderr.log", "wb"), text=True)
+    stack.procs.append(proc)  # type: ignore[arg-type]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return port, work / "ca.crt"
+        time.sleep(0.05)
+    raise SystemExit(f"nginx did not start: {(work / 'logs' / 'error.log').read_text()}")
+
+
+def wrk(port: int, token: str, connections: int, seconds: float) -> dict[str, float]:
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s",
+                          "-H", f"Authorization: Bearer {token}", f"https://127.0.0.1:{port}{OBJECT}"],
+                         capture_output=True, text=True, timeout=seconds + 60)
+    text = out.stdout
+
+    def ms(label: str) -> float:
+        found = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        if not found:
+            raise SystemExit(f"wrk printed no {label} latency:\n{text}{out.stderr}")
+        value, unit = float(found.group(1)), found.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if not rps or errors:
+        import urllib3
+
+        sample = urllib3.PoolManager(cert_reqs="CERT_NONE").request(
+            "GET", f"https://127.0.0.1:{port}{OBJECT}", headers={"Authorization": f"Bearer {token}"})
+        raise SystemExit(f"a request answered {sample.status}: {sample.data[:300]!r}\n"
+                         f"wrk against port {port}: {errors.group(0) if errors else 'no rate'}\n{text}{out.stderr}")
+    return {"rps": float(rps.group(1)), "p50_ms": ms("50%"), "p99_ms": ms("99%")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per measurement (default 8)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
+    parser.add_argument("--json", default="bench-results.json", help="where the results go (default ./bench-results.json)")
+    parser.add_argument("--redis", action="store_true", help="also kubegate with its store in a local redis-server")
+    args = parser.parse_args()
+    missing = [tool for tool in ("nginx", "wrk") if not (shutil.which(tool) or Path(f"/usr/sbin/{tool}").exists())]
+    if missing:
+        print(f"bench: {', '.join(missing)} missing: ./dev bench installs them (Debian nginx-light, wrk)", file=sys.stderr)
+        return 2
+    stack = Stack(Path(tempfile.mkdtemp(prefix="kubegate-bench-")))
+    try:
+        nginx_port, nginx_ca = start_nginx(stack)
+        stack.upstream_url, stack.upstream_ca, stack.admin_token = f"https://127.0.0.1:{nginx_port}", nginx_ca, "bench"
+        work = stack.work
+        ca = pki.make_ca("bench-ca")
+        leaf = pki.make_leaf(ca, "proxy", ["127.0.0.1"])
+        ca.write(work / "proxy-ca.crt", work / "proxy-ca.key")
+        (work / "proxy-bundle.pem").write_bytes(leaf.cert_pem + leaf.key_pem)
+        plain, line = spawn([sys.executable, str(ROOT / "bench" / "plain_mitmproxy.py"), stack.upstream_url,
+                             str(nginx_ca), str(work / "proxy-bundle.pem")], "listening", work / "plain.log")
+        stack.procs.append(plain)
+        open_authz = work / "open-authz"
+        open_authz.mkdir()
+        shutil.copy(ROOT / "policies" / "authz" / "model.conf", open_authz / "model.conf")
+        (open_authz / "all.csv").write_text("p, *, *:*, **, *, *, allow, everything\np, *, *:, /*, *, *, allow, all-urls\n")
+        (work / "no-gates").mkdir()
+        def gateway(name: str, **extra: Any) -> tuple[str, int, str]:
+            port = stack.start_gateway(name.split()[-1], **extra)
+            return name, port, stack.token("bench", ["kubegate:viewers"])  # signed by that gateway's own key
+
+        targets: list[tuple[str, int, str]] = [
+            ("direct", nginx_port, "unused"), ("mitmproxy", int(line.split()[-1]), "unused"),
+            gateway("kubegate authn", authz={"policy_dir": str(open_authz)}, gates={"policy_dir": str(work / "no-gates")}),
+            gateway("kubegate full")]
+        redis = None
+        if args.redis:
+            sys.path.insert(0, str(ROOT))
+            from tests.redis_server import RedisServer
+
+            redis = RedisServer(work / "redis").start()
+            targets.append(gateway("kubegate redis", store={"redis_url": redis.url}))
+        results: dict[str, dict[int, list[dict[str, float]]]] = {name: {1: [], 16: []} for name, _, _ in targets}
+        for _, port, token in targets:  # warm up: TLS, caches, lazy imports
+            wrk(port, token, 4, 1)
+        for _ in range(args.rounds):
+            for connections in (1, 16):
+                for name, port, token in targets:
+                    results[name][connections].append(wrk(port, token, connections, args.seconds))
+        if redis is not None:
+            redis.stop()
+    finally:
+        stack.stop()
+    return report(results, args)
+
+
+def report(results: dict[str, dict[int, list[dict[str, float]]]], args: argparse.Namespace) -> int:
+    def med(name: str, connections: int, key: str) -> float:
+        return statistics.median(r[key] for r in results[name][connections])
+    rows = []
+    for name in results:
+        row: dict[str, Any] = {"target": name}
+        for key, connections in (("rps@16", 16), ("rps@1", 1)):
+            row[key] = med(name, connections, "rps")
+            row[f"{key} x mitmproxy"] = row[key] / med("mitmproxy", connections, "rps")
+        for key in ("p50_ms", "p99_ms"):
+            row[f"{key}@1"] = med(name, 1, key)
+        row["added p50@1 ms over direct"] = row["p50_ms@1"] - med("direct", 1, "p50_ms")
+        rows.append(row)
+    plain_added = next(r for r in rows if r["target"] == "mitmproxy")["added p50@1 ms over direct"]
+    for row in rows:
+        row["added p50@1 x mitmproxy's"] = row["added p50@1 ms over direct"] / plain_added if plain_added else 0.0
+    head = f"{'target':<16}{'rps@16':>9}{'x mitm':>8}{'rps@1':>8}{'p50@1 ms':>10}{'p99@1 ms':>10}{'added p50':>11}{'x mitm':>8}"
+    print(head)
+    for r in rows:
+        print(f"{r['target']:<16}{r['rps@16']:>9.0f}{r['rps@16 x mitmproxy']:>8.2f}{r['rps@1']:>8.0f}"
+              f"{r['p50_ms@1']:>10.3f}{r['p99_ms@1']:>10.3f}{r['added p50@1 ms over direct']:>11.3f}"
+              f"{r['added p50@1 x mitmproxy\'s']:>8.2f}")
+    Path(args.json).write_text(json.dumps({"seconds": args.seconds, "rounds": args.rounds, "rows": rows,
+                                           "raw": results}, indent=2) + "\n")
+    print(f"\n{args.rounds} rounds of {args.seconds:g}s per target and connection count; wrk -t1; results in {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
