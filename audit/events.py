@@ -11,8 +11,8 @@ happened to them in the annotation `kubegate.io/event`.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -38,7 +38,10 @@ def read(paths: Iterable[Path]) -> Iterator[dict[str, Any]]:
 
 
 def timestamp(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 in UTC with microseconds, as kube-apiserver writes them (two per event, on the
+    request path: time.strftime is a third of datetime's cost here)."""
+    seconds = int(epoch // 1)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int((epoch - seconds) * 1e6):06d}Z"
 
 
 # What happened to one of kubegate's own objects, as the API verb that did it.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import platform
 import threading
+from typing import Any
 
 import prometheus_client
 from prometheus_client import (CollectorRegistry, Counter, GCCollector, Gauge, Histogram, Info, PlatformCollector,
@@ -53,6 +54,8 @@ class KnownResources:
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._stage_children: dict[str, Any] = {}
+        self._request_children: dict[tuple[str, ...], Any] = {}
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
@@ -147,8 +150,21 @@ class Metrics:
                                        "Audit events waiting on disk for the audit center.", registry=self.registry)
 
     def observe_stages(self, seconds: dict[str, float]) -> None:
+        # A labelled child is looked up under a lock on every labels() call; a request observes a
+        # dozen stages, so the children are kept here (the stage names are few and fixed).
+        children = self._stage_children
         for stage, value in seconds.items():
-            self.stage_seconds.labels(stage).observe(value)
+            child = children.get(stage)
+            if child is None:
+                child = children[stage] = self.stage_seconds.labels(stage)
+            child.observe(value)
+
+    def count_request(self, labels: tuple[str, str, str, str, str, str]) -> None:
+        """kubegate_requests for one request: its child kept once seen (every label value is bounded)."""
+        child = self._request_children.get(labels)
+        if child is None:
+            child = self._request_children[labels] = self.requests.labels(*labels)
+        child.inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

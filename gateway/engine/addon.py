@@ -285,7 +285,7 @@ class GatewayAddon:
         resource = m.known_resources.label(cluster, info.resource, code, ctx.forwarded) if info else ""
         verb = info.verb if info else ""
         m.observe_stages(ctx.stage_seconds)
-        m.requests.labels(cluster, verb, resource, str(code), ctx.decision, ctx.denial.stage if ctx.denial else "").inc()
+        m.count_request((cluster, verb, resource, str(code), ctx.decision, ctx.denial.stage if ctx.denial else ""))
         if not audit_record.long_running(ctx) and code != 101:
             m.request_seconds.labels(verb, resource, ctx.decision).observe(max(0.0, time.time() - ctx.received))
         if ctx.denial is not None and (why := ctx.denial.annotations.get("kubegate.io/authn-failure")):
