@@ -76,7 +76,11 @@ class JsonlSink:
             self._head = open(self.head, "r+" if self.head.exists() else "w", encoding="utf-8")
         self._file = open(self.path, "a", encoding="utf-8")
         os.chmod(self.path, 0o600)
-        self._inode = os.fstat(self._file.fileno()).st_ino
+        stat = os.fstat(self._file.fileno())
+        self._inode = stat.st_ino
+        # Counted here, not asked of the file: a text file's tell() flushes its buffer, which would
+        # turn every event of a batch into a write of its own.
+        self._size = stat.st_size
         self._opened = self.clock()
         if previous is not None:
             self._append(chain.opened_event(previous, _now_text(self._opened)))
@@ -88,7 +92,7 @@ class JsonlSink:
             return True
 
     def _rotate_due(self) -> bool:
-        size = self._file.tell()
+        size = self._size
         return size > 0 and (bool(self.rotate_bytes and size >= self.rotate_bytes) or
                              bool(self.rotate_seconds and self.clock() - self._opened >= self.rotate_seconds))
 
@@ -111,6 +115,7 @@ class JsonlSink:
     def _append(self, event: dict[str, Any], flush: bool = True) -> None:
         line, digest = chain.seal(event, self._seq, self._prev)
         self._file.write(line + "\n")
+        self._size += len(line.encode("utf-8")) + 1
         self._seq, self._prev = self._seq + 1, digest
         if flush:
             self._flush_files()
