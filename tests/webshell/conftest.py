@@ -9,14 +9,14 @@ import re
 import ssl
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 import requests
 
 from kubegate.emulator import harness
 from tests.conftest import GatewayHandle, kubectl_binary, start_gateway
+from tests.oidc import provider as oidc_provider
 
 
 @dataclass
@@ -100,6 +100,15 @@ class Browserless:
         await asyncio.sleep(0.25)  # lets the TLS transports close before the loop does (aiohttp's advice)
         self.transcript += shown
         return shown
+
+
+@pytest.fixture(scope="module")
+def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[oidc_provider.Provider]:
+    """A real OpenID Connect provider over TLS, knowing alice (of team-shop)."""
+    provider = oidc_provider.start_tls(tmp_path_factory.mktemp("idp"))
+    provider.user("alice", {"email": "alice@example.com", "email_verified": True, "groups": ["team-shop"]})
+    yield provider
+    provider.stop()
 
 
 @pytest.fixture(scope="module")

@@ -38,14 +38,6 @@ def shots(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[oidc_provider.Provider]:
-    provider = oidc_provider.start_tls(tmp_path_factory.mktemp("browser-idp"))
-    provider.user("alice", {"email": "alice@example.com", "email_verified": True, "groups": ["team-shop"]})
-    yield provider
-    provider.stop()
-
-
-@pytest.fixture(scope="module")
 def gw(idp: oidc_provider.Provider, upstream: harness.RunningEmulator,
        tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayHandle]:
     emu = upstream.emulator
