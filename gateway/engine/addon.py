@@ -140,10 +140,10 @@ class GatewayAddon:
         ctx = context_of(flow.metadata)
         if ctx is None or flow.response is None:
             return
-        if ctx.forwarded and ctx.upstream is not None and ctx.forwarded_at:
-            started = flow.response.timestamp_start or time.time()
-            self.metrics.upstream_seconds.labels(ctx.upstream.name).observe(max(0.0, started - ctx.forwarded_at))
         try:
+            if ctx.forwarded and ctx.upstream is not None and ctx.forwarded_at:
+                started = flow.response.timestamp_start or time.time()
+                self.metrics.upstream_seconds.labels(ctx.upstream.name).observe(max(0.0, started - ctx.forwarded_at))
             if ctx.forwarded:
                 for hook in ctx.after_response:  # e.g. a refused delete gives its budget back
                     try:
