@@ -213,6 +213,11 @@ class Judge:
 
     def __post_init__(self) -> None:
         self._authorizer = Authorizer(self.authz)
+        # The gateway's own gates, built once; each request sets the policy (without the rules it
+        # cannot replay) and the time they read.
+        self._policy, self._now = self.change, 0.0
+        self._freeze = FreezeGate(lambda: self._policy, lambda: self._now)
+        self._rules = RulesGate(lambda: self._policy, self._store, self._client, clock=lambda: self._now)
 
     def unreplayable(self, request: Recorded) -> dict[str, str]:
         """The rules of this set that match the request but cannot be replayed: id → why."""
@@ -233,15 +238,13 @@ class Judge:
             return Verdict("deny", f"authz {decision.rule.id if decision.rule else 'none'}")
         if not request.info.is_resource or reviews.is_review(request.info):
             return Verdict("allow", "")  # the gates judge resources; kubectl auth can-i is answered before them
-        policy = self.change
-        if leave_out:
-            policy = dataclasses.replace(policy, rules=tuple(r for r in policy.rules if r.id not in leave_out))
+        self._policy = self.change if not leave_out else dataclasses.replace(
+            self.change, rules=tuple(r for r in self.change.rules if r.id not in leave_out))
+        self._now = request.at
         ctx = _context(request, identity)
-        source = lambda: policy  # noqa: E731
-        clock = lambda: request.at  # noqa: E731
         try:
-            await FreezeGate(source, clock)(ctx)
-            await RulesGate(source, self._store, self._client, clock=clock)(ctx)
+            await self._freeze(ctx)
+            await self._rules(ctx)
         except Denial:
             fired = [k.removeprefix("kubegate.io/rule.") for k, v in ctx.annotations.items()
                      if k.startswith("kubegate.io/rule.") and v == "deny"]
