@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,13 +67,33 @@ def _parse(where: str, text: str) -> _Line:
 def last_link(path: Path) -> tuple[int, str] | None:
     """(seq, hash) of the last chained line of a log file, or None if it has none."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        with open(path, "rb") as f:
+            return last_link_of(f.fileno())
     except OSError:
         return None
-    for text in reversed(lines):
-        line = _parse("", text)
-        if line.seq is not None:
-            return line.seq, digest(text)
+
+
+def last_link_of(fd: int, block: int = 65536) -> tuple[int, str] | None:
+    """As `last_link`, for an open file, reading back from its end only as far as the last chained
+    line (a log of gigabytes is not read whole to find where to go on)."""
+    pos = os.fstat(fd).st_size
+    partial = b""
+    while pos > 0:
+        step = min(block, pos)
+        pos -= step
+        lines = (os.pread(fd, step, pos) + partial).split(b"\n")
+        # the first piece may be the end of a line that starts further back, unless at the start
+        partial, complete = (lines[0], lines[1:]) if pos > 0 else (b"", lines)
+        for raw in reversed(complete):
+            if not raw.strip():
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            line = _parse("", text)
+            if line.seq is not None:
+                return line.seq, digest(text)
     return None
 
 

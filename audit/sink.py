@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import logging
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from . import chain
 
@@ -40,20 +42,61 @@ class JsonlSink:
       `log-opened` event that links it to the one before.
     - A file moved or deleted by someone else (logrotate) is noticed at the next write and a new
       one is started; so is a `reopen()` (SIGHUP).
+    - `shared=True`: several processes (`kubegate serve --workers N`) append to the one log. Each
+      batch is written under an exclusive `flock` of FILE.head; before writing, a process picks the
+      chain up where the others left it (the last line of the file, read back from its end) and
+      follows a rotation another process made. One chain, one file, whoever writes.
     """
 
     def __init__(self, path: Path, *, rotate_bytes: int = 0, rotate_seconds: float = 0, keep_files: int = 0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, shared: bool = False) -> None:
         self.path, self.head = path, path.with_name(path.name + ".head")
         self.rotate_bytes, self.rotate_seconds, self.keep_files, self.clock = \
             rotate_bytes, rotate_seconds, keep_files, clock
+        self.shared = shared
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._pending: list[dict[str, Any]] = []
         self._reopen_asked = False
-        link = chain.last_link(path) or self._last_rotated_link()
-        self._seq, self._prev = (link[0] + 1, link[1]) if link else (0, chain.GENESIS)
-        self._open(previous=self._newest_rotated() if not path.exists() or path.stat().st_size == 0 else None)
+        # Opened without truncating: other processes may hold it (and its lock) already.
+        self._head = os.fdopen(os.open(self.head, os.O_RDWR | os.O_CREAT, 0o600), "r+", encoding="utf-8")
+        with self._exclusive():
+            link = chain.last_link(path) or self._last_rotated_link()
+            self._seq, self._prev = (link[0] + 1, link[1]) if link else (0, chain.GENESIS)
+            self._open(previous=self._newest_rotated() if not path.exists() or path.stat().st_size == 0 else None)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Across processes, when shared: one writer of the log (and its head) at a time."""
+        if not self.shared:
+            yield
+            return
+        fcntl.flock(self._head.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._head.fileno(), fcntl.LOCK_UN)
+
+    def _follow_others(self) -> None:
+        """Shared log, under the lock: pick up what other processes wrote since this one last did,
+        and the file they rotated to."""
+        if os.fstat(self._file.fileno()).st_size != self._size:
+            self._resync()
+        try:
+            current = os.stat(self.path)
+        except FileNotFoundError:
+            current = None
+        if current is not None and current.st_ino != self._inode and current.st_size > 0:
+            # Another process rotated (or re-created) the log; its first line links the chain.
+            self._file.close()
+            self._open(previous=None)
+            self._resync()
+
+    def _resync(self) -> None:
+        link = chain.last_link_of(self._file.fileno())
+        if link is not None:
+            self._seq, self._prev = link[0] + 1, link[1]
+        self._size = os.fstat(self._file.fileno()).st_size
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -72,9 +115,7 @@ class JsonlSink:
 
     def _open(self, previous: str | None) -> None:
         """Open the log for appending; `previous` (not None): it is new, and starts with a header."""
-        if getattr(self, "_head", None) is None:
-            self._head = open(self.head, "r+" if self.head.exists() else "w", encoding="utf-8")
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._file = open(self.path, "a+", encoding="utf-8")  # readable: a shared log is read back (_resync)
         os.chmod(self.path, 0o600)
         stat = os.fstat(self._file.fileno())
         self._inode = stat.st_ino
@@ -137,7 +178,15 @@ class JsonlSink:
             self._flush()
 
     def _flush(self) -> None:
+        with self._exclusive():
+            self._flush_unlocked()
+
+    def _flush_unlocked(self) -> None:
         try:
+            if self.shared:
+                self._follow_others()
+            if self._reopen_asked and self.shared and not self._moved_away():
+                self._reopen_asked = False  # still the file the others write: nothing to start
             if self._reopen_asked or self._moved_away():
                 self._reopen_asked = False
                 self._start_new_file(previous="(moved away: see rotated files)")

@@ -4,17 +4,25 @@ Series stay bounded whatever clients send: the `resource` label is a resource th
 answered for (a response other than 404 once forwarded: what its discovery serves), else
 `other`; unauthenticated requests carry no resource at all. No `_created` series (they double
 every counter and no dashboard reads them).
+
+With `kubegate serve --workers N` each worker writes its series to prometheus_client's
+multiprocess files (PROMETHEUS_MULTIPROC_DIR, set by the supervisor); the supervisor's one
+/metrics aggregates them (`SupervisorMetrics`): counters and histograms summed over workers, each
+gauge as its `multiprocess_mode` says (in-flight requests summed over live workers, readiness the
+minimum, a budget's remaining tokens the most recent any worker saw).
 """
 
 from __future__ import annotations
 
 import platform
 import threading
+from pathlib import Path
 from typing import Any
 
 import prometheus_client
 from prometheus_client import (CollectorRegistry, Counter, GCCollector, Gauge, Histogram, Info, PlatformCollector,
                                ProcessCollector, generate_latest)
+from prometheus_client import multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from kubegate import __version__
@@ -72,19 +80,19 @@ class Metrics:
             "Time from forwarding a request to the cluster's response headers, by cluster.",
             ["cluster"], buckets=_REQUEST_BUCKETS, registry=self.registry)
         self.inflight = Gauge("kubegate_inflight_requests", "Requests being judged or relayed now.",
-                              registry=self.registry)
+                              multiprocess_mode="livesum", registry=self.registry)
         self.cluster_reachable = Gauge(
             "kubegate_cluster_reachable", "1 while the cluster answers the gateway's own credential (readiness probe).",
-            ["cluster"], registry=self.registry)
+            ["cluster"], multiprocess_mode="livemax", registry=self.registry)
         self.policy_last_reload = Gauge(
             "kubegate_policy_last_reload_timestamp_seconds", "When a policy set was last loaded or refused.",
-            ["policy", "result"], registry=self.registry)
+            ["policy", "result"], multiprocess_mode="max", registry=self.registry)
         self.authn_failures = Counter(
             "kubegate_authn_failures", "Requests refused by authentication, by reason.", ["reason"],
             registry=self.registry)
         self.serving_cert_expiry = Gauge(
             "kubegate_serving_certificate_expiry_timestamp_seconds",
-            "When the gateway's serving certificate expires (Unix time).", registry=self.registry)
+            "When the gateway's serving certificate expires (Unix time).", multiprocess_mode="livemin", registry=self.registry)
         self.overload_rejected = Counter(
             "kubegate_overload_rejected", "Requests refused with 429 by overload protection, by why.", ["reason"],
             registry=self.registry)
@@ -93,13 +101,13 @@ class Metrics:
             buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0), registry=self.registry)
         self.overload_seats = Gauge(
             "kubegate_overload_seats_in_use", "Seats held by requests being worked on, by kind.", ["kind"],
-            registry=self.registry)
+            multiprocess_mode="livesum", registry=self.registry)
         self.overload_queued = Gauge(
-            "kubegate_overload_queued", "Requests waiting in users' queues for a seat.", registry=self.registry)
+            "kubegate_overload_queued", "Requests waiting in users' queues for a seat.", multiprocess_mode="livesum", registry=self.registry)
         self.approvals_pending = Gauge(
-            "kubegate_approvals_pending", "Approval tickets waiting for a second person.", registry=self.registry)
+            "kubegate_approvals_pending", "Approval tickets waiting for a second person.", multiprocess_mode="livemax", registry=self.registry)
         self.grants_active = Gauge(
-            "kubegate_access_grants_active", "Time-bound access grants in force.", registry=self.registry)
+            "kubegate_access_grants_active", "Time-bound access grants in force.", multiprocess_mode="livemax", registry=self.registry)
         self.requests = Counter(
             "kubegate_requests", "Requests by cluster, verb, resource, response code and decision.",
             ["cluster", "verb", "resource", "code", "decision", "stage"], registry=self.registry)
@@ -117,22 +125,22 @@ class Metrics:
             ["result", "policy"], registry=self.registry)
         self.policy_revision = Gauge(
             "kubegate_policy_revision", "1 for the revision (content hash) of each policy set in force.",
-            ["policy", "revision"], registry=self.registry)
+            ["policy", "revision"], multiprocess_mode="livemax", registry=self.registry)
         self.gate_refusals = Counter(
             "kubegate_gate_refusals", "Requests refused by a risk gate, by gate, reason and rule/budget/limit name.",
             ["gate", "reason", "name"], registry=self.registry)
         self.budget_remaining = Gauge(
             "kubegate_budget_remaining", "Deletes left in each budget window, as last seen by this replica.",
-            ["budget", "scope", "window"], registry=self.registry)
+            ["budget", "scope", "window"], multiprocess_mode="livemostrecent", registry=self.registry)
         self.breaker_open = Gauge(
             "kubegate_breaker_open", "1 while a delete budget's circuit breaker is open (as last seen here).",
-            ["budget", "scope"], registry=self.registry)
+            ["budget", "scope"], multiprocess_mode="livemostrecent", registry=self.registry)
         self.breaker_trips = Counter(
             "kubegate_breaker_trips", "Circuit breakers opened by this replica.", ["budget"], registry=self.registry)
         self.store_errors = Counter(
             "kubegate_store_unavailable", "State store calls that failed, by what they were for.",
             ["use"], registry=self.registry)
-        self.ready = Gauge("kubegate_ready", "1 while the gateway serves requests.", registry=self.registry)
+        self.ready = Gauge("kubegate_ready", "1 while the gateway serves requests.", multiprocess_mode="livemin", registry=self.registry)
         self.audit_events = Counter("kubegate_audit_events", "Audit events written.", ["stage"],
                                     registry=self.registry)
         self.audit_dropped = Counter("kubegate_audit_events_dropped",
@@ -145,9 +153,9 @@ class Metrics:
                                              registry=self.registry)
         self.audit_pending = Gauge("kubegate_audit_pending",
                                    "Audit events queued for the writer thread after its last batch.",
-                                   registry=self.registry)
+                                   multiprocess_mode="livesum", registry=self.registry)
         self.audit_spool_bytes = Gauge("kubegate_audit_spool_bytes",
-                                       "Audit events waiting on disk for the audit center.", registry=self.registry)
+                                       "Audit events waiting on disk for the audit center.", multiprocess_mode="livesum", registry=self.registry)
 
     def observe_stages(self, seconds: dict[str, float]) -> None:
         # A labelled child is looked up under a lock on every labels() call; a request observes a
@@ -165,6 +173,33 @@ class Metrics:
         if child is None:
             child = self._request_children[labels] = self.requests.labels(*labels)
         child.inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class SupervisorMetrics:
+    """The one /metrics of `kubegate serve --workers N`: every worker's series aggregated from the
+    multiprocess directory, the supervisor's own process metrics, and the workers' count and restarts."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(self.registry, path=str(directory))
+        ProcessCollector(registry=self.registry)  # the supervisor's process: workers' are not summed
+        Info("kubegate_build", "kubegate's version and the Python it runs on.", registry=self.registry).info(
+            {"version": __version__, "python": platform.python_version()})
+        self.workers = Gauge("kubegate_workers", "Worker processes serving (ready) of `serve --workers N`.",
+                             registry=self.registry)
+        self.workers_wanted = Gauge("kubegate_workers_configured", "N of `serve --workers N`.",
+                                    registry=self.registry)
+        self.restarts = Counter("kubegate_worker_restarts",
+                                "Workers started again, by why: `exited` (it ended unasked) or `rolling` "
+                                "(a rolling restart, SIGUSR2).", ["reason"], registry=self.registry)
+
+    def worker_gone(self, pid: int) -> None:
+        """A worker ended: its live gauges (in flight, queued, ready…) no longer count."""
+        multiprocess.mark_process_dead(pid, str(self.directory))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from kubegate import __version__
@@ -38,16 +39,19 @@ def _settings(args: argparse.Namespace) -> "Settings":
         raise SystemExit(2) from None
 
 
-def _configure_logging(level: str, fmt: str) -> None:
+def _configure_logging(level: str, fmt: str, worker: int = 0) -> None:
+    """`worker`: this is worker N of `serve --workers`; its lines say so."""
     handler = logging.StreamHandler()
     if fmt == "json":
         # One JSON object per line, for log shippers: time, level, logger, message (and any extra).
         from pythonjsonlogger.json import JsonFormatter
 
         handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
-                                           rename_fields={"asctime": "time", "levelname": "level", "name": "logger"}))
+                                           rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                                           static_fields={"worker": worker} if worker else None))
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        where = f" [worker {worker}]" if worker else ""
+        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s %(name)s{where}: %(message)s"))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
 
 
@@ -92,33 +96,42 @@ def _completion(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from kubegate.gateway import preflight
-    from kubegate.gateway.engine.server import Gateway
+    from kubegate.gateway.engine import workers
+    from kubegate.gateway.engine.server import Gateway, WorkerRole
 
     cfg = _settings(args)
+    worker = WorkerRole(args.worker_slot, args.worker_port, Path(args.worker_dir)) if args.worker_slot else None
+    count, problems = workers.worker_count(args.workers, cfg) if worker is None else (1, [])
     # What would fail once serving (a busy port, a key that does not fit, a CA that is no PEM...) is
-    # reported now, all at once, in the settings file's terms.
-    problems = preflight.blocking_problems(cfg)
+    # reported now, all at once, in the settings file's terms. (A worker: its supervisor did.)
+    if worker is None:
+        problems += preflight.blocking_problems(cfg)
     if problems:
         print(f"kubegate: {len(problems)} problem(s) in {args.config}:\n" + "\n".join(f"  - {p}" for p in problems),
               file=sys.stderr)
         return 2
-    _configure_logging(args.log_level, args.log_format)
+    _configure_logging(args.log_level, args.log_format, worker=worker.slot if worker else 0)
 
-    def started(gateway: Gateway) -> None:
+    def started(gateway: "Gateway | workers.Supervisor") -> None:
+        webshell = gateway.webshell
         print(f"kubegate serving on https://{cfg.listen.host}:{gateway.port}"
               + (f", metrics on http://{cfg.metrics.host}:{gateway.metrics_port}/metrics"
                  if gateway.metrics_port else "")
-              + (f", webshell on {gateway.webshell.cfg.public_url}" if gateway.webshell else ""), flush=True)
+              + (f", webshell on {webshell.cfg.public_url}" if webshell else ""), flush=True)
 
-    async def main() -> None:
-        await Gateway(cfg).serve_until_signalled(started)
+    async def main() -> int:
+        if worker is None and count > 1:
+            log_args = ["--log-level", args.log_level, "--log-format", args.log_format]
+            return await workers.Supervisor(cfg, args.config, count, log_args).run(started)
+        await Gateway(cfg, worker=worker).serve_until_signalled(started if worker is None else lambda _: None)
+        return 0
 
     from kubegate.audit.policy import PolicyError as AuditPolicyError
     from kubegate.gateway.gates.policy import GatePolicyError
     from kubegate.gateway.authz.policy import PolicyError
 
     try:
-        asyncio.run(main())
+        return asyncio.run(main())
     except PolicyError as e:
         print(f"kubegate: the authorization policy in {cfg.path(cfg.authz.policy_dir)} is invalid; nothing is "
               "served:\n" + "\n".join(f"  - {p}" for p in e.problems), file=sys.stderr)
@@ -133,7 +146,6 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"kubegate: cannot serve: {e}", file=sys.stderr)
         return 1
-    return 0
 
 
 def _issuer(args: argparse.Namespace) -> "tuple[Settings, TokenIssuer]":
@@ -304,6 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"],
                        help="json: one JSON object per line (time, level, logger, message)")
+    serve.add_argument("--workers", default="auto", metavar="N",
+                       help="gateway processes sharing the port (needs store.redis_url when over 1); "
+                            "auto (default): one per core with Redis, 1 with the memory store")
+    # How the supervisor of `--workers N` starts each worker; not for people.
+    serve.add_argument("--worker-slot", type=int, default=0, help=argparse.SUPPRESS)
+    serve.add_argument("--worker-port", type=int, default=0, help=argparse.SUPPRESS)
+    serve.add_argument("--worker-dir", default="", help=argparse.SUPPRESS)
     serve.set_defaults(handler=_serve)
 
     doctor = with_config(sub.add_parser("doctor", help="check every file, key, cluster, Redis and OIDC issuer "

@@ -187,6 +187,7 @@ class GatewayHandle:
     clock: Any = time.time  # the gateway's clock: tokens are issued on it
     front: GoFront | None = None  # the Go net/http front between gateway and emulator, if any
     webshell_url: str = ""  # when the gateway serves the webshell
+    proc: "sp.Popen[str] | None" = None  # `kubegate serve` (the supervisor, with workers), when a subprocess
 
     @property
     def ca_file(self) -> Path:
@@ -266,8 +267,8 @@ def end_process(proc: "sp.Popen[Any]", timeout: float = 15) -> None:
 
 
 def start_gateway(state: Path, upstream: harness.RunningEmulator, *, clusters: list[dict[str, Any]] | None = None,
-                  limits: str = "", **extra: Any) -> GatewayHandle:
-    """`kubegate serve` in a subprocess; returns once it serves.
+                  limits: str = "", workers: int = 1, **extra: Any) -> GatewayHandle:
+    """`kubegate serve --workers N` in a subprocess (one by default, whatever the cores); returns once it serves.
 
     Without explicit clusters its one cluster is the emulator behind a Go net/http front, so the
     emulator executes each request as kube-apiserver's Go code would read it."""
@@ -278,8 +279,8 @@ def start_gateway(state: Path, upstream: harness.RunningEmulator, *, clusters: l
     config = write_gateway_config(state, clusters, limits=limits, **extra)
     log_file = state / "gateway.log"
     with open(log_file, "wb") as log:
-        proc = sp.Popen([sys.executable, "-m", "kubegate", "serve", "-c", str(config), "--log-level", "warning"],
-                        stdout=sp.PIPE, stderr=log, text=True)
+        proc = sp.Popen([sys.executable, "-m", "kubegate", "serve", "-c", str(config), "--log-level", "warning",
+                         "--workers", str(workers)], stdout=sp.PIPE, stderr=log, text=True)
     assert proc.stdout is not None
     line = ""
     deadline = time.monotonic() + 60
@@ -305,7 +306,7 @@ def start_gateway(state: Path, upstream: harness.RunningEmulator, *, clusters: l
     settings = gw_settings.load(config)
     webshell = line.rstrip().split(", webshell on ")[1] if ", webshell on " in line else ""
     return GatewayHandle(f"https://127.0.0.1:{port}", port, metrics_port, settings, upstream, stop, log_file,
-                         front=front, webshell_url=webshell)
+                         front=front, webshell_url=webshell, proc=proc)
 
 
 def start_gateway_in_process(state: Path, upstream: harness.RunningEmulator, *,

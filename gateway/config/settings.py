@@ -40,6 +40,10 @@ class Listen:
     """Address to listen on. Default 127.0.0.1; use 0.0.0.0 behind a Service."""
     port: int = 8443
     """TCP port. 0 picks a free port (tests)."""
+    drain_seconds: float = 25.0
+    """On SIGTERM, how long a gateway process goes on serving the requests in flight after it stops
+    taking connections (watches and exec sessions are closed, not waited for). Keep it under the
+    pod's terminationGracePeriodSeconds."""
 
 
 @dataclass
@@ -381,6 +385,8 @@ def validate(s: Settings) -> list[str]:
     _readable(s, s.audit.policy_file, "audit.policy_file", problems)
     if not 0 <= s.listen.port <= 65535:
         problems.append("listen.port: must be 0..65535")
+    if s.listen.drain_seconds < 0:
+        problems.append("listen.drain_seconds: must be 0 or more")
     if not -1 <= s.metrics.port <= 65535:
         problems.append("metrics.port: must be -1..65535")
     if s.public_url:

@@ -74,6 +74,14 @@ class GatewayAddon:
         # client connection id -> the request whose 101 turned it into a TCP flow (SPDY/3.1)
         self._upgraded: dict[str, GateContext] = {}
         self.started = asyncio.Event()
+        self.in_flight = 0  # requests between arrival and their last audit event (a drain waits on it)
+        # Connections accepted whose first request has not arrived yet (in TLS, or being read): a
+        # drain waits for them too, or a connection accepted just before the listener closed is cut.
+        self.unheard: set[str] = set()
+        self.served = 0  # requests completed by this process
+        # Set when this process stops taking connections (a worker draining): each answer closes
+        # its connection, so a client's next request goes to a process that serves on.
+        self.draining = False
         # For connections to an address that is no cluster's: a context that trusts nothing.
         self._refuse_tls = SSL.Context(SSL.TLS_CLIENT_METHOD)
         self._refuse_tls.set_verify(SSL.VERIFY_PEER, None)
@@ -87,6 +95,8 @@ class GatewayAddon:
             ctx = GateContext(request=_view(flow), received=flow.request.timestamp_start or time.time())
             flow.metadata[METADATA_KEY] = ctx
             ctx.in_flight = True
+            self.in_flight += 1
+            self.unheard.discard(flow.client_conn.id)
             self.metrics.inflight.inc()
         return ctx
 
@@ -132,6 +142,8 @@ class GatewayAddon:
                 ctx.denial, ctx.forwarded = denial, False
             path = (ctx.path or ctx.request.raw_path) if ctx else flow.request.path.partition("?")[0]
             flow.response = _answer(denial, path)
+            if self.draining:
+                flow.response.headers["Connection"] = "close"
         except Exception:
             log.exception("cannot answer a denied request; killing it")
             flow.kill()
@@ -159,6 +171,8 @@ class GatewayAddon:
                 # audit does not record); a response recorded in full is seen on its way.
                 flow.response.stream = self._capture(ctx) if wants_body else True
             flow.response.headers["Audit-Id"] = ctx.request_id
+            if self.draining and code != 101:
+                flow.response.headers["Connection"] = "close"
             if ctx.forwarded and audit_record.long_running(ctx):
                 self._record(ctx, "ResponseStarted", code)
             elif code != 101 and not held and not wants_body:
@@ -217,6 +231,8 @@ class GatewayAddon:
                 ctx.annotations["kubegate.io/upstream"] = "the gateway's credential was refused"
                 flow.response = _answer(refusal, ctx.path)
                 flow.response.headers["Audit-Id"] = ctx.request_id
+                if self.draining:
+                    flow.response.headers["Connection"] = "close"
                 self._complete(ctx, 503, refusal.message, refusal.reason or "")
                 return
             if _finished(ctx):
@@ -280,6 +296,8 @@ class GatewayAddon:
             ctx.seat.release()  # the next request in the users' turn gets it
         if ctx.in_flight:
             ctx.in_flight = False
+            self.in_flight -= 1
+            self.served += 1
             m.inflight.dec()
         cluster = ctx.upstream.name if ctx.upstream else ""
         resource = m.known_resources.label(cluster, info.resource, code, ctx.forwarded) if info else ""
@@ -408,7 +426,11 @@ class GatewayAddon:
             ctx.annotations.setdefault("kubegate.io/stream-ended", flow.error.msg[:300])
         self.tcp_end(flow)
 
+    def client_connected(self, client: connection.Client) -> None:
+        self.unheard.add(client.id)
+
     def client_disconnected(self, client: connection.Client) -> None:
+        self.unheard.discard(client.id)
         ctx = self._upgraded.pop(client.id, None)  # upgraded, but no TCP flow ever started
         if ctx is not None:
             self._complete(ctx, 101)

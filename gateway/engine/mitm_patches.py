@@ -1,4 +1,5 @@
-"""Six narrow changes to mitmproxy 12: five that fail-closed serving needs, one for its cost.
+"""Seven narrow changes to mitmproxy 12: five that fail-closed serving needs, one for its cost, one
+for workers.
 
 1. Error pages. When mitmproxy itself answers (upstream unreachable, TLS verification failed,
    body too large, malformed HTTP), it writes an HTML page no hook can replace. kubectl shows
@@ -23,18 +24,24 @@
    object it builds (`MessageData.__post_init__`): about 3% of the gateway's CPU under load
    (bench/profile.py). The objects come from mitmproxy's own parsers; the check is dropped.
 
+7. A shared port. `kubegate serve --workers N` runs N processes that each listen on the same port
+   (the kernel spreads connections among them); mitmproxy's TCP listener does not set
+   SO_REUSEPORT. When `reuse_port(True)` was called, its TCP servers are started with it (and
+   without the UDP listener a reverse mode also opens: the gateway serves no HTTP/3).
+
 Each is checked by tests that drive the gateway (oversized body, upstream down, wrong CA,
 large list), so a mitmproxy upgrade that moves these internals fails loudly, not silently.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Generator
 
 from mitmproxy import flow as mitm_flow
 from mitmproxy import http
 from mitmproxy.net.http import http1
-from mitmproxy.proxy import commands, events
+from mitmproxy.proxy import commands, events, mode_servers
 from mitmproxy.proxy.layers import http as http_layer
 from mitmproxy.proxy.layers import tcp as tcp_layer
 from mitmproxy.proxy.layers.http import _http1
@@ -43,6 +50,7 @@ from mitmproxy.proxy.layers.http._base import ReceiveHttp
 from kubegate import status as k8s_status
 
 _installed = False
+_reuse_port = False
 MAX_HEADER_BYTES = 1024 * 1024
 
 
@@ -119,6 +127,21 @@ def _tcp_kill_honoured(original: Any) -> Any:
     return relay_messages
 
 
+def reuse_port(on: bool) -> None:
+    """Listen with SO_REUSEPORT (workers sharing one port) from now on."""
+    global _reuse_port
+    _reuse_port = on
+
+
+def _shared_port(original: Any) -> Any:
+    async def listen(self: Any, host: str, port: int) -> Any:
+        if not _reuse_port or self.mode.transport_protocol not in ("tcp", "both") or port == 0:
+            return await original(self, host, port)
+        # TCP only: "both" would add a UDP (QUIC) listener, and the gateway serves no HTTP/3.
+        return [await asyncio.start_server(self.handle_stream, host, port, reuse_port=True)]
+    return listen
+
+
 def install() -> None:
     global _installed
     if _installed:
@@ -129,6 +152,8 @@ def install() -> None:
     http_layer.HttpStream.check_body_size = _requests_only(  # type: ignore[method-assign]
         http_layer.HttpStream.check_body_size)
     tcp_layer.TCPLayer.relay_messages = _tcp_kill_honoured(tcp_layer.TCPLayer.relay_messages)  # type: ignore[method-assign]
+    mode_servers.AsyncioServerInstance.listen = _shared_port(  # type: ignore[method-assign]
+        mode_servers.AsyncioServerInstance.listen)
     if "__post_init__" in vars(http.MessageData):
         http.MessageData.__post_init__ = _unchecked  # type: ignore[method-assign]
     _installed = True

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
+import os
 import shutil
 import signal
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from aiohttp import web
@@ -59,26 +62,41 @@ PURGE_EVERY_TICKS = 12  # with the 5 s expiry tick: once a minute
 StagesHook = Callable[[list[Stage]], list[Stage]]
 
 
+@dataclass(frozen=True)
+class WorkerRole:
+    """This process is worker `slot` of `kubegate serve --workers N` (see workers.py): it listens on
+    the supervisor's `port` beside the other workers, appends to the shared audit log, reports its
+    readiness to `status_dir`, and leaves /metrics, probes and the webshell to the supervisor."""
+
+    slot: int
+    port: int
+    status_dir: Path
+
+
 class Gateway:
     def __init__(self, settings: Settings, *, stages_hook: StagesHook | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, worker: WorkerRole | None = None) -> None:
         mitm_patches.install()
         self.settings = settings
+        self.worker = worker
         self.tls = keys.serving_tls(settings)
         self.authenticator = Authenticator.from_settings(settings, keys.signing_key_pem(settings), clock)
         self.upstreams = upstreams.build(settings)
         for u in self.upstreams.all:
             u.tls_context = upstream_tls.build_context(u)
         self.metrics = Metrics()
+        self._revision_labels: set[tuple[str, str]] = set()
         self.metrics.serving_cert_expiry.set(keys.certificate_expiry(self.tls.cert_file))
         audit = settings.audit
         local = JsonlSink(settings.audit_path, rotate_bytes=audit.rotate_bytes, rotate_seconds=audit.rotate_seconds,
-                          keep_files=audit.keep_files)
+                          keep_files=audit.keep_files, shared=worker is not None)
         written: Any = local
         if audit.webhook.url:
             hook = audit.webhook
-            center = WebhookSink(Target(hook.url, str(settings.path(hook.ca_file)) if hook.ca_file else ""),
-                                 settings.path(hook.spool_dir) if hook.spool_dir else settings.state / "audit-spool",
+            spool = settings.path(hook.spool_dir) if hook.spool_dir else settings.state / "audit-spool"
+            if worker is not None:  # one spool per worker slot: a spool has one reader
+                spool = spool / f"worker-{worker.slot}"
+            center = WebhookSink(Target(hook.url, str(settings.path(hook.ca_file)) if hook.ca_file else ""), spool,
                                  max_spool_bytes=hook.max_spool_bytes, batch_events=hook.batch_events,
                                  batch_seconds=hook.batch_seconds, on_depth=self.metrics.audit_spool_bytes.set)
             written = TeeSink(local, center)
@@ -147,10 +165,14 @@ class Gateway:
             self.metrics.policy_reloads.labels("loaded" if ok else "refused", which).inc()
             self.metrics.policy_last_reload.labels(which, "loaded" if ok else "refused").set(time.time())
         if ok and hasattr(self, "gates"):
-            self.metrics.policy_revision.clear()
-            for policy, revision in (("authz", self.policy.current.policy.revision),
-                                     ("gates", self.gates.current.revision)):
-                self.metrics.policy_revision.labels(policy, revision).set(1)
+            now = {("authz", self.policy.current.policy.revision), ("gates", self.gates.current.revision)}
+            for old in self._revision_labels - now:
+                # 0 first: under workers the series lives on in this worker's metrics file
+                self.metrics.policy_revision.labels(*old).set(0)
+                self.metrics.policy_revision.remove(*old)
+            for labels in now:
+                self.metrics.policy_revision.labels(*labels).set(1)
+            self._revision_labels = now
 
     def _audit_written(self, batch: list[dict[str, Any]], seconds: float) -> None:
         self.metrics.audit_write_seconds.observe(seconds)
@@ -249,9 +271,13 @@ class Gateway:
     async def start(self) -> None:
         first = self.upstreams.default or self.upstreams.all[0]
         listen = self.settings.listen
+        port, confdir = listen.port, self.settings.state / "mitmproxy"
+        if self.worker is not None:
+            mitm_patches.reuse_port(True)
+            port, confdir = self.worker.port, confdir / f"worker-{self.worker.slot}"
         opts = options.Options(
-            mode=[f"reverse:https://{first.host}:{first.port}@{listen.host}:{listen.port}"],
-            confdir=str(self.settings.state / "mitmproxy"),
+            mode=[f"reverse:https://{first.host}:{first.port}@{listen.host}:{port}"],
+            confdir=str(confdir),
         )
         self.master = Master(opts)
         # Our addon before TlsConfig: it sets up upstream TLS itself, which TlsConfig then leaves alone.
@@ -279,9 +305,9 @@ class Gateway:
         if not addrs:
             raise RuntimeError(f"cannot listen on {listen.host}:{listen.port}")
         self.port = addrs[0][1]
-        if self.settings.metrics.port >= 0:
+        if self.settings.metrics.port >= 0 and self.worker is None:
             await self._start_metrics()
-        if self.settings.webshell.enabled:
+        if self.settings.webshell.enabled and self.worker is None:
             await self._start_webshell()
         interval = self.settings.authz.reload_interval_seconds
         try:  # a first answer before serving, so /readyz tells the truth from the start
@@ -293,38 +319,76 @@ class Gateway:
                        asyncio.create_task(self._expire_grants(5.0), name="grant-expiry"),
                        asyncio.create_task(self._probe_clusters(self.settings.metrics.cluster_probe_seconds),
                                            name="cluster-probe")]
+        if self.worker is not None:
+            self._tasks.append(asyncio.create_task(self._report_status(), name="worker-status"))
         self.metrics.ready.set(1)
         log.info("kubegate serving on https://%s:%d", listen.host, self.port)
 
     async def _start_webshell(self) -> None:
         """The browser terminal on its own listener; it reaches this gateway over HTTPS only."""
-        from urllib.parse import urlsplit
+        self.webshell = await start_webshell(self.settings, self.tls, self.port, self.upstreams, self.sink.write)
 
-        from kubegate.webshell.app import Webshell
-        from kubegate.webshell.config import OidcLogin, WebshellConfig
+    def readiness(self) -> tuple[bool, list[str]]:
+        """Whether to send this process traffic, and why, one line per check as kube-apiserver's
+        /readyz?verbose. A refused policy reload is reported, not failed: the last good set serves."""
+        checks = [("engine", self.addon.started.is_set() and not self.addon.draining,
+                   "the proxy is not listening" + (" (stopping)" if self.addon.draining else " yet")),
+                  ("audit", self.sink.healthy(), "audit events cannot be written"),
+                  ("clusters", any(self.cluster_health.values()) if self.cluster_health else True,
+                   "no cluster answers: " + "; ".join(f"{n}: {why}" for n, why in self.cluster_problems.items()))]
+        ready = all(ok for _, ok, _ in checks)
+        lines = [f"[+]{name} ok" if ok else f"[-]{name} failed: {why}" for name, ok, why in checks]
+        lines += [f"[+]cluster {n} ok" if ok else f"[-]cluster {n}: {self.cluster_problems.get(n, '')}"
+                  for n, ok in sorted(self.cluster_health.items())]
+        for what, holder in (("authz policy", self.policy), ("gate policy", self.gates)):
+            lines.append(f"[!]{what}: a reload was refused, the previous set serves: {'; '.join(holder.refused[:3])}"
+                         if holder.refused else f"[+]{what} ok")
+        return ready, lines
 
-        s, w = self.settings, self.settings.webshell
-        oidc = next((o for o in s.oidc if o.issuer == w.oidc_issuer), None) if w.oidc_issuer else None
-        local = "127.0.0.1" if s.listen.host in ("0.0.0.0", "::") else s.listen.host
-        cfg = WebshellConfig(
-            host=w.host, port=w.port, public_url=w.public_url or f"https://{w.host}:{w.port}",
-            cert_file=self.tls.cert_file, key_file=self.tls.key_file,
-            gateway_url=f"https://{local}:{self.port}", gateway_ca_file=self.tls.ca_file,
-            gateway_server_name=urlsplit(s.url).hostname or local,
-            clusters=tuple(u.name for u in self.upstreams.all),
-            default_cluster=(self.upstreams.default or self.upstreams.all[0]).name,
-            work_dir=s.path(w.work_dir) if w.work_dir else s.state / "webshell",
-            recordings_dir=s.path(s.audit.recordings_dir) if s.audit.recordings_dir else s.state / "recordings",
-            audit_log=s.audit_path,
-            kubectl=shutil.which(w.kubectl or "kubectl") or w.kubectl, audit=self.sink.write,
-            oidc=OidcLogin(oidc.issuer, w.oidc_client_id, str(s.path(oidc.jwks_ca_file)) if oidc.jwks_ca_file else "")
-            if oidc else None,
-            idle_seconds=w.idle_seconds, max_seconds=w.max_seconds, auditor_groups=tuple(w.auditor_groups))
-        self.webshell = Webshell(cfg)
-        await self.webshell.start()
-        if not w.public_url and w.port == 0:
-            self.webshell.origin = f"https://{w.host}:{self.webshell.port}"
-            self.webshell.cfg = dataclasses.replace(cfg, public_url=self.webshell.origin)
+    async def _report_status(self, interval: float = 0.25) -> None:
+        """A worker's readiness and counts, for the supervisor's /readyz (a file it reads; written
+        whole, then renamed, so it never reads half of one). A worker whose supervisor is gone stops."""
+        assert self.worker is not None
+        parent = os.getppid()
+        path = self.worker.status_dir / f"worker-{self.worker.slot}.json"
+        while True:
+            ready, lines = self.readiness()
+            status = {"slot": self.worker.slot, "pid": os.getpid(), "ready": ready, "checks": lines,
+                      "served": self.addon.served, "in_flight": self.addon.in_flight,
+                      "draining": self.addon.draining}
+            temporary = path.with_name(f".{path.name}.{os.getpid()}")
+            try:
+                temporary.write_text(json.dumps(status))
+                os.replace(temporary, path)
+            except OSError as e:
+                log.warning("cannot report this worker's status to %s: %s", path, e)
+            if os.getppid() != parent:
+                log.error("the supervisor (pid %d) is gone; this worker stops", parent)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            await asyncio.sleep(interval)
+
+    async def drain(self, grace_seconds: float) -> None:
+        """Stop taking connections and let the requests in flight finish (up to `grace_seconds`);
+        watches and exec sessions are not waited for: they end at stop, and clients reconnect (to
+        another worker or replica), as when kube-apiserver shuts down."""
+        self.addon.draining = True
+        self.metrics.ready.set(0)
+        proxy = self.master.addons.get("proxyserver") if self.master is not None else None
+        if proxy is not None:
+            for instance in list(proxy.servers):
+                await instance.stop()
+        deadline = time.monotonic() + grace_seconds
+        while self._unfinished() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self._unfinished():
+            log.warning("%d request(s) and %d connection(s) without a request yet still open after %gs; "
+                        "stopping anyway", self.addon.in_flight - self.admission.long_running,
+                        len(self.addon.unheard), grace_seconds)
+
+    def _unfinished(self) -> bool:
+        """Ordinary requests in flight, or connections accepted that have not sent their request yet."""
+        return self.addon.in_flight - self.admission.long_running > 0 or bool(self.addon.unheard)
 
     async def _start_metrics(self) -> None:
         async def metrics(_: web.Request) -> web.Response:
@@ -335,21 +399,9 @@ class Gateway:
             return web.Response(text="ok")
 
         async def readyz(request: web.Request) -> web.Response:
-            # As kube-apiserver's /readyz: one line per check with ?verbose; 503 when one fails.
-            # A refused policy reload is reported, not failed: the last good set keeps serving.
-            checks = [("engine", self.addon.started.is_set(), "the proxy is not listening yet"),
-                      ("audit", self.sink.healthy(), "audit events cannot be written"),
-                      ("clusters", any(self.cluster_health.values()) if self.cluster_health else True,
-                       "no cluster answers: " + "; ".join(f"{n}: {why}" for n, why in self.cluster_problems.items()))]
-            ready = all(ok for _, ok, _ in checks)
+            ready, lines = self.readiness()
             if "verbose" not in request.query:
                 return web.Response(text="ok" if ready else "not ready", status=200 if ready else 503)
-            lines = [f"[+]{name} ok" if ok else f"[-]{name} failed: {why}" for name, ok, why in checks]
-            lines += [f"[+]cluster {n} ok" if ok else f"[-]cluster {n}: {self.cluster_problems.get(n, '')}"
-                      for n, ok in sorted(self.cluster_health.items())]
-            for what, holder in (("authz policy", self.policy), ("gate policy", self.gates)):
-                lines.append(f"[!]{what}: a reload was refused, the previous set serves: {'; '.join(holder.refused[:3])}"
-                             if holder.refused else f"[+]{what} ok")
             lines.append(f"readyz check {'passed' if ready else 'failed'}")
             return web.Response(text="\n".join(lines) + "\n", status=200 if ready else 503)
 
@@ -382,7 +434,8 @@ class Gateway:
         self.sink.close()
 
     async def serve_until_signalled(self, on_started: Callable[["Gateway"], None]) -> None:
-        """Serve until SIGINT or SIGTERM (the foreground process: `kubegate serve`, the demo)."""
+        """Serve until SIGINT or SIGTERM (the foreground process: `kubegate serve`, the demo); then
+        drain: no new connections, the requests in flight finish (`listen.drain_seconds` at most)."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -392,8 +445,43 @@ class Gateway:
         try:
             on_started(self)
             await stop.wait()
+            await self.drain(self.settings.listen.drain_seconds)
         finally:
             await self.stop()
+
+
+async def start_webshell(s: Settings, tls: keys.ServingTls, gateway_port: int, clusters: upstreams.Upstreams,
+                         audit: Callable[[dict[str, Any]], None]) -> Any:
+    """The webshell (kubegate.webshell.app.Webshell), serving; it reaches the gateway at
+    `gateway_port` over HTTPS only, as any client does."""
+    from urllib.parse import urlsplit
+
+    from kubegate.webshell.app import Webshell
+    from kubegate.webshell.config import OidcLogin, WebshellConfig
+
+    w = s.webshell
+    oidc = next((o for o in s.oidc if o.issuer == w.oidc_issuer), None) if w.oidc_issuer else None
+    local = "127.0.0.1" if s.listen.host in ("0.0.0.0", "::") else s.listen.host
+    cfg = WebshellConfig(
+        host=w.host, port=w.port, public_url=w.public_url or f"https://{w.host}:{w.port}",
+        cert_file=tls.cert_file, key_file=tls.key_file,
+        gateway_url=f"https://{local}:{gateway_port}", gateway_ca_file=tls.ca_file,
+        gateway_server_name=urlsplit(s.url).hostname or local,
+        clusters=tuple(u.name for u in clusters.all),
+        default_cluster=(clusters.default or clusters.all[0]).name,
+        work_dir=s.path(w.work_dir) if w.work_dir else s.state / "webshell",
+        recordings_dir=s.path(s.audit.recordings_dir) if s.audit.recordings_dir else s.state / "recordings",
+        audit_log=s.audit_path,
+        kubectl=shutil.which(w.kubectl or "kubectl") or w.kubectl, audit=audit,
+        oidc=OidcLogin(oidc.issuer, w.oidc_client_id, str(s.path(oidc.jwks_ca_file)) if oidc.jwks_ca_file else "")
+        if oidc else None,
+        idle_seconds=w.idle_seconds, max_seconds=w.max_seconds, auditor_groups=tuple(w.auditor_groups))
+    webshell = Webshell(cfg)
+    await webshell.start()
+    if not w.public_url and w.port == 0:
+        webshell.origin = f"https://{w.host}:{webshell.port}"
+        webshell.cfg = dataclasses.replace(cfg, public_url=webshell.origin)
+    return webshell
 
 
 def build_store(settings: Settings) -> StateStore:

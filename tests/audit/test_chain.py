@@ -4,13 +4,17 @@ every edit, deletion, insertion and swap, across rotations; moved and deleted fi
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from kubegate.audit import chain
 from kubegate.audit.sink import JsonlSink
 
 
@@ -134,3 +138,60 @@ def test_search_and_tail_find_what_on_call_asks_for(tmp_path: Path) -> None:
     tail = subprocess.run([sys.executable, "-m", "kubegate", "audit", "tail", str(path), "-n", "2"],
                           capture_output=True, text=True, timeout=60)
     assert [ln.split()[-1] for ln in tail.stdout.splitlines()] == ["/api/v1/namespaces/n4", "/api/v1/namespaces/n5"]
+
+
+def _write_shared(path: str, writer: int, count: int, together: Any) -> None:
+    """One of several processes appending to one shared log, in batches of 1 to 7 events."""
+    sink = JsonlSink(Path(path), rotate_bytes=20_000, shared=True)
+    together.wait(60)  # all start writing at once
+    n = 0
+    while n < count:
+        size = min(1 + (n * 7 + writer) % 7, count - n)
+        sink.write_batch([{**_event(n + i), "auditID": f"w{writer}-{n + i}"} for i in range(size)])
+        n += size
+        time.sleep(0.0005)  # a moment for the others to take the lock
+    sink.close()
+
+
+def test_processes_sharing_one_log_keep_one_chain_through_rotations(tmp_path: Path) -> None:
+    """`serve --workers N`: every worker appends to the one log; the chain holds across all of them."""
+    path = tmp_path / "audit.jsonl"
+    spawn = multiprocessing.get_context("spawn")
+    together = spawn.Barrier(3)
+    writers = [spawn.Process(target=_write_shared, args=(str(path), w, 300, together)) for w in range(3)]
+    for p in writers:
+        p.start()
+    for p in writers:
+        p.join(120)
+    assert [p.exitcode for p in writers] == [0, 0, 0]
+    logs = files(path)
+    assert len(logs) >= 5  # rotated several times, by whichever process found it due
+    out = verify(*logs)
+    assert out.returncode == 0, out.stdout
+    ids = [json.loads(line)["auditID"] for f in logs for line in lines_of(Path(f))]
+    written = [i for i in ids if i.startswith("w")]
+    assert sorted(written) == sorted(f"w{w}-{n}" for w in range(3) for n in range(300))
+    opened = len(ids) - len(written)
+    assert opened == len(logs)  # one log-opened line per file, none from a process that merely followed
+    turns = sum(1 for a, b in zip(written, written[1:]) if a.split("-")[0] != b.split("-")[0])
+    assert turns > 30  # the processes did write in turns, not one after another
+
+
+def test_the_chain_is_found_at_the_end_of_a_long_log(tmp_path: Path) -> None:
+    """A restarted sink reads the log back from its end: lines longer than a read block included."""
+    path = tmp_path / "audit.jsonl"
+    sink = JsonlSink(path, clock=Clock())
+    for n in range(50):
+        sink.write({**_event(n), "requestObject": {"data": "x" * (100_000 if n % 10 == 9 else 10)}})
+    sink.close()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert chain.last_link_of(fd, block=4096) == chain.last_link_of(fd)
+        seq, _ = chain.last_link_of(fd, block=4096) or (None, "")
+    finally:
+        os.close(fd)
+    assert seq == 50
+    sink = JsonlSink(path, clock=Clock())
+    sink.write(_event(50))
+    sink.close()
+    assert verify(str(path)).returncode == 0

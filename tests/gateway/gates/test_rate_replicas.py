@@ -1,14 +1,17 @@
-"""Rate gates shared by two gateway processes through one real redis-server, and Redis failing.
+"""Rate gates shared by two gateway replicas through one real redis-server, and Redis failing.
 
-Exactness: 64 concurrent deleters spread over two replicas against one budget of N must get
-exactly N deletes to the cluster, counted in the emulator's request log, run after run.
+Exactness: 64 concurrent deleters spread over two replicas (each one process, or two workers)
+against one budget of N must get exactly N deletes to the cluster, counted in the emulator's
+request log, run after run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -43,8 +46,9 @@ qps:
 
 
 class Pair:
-    def __init__(self, a: GatewayHandle, b: GatewayHandle, upstream: harness.RunningEmulator) -> None:
-        self.a, self.b, self.upstream = a, b, upstream
+    def __init__(self, a: GatewayHandle, b: GatewayHandle, upstream: harness.RunningEmulator,
+                 workers: int = 1) -> None:
+        self.a, self.b, self.upstream, self.workers = a, b, upstream, workers
         self.direct = k8s.CoreV1Api(python_client(upstream.url, upstream.ca_file, upstream.admin_token))
 
     def seed(self, namespace: str, count: int) -> list[str]:
@@ -57,20 +61,23 @@ class Pair:
         return names
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+@pytest.fixture(scope="module", params=[1, 2], ids=["one-process-each", "two-workers-each"])
+def pair(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Pair]:
+    """Two replicas sharing one Redis: single processes, or `serve --workers 2` each (four processes
+    taking from the same buckets)."""
+    workers = request.param
     state = tmp_path_factory.mktemp("replicas")
     redis = RedisServer(state / "redis").start()
     upstream = harness.start(state / "emulator")
     store = {"redis_url": redis.url, "key_prefix": f"r{uuid.uuid4().hex[:6]}:"}
-    a = start_gateway(state / "a", upstream, limits=LIMITS, store=store)
+    a = start_gateway(state / "a", upstream, limits=LIMITS, store=store, workers=workers)
     # the second replica serves with the first one's certificate and token-signing key, as replicas do
     tls = state / "a" / "tls"
-    b = start_gateway(state / "b", upstream, limits=LIMITS, store=store,
+    b = start_gateway(state / "b", upstream, limits=LIMITS, store=store, workers=workers,
                       tls={"cert_file": str(tls / "serving.crt"), "key_file": str(tls / "serving.key")},
                       issuer={"signing_key_file": str(tls / "token-signing.key")})
     try:
-        yield Pair(a, b, upstream)
+        yield Pair(a, b, upstream, workers)
     finally:
         b.stop()
         a.stop()
@@ -113,6 +120,11 @@ def test_concurrent_deleters_on_two_replicas_get_exactly_the_budget(pair: Pair, 
     assert len(reached) == BUDGET
     assert sorted(codes) == [200] * BUDGET + [429] * (PODS - BUDGET)
     assert len(pair.direct.list_namespaced_pod(namespace).items) == PODS - BUDGET
+    if pair.workers > 1:  # every worker of both replicas took part
+        for gw in (pair.a, pair.b):
+            with urllib.request.urlopen(f"http://127.0.0.1:{gw.metrics_port}/readyz?verbose", timeout=10) as r:
+                served = re.findall(r"\[\+\]worker \d+ \(pid \d+\) ok: (\d+) requests served", r.read().decode())
+            assert len(served) == pair.workers and all(int(n) > 0 for n in served)
 
 
 def test_qps_limit_holds_across_replicas(pair: Pair) -> None:
