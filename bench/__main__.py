@@ -1,6 +1,6 @@
 """The throughput and latency suite, one command: `./dev bench` (or `.venv/bin/python -m bench`).
 
-    python -m bench [--seconds 8] [--rounds 2] [--json bench-results.json] [--redis]
+    python -m bench [--seconds 8] [--rounds 2] [--json bench-results.json] [--redis] [--workers 2,4]
 
 Upstream: nginx (Debian) serving one small ConfigMap over TLS, fast enough that the proxies are
 what is measured. Targets, each its own process, all in front of that one nginx:
@@ -11,6 +11,7 @@ what is measured. Targets, each its own process, all in front of that one nginx:
   kubegate full       the starter policies and every gate (authz, freeze, rules, limits with the
                       per-user QPS lifted, audit to a file; webhooks off), memory store
   kubegate redis      the same with the store in a local redis-server (--redis)
+  kubegate redis wN   the same as `serve --workers N` (--workers N,M: one target per N; Redis implied)
 Load: wrk (Debian), one thread, 1 and 16 keep-alive connections, `--seconds` per measurement,
 rounds interleaved over the targets so noise spreads over all. Every figure is also given as a
 ratio to bare mitmproxy measured in the same run; results go to a JSON file too.
@@ -124,6 +125,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
     parser.add_argument("--json", default="bench-results.json", help="where the results go (default ./bench-results.json)")
     parser.add_argument("--redis", action="store_true", help="also kubegate with its store in a local redis-server")
+    parser.add_argument("--workers", default="", metavar="N[,M...]",
+                        help="also kubegate with Redis as `serve --workers N` for each N (e.g. 2,4); implies --redis")
     args = parser.parse_args()
     missing = [tool for tool in ("nginx", "wrk") if not (shutil.which(tool) or Path(f"/usr/sbin/{tool}").exists())]
     if missing:
@@ -155,12 +158,18 @@ def main() -> int:
             gateway("kubegate authn", authz={"policy_dir": str(open_authz)}, gates={"policy_dir": str(work / "no-gates")}),
             gateway("kubegate full")]
         redis = None
-        if args.redis:
+        counts = [int(n) for n in args.workers.split(",") if n.strip()]
+        if args.redis or counts:
             sys.path.insert(0, str(ROOT))
             from tests.redis_server import RedisServer
 
             redis = RedisServer(work / "redis").start()
             targets.append(gateway("kubegate redis", store={"redis_url": redis.url}))
+            for n in counts:
+                name = f"kubegate redis w{n}"
+                port = stack.start_gateway(f"w{n}", workers=n, store={"redis_url": redis.url,
+                                                                      "key_prefix": f"w{n}:"})
+                targets.append((name, port, stack.token("bench", ["kubegate:viewers"])))
         results: dict[str, dict[int, list[dict[str, float]]]] = {name: {1: [], 16: []} for name, _, _ in targets}
         for _, port, token in targets:  # warm up: TLS, caches, lazy imports
             wrk(port, token, 4, 1)
@@ -197,6 +206,11 @@ def report(results: dict[str, dict[int, list[dict[str, float]]]], args: argparse
         print(f"{r['target']:<16}{r['rps@16']:>9.0f}{r['rps@16 x mitmproxy']:>8.2f}{r['rps@1']:>8.0f}"
               f"{r['p50_ms@1']:>10.3f}{r['p99_ms@1']:>10.3f}{r['added p50@1 ms over direct']:>11.3f}"
               f"{r['added p50@1 x mitmproxy\'s']:>8.2f}")
+    one = next((r for r in rows if r["target"] == "kubegate redis"), None)
+    for r in rows:
+        if one is not None and r["target"].startswith("kubegate redis w"):
+            r["rps@16 x one worker"] = r["rps@16"] / one["rps@16"]
+            print(f"{r['target']}: {r['rps@16 x one worker']:.2f}x the rps@16 of one worker (kubegate redis)")
     Path(args.json).write_text(json.dumps({"seconds": args.seconds, "rounds": args.rounds, "rows": rows,
                                            "raw": results}, indent=2) + "\n")
     print(f"\n{args.rounds} rounds of {args.seconds:g}s per target and connection count; wrk -t1; results in {args.json}")

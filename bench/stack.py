@@ -57,9 +57,10 @@ class Stack:
         self.upstream_ca = self.work / "emu" / "ca.crt"
         self.admin_token = yaml.safe_load((self.work / "emu" / "kubeconfig").read_text())["users"][0]["user"]["token"]
 
-    def start_gateway(self, name: str = "gw", **extra: Any) -> int:
+    def start_gateway(self, name: str = "gw", workers: int = 1, **extra: Any) -> int:
         """kubegate with the starter policies, every gate on; only the per-user QPS limit is lifted,
-        since a benchmark is one user calling as fast as it can. `extra`: more config keys. Its port."""
+        since a benchmark is one user calling as fast as it can. `workers`: `serve --workers N` (N > 1
+        needs a Redis store in `extra`). `extra`: more config keys. Its port."""
         gates = self.work / "gates"
         if not gates.exists():  # one copy for every gateway of the run
             shutil.copytree(ROOT / "policies" / "gates", gates)
@@ -74,8 +75,8 @@ class Stack:
             "authz": {"policy_dir": str(ROOT / "policies" / "authz")}, "gates": {"policy_dir": str(gates)},
             "clusters": [{"name": "bench", "server": self.upstream_url, "ca_file": str(self.upstream_ca),
                           "token": self.admin_token}]}))
-        gw, line = spawn([sys.executable, "-m", "kubegate", "serve", "-c", str(config), "--log-level", "warning"],
-                         "kubegate serving on", self.work / f"{name}.log")
+        gw, line = spawn([sys.executable, "-m", "kubegate", "serve", "-c", str(config), "--log-level", "warning",
+                          "--workers", str(workers)], "kubegate serving on", self.work / f"{name}.log")
         self.procs.append(gw)
         self.gateway_port = int(line.split("https://127.0.0.1:")[1].split(",")[0])
         self.gateway_pid = gw.pid

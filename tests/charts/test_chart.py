@@ -109,6 +109,12 @@ def test_security_properties(name: str) -> None:
     container = gateway["spec"]["template"]["spec"]["containers"][0]
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # Worker processes: one per CPU by default; the production set asks for two and the sysctl that
+    # lets a leaving worker's waiting connections move to the other.
+    workers = "2" if name == "production" else "auto"
+    assert container["args"][-2:] == ["--workers", workers]
+    sysctls = gateway["spec"]["template"]["spec"]["securityContext"].get("sysctls", [])
+    assert sysctls == ([{"name": "net.ipv4.tcp_migrate_req", "value": "1"}] if name == "production" else [])
     pdb = _one(docs, "PodDisruptionBudget")
     hpa = [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
     replicas = hpa[0]["spec"]["minReplicas"] if hpa else gateway["spec"]["replicas"]

@@ -115,16 +115,33 @@ def test_concurrent_deleters_on_two_replicas_get_exactly_the_budget(pair: Pair, 
     pair.upstream.clear_requests()
     token = pair.a.token("ada")
     paths = [f"/api/v1/namespaces/{namespace}/pods/{n}" for n in names]
+    before = {gw.url: served(gw) for gw in (pair.a, pair.b)} if pair.workers > 1 else {}
     codes = asyncio.run(_hammer(pair, "DELETE", paths, token))
     reached = [r for r in pair.upstream.requests if r.method == "DELETE" and f"/namespaces/{namespace}/" in r.path]
     assert len(reached) == BUDGET
     assert sorted(codes) == [200] * BUDGET + [429] * (PODS - BUDGET)
     assert len(pair.direct.list_namespaced_pod(namespace).items) == PODS - BUDGET
-    if pair.workers > 1:  # every worker of both replicas took part
-        for gw in (pair.a, pair.b):
-            with urllib.request.urlopen(f"http://127.0.0.1:{gw.metrics_port}/readyz?verbose", timeout=10) as r:
-                served = re.findall(r"\[\+\]worker \d+ \(pid \d+\) ok: (\d+) requests served", r.read().decode())
-            assert len(served) == pair.workers and all(int(n) > 0 for n in served)
+    if pair.workers > 1:  # every worker of both replicas took part in this round
+        wait_for_served(pair, before, PODS)
+        after = {gw.url: served(gw) for gw in (pair.a, pair.b)}
+        for url, counts in after.items():
+            assert len(counts) == pair.workers
+            assert all(n > was for n, was in zip(counts, before[url])), (before, after)
+
+
+def served(gw: GatewayHandle) -> list[int]:
+    """Requests each worker has served, as /readyz?verbose lists them (workers report a few times a second)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{gw.metrics_port}/readyz?verbose", timeout=10) as r:
+        text = r.read().decode()
+    return [int(n) for n in re.findall(r"\[\+\]worker \d+ \(pid \d+\) ok: (\d+) requests served", text)]
+
+
+def wait_for_served(pair: Pair, before: dict[str, list[int]], more: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if sum(sum(served(gw)) - sum(before[gw.url]) for gw in (pair.a, pair.b)) >= more:
+            return
+        time.sleep(0.1)
 
 
 def test_qps_limit_holds_across_replicas(pair: Pair) -> None:
