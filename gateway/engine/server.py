@@ -48,7 +48,8 @@ from ..gates.rate import ApiRate, RateGate
 from ..state.store import BreakerState, MemoryStore, StateStore, StoreUnavailable
 from ..state.redis_store import RedisStore
 from ..clusters.client import UpstreamClient, UpstreamError
-from ..metrics import CONTENT_TYPE, Metrics
+from ..metrics import Metrics
+from .probes import serve_probes
 from ..config.settings import Settings
 from ..request.info import RequestInfo
 from ..identity.sessions import SessionService
@@ -391,29 +392,8 @@ class Gateway:
         return self.addon.in_flight - self.admission.long_running > 0 or bool(self.addon.unheard)
 
     async def _start_metrics(self) -> None:
-        async def metrics(_: web.Request) -> web.Response:
-            return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
-
-        async def healthz(_: web.Request) -> web.Response:
-            # Alive: the process answers. (Whether it should get traffic is /readyz.)
-            return web.Response(text="ok")
-
-        async def readyz(request: web.Request) -> web.Response:
-            ready, lines = self.readiness()
-            if "verbose" not in request.query:
-                return web.Response(text="ok" if ready else "not ready", status=200 if ready else 503)
-            lines.append(f"readyz check {'passed' if ready else 'failed'}")
-            return web.Response(text="\n".join(lines) + "\n", status=200 if ready else 503)
-
-        app = web.Application()
-        app.router.add_get("/metrics", metrics)
-        app.router.add_get("/healthz", healthz)
-        app.router.add_get("/livez", healthz)
-        app.router.add_get("/readyz", readyz)
-        self._metrics_runner = web.AppRunner(app, access_log=None)
-        await self._metrics_runner.setup()
-        site = web.TCPSite(self._metrics_runner, self.settings.metrics.host, self.settings.metrics.port)
-        await site.start()
+        self._metrics_runner = await serve_probes(self.settings.metrics.host, self.settings.metrics.port,
+                                                  self.metrics.exposition, self.readiness)
         self.metrics_port = self._metrics_runner.addresses[0][1]
 
     async def stop(self) -> None:

@@ -45,7 +45,8 @@ from kubegate.audit.writer import BackgroundWriter
 from ..clusters import upstreams
 from ..config.settings import Settings
 from ..identity import keys
-from ..metrics import CONTENT_TYPE, SupervisorMetrics
+from ..metrics import SupervisorMetrics
+from .probes import serve_probes
 
 log = logging.getLogger("kubegate.workers")
 START_SECONDS = 60.0  # a worker that does not listen by then is taken as failed
@@ -272,27 +273,8 @@ class Supervisor:
         return serving > 0 and not failing, lines + notes
 
     async def _start_probes(self) -> None:
-        async def metrics(_: web.Request) -> web.Response:
-            return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
-
-        async def healthz(_: web.Request) -> web.Response:
-            return web.Response(text="ok")
-
-        async def readyz(request: web.Request) -> web.Response:
-            ready, lines = self.readiness()
-            if "verbose" not in request.query:
-                return web.Response(text="ok" if ready else "not ready", status=200 if ready else 503)
-            lines.append(f"readyz check {'passed' if ready else 'failed'}")
-            return web.Response(text="\n".join(lines) + "\n", status=200 if ready else 503)
-
-        app = web.Application()
-        app.router.add_get("/metrics", metrics)
-        app.router.add_get("/healthz", healthz)
-        app.router.add_get("/livez", healthz)
-        app.router.add_get("/readyz", readyz)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.settings.metrics.host, self.settings.metrics.port).start()
+        self._runner = await serve_probes(self.settings.metrics.host, self.settings.metrics.port,
+                                          self.metrics.exposition, self.readiness)
         self.metrics_port = self._runner.addresses[0][1]
 
     async def _start_webshell(self) -> None:
