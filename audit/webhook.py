@@ -20,7 +20,6 @@ import logging
 import os
 import ssl
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable

@@ -23,14 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import Stack  # noqa: E402  (the benchmarks' shared set-up)
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from stack import Stack, rss_mib  # noqa: E402  (the benchmarks' shared set-up)
 
 
 def main() -> int:

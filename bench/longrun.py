@@ -32,14 +32,9 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import ROOT, Stack  # noqa: E402
+from stack import ROOT, Stack, rss_mib  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
-
-
-def rss_mib(pid: int) -> float:
-    text = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1)) / 1024  # type: ignore[union-attr]
 
 
 async def _watch_round(base: str, token: str, ca: Path, count: int, namespace: str, create: Any) -> list[float]:

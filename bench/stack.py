@@ -21,6 +21,14 @@ from kubegate.gateway.identity.authn import TokenIssuer
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def rss_mib(pid: int) -> float:
+    """A process's resident memory now, MiB (/proc/PID/status VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def spawn(args: list[str], marker: str, log: Path) -> tuple[subprocess.Popen[str], str]:
     """Start a process and wait for the stdout line that starts with `marker`."""
     with open(log, "wb") as err:

@@ -37,6 +37,11 @@ OTHER = "other"
 MAX_RESOURCES = 2000  # per cluster; past it (a cluster with thousands of CRDs) new ones are `other`
 
 
+def _build_info(registry: CollectorRegistry) -> None:
+    Info("kubegate_build", "kubegate's version and the Python it runs on.", registry=registry).info(
+        {"version": __version__, "python": platform.python_version()})
+
+
 class KnownResources:
     """The resources each cluster has answered for, learned from its responses (bounded)."""
 
@@ -67,8 +72,7 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
-        Info("kubegate_build", "kubegate's version and the Python it runs on.", registry=self.registry).info(
-            {"version": __version__, "python": platform.python_version()})
+        _build_info(self.registry)
         self.known_resources = KnownResources()
         self.request_seconds = Histogram(
             "kubegate_request_duration_seconds",
@@ -187,8 +191,7 @@ class SupervisorMetrics:
         self.registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(self.registry, path=str(directory))
         ProcessCollector(registry=self.registry)  # the supervisor's process: workers' are not summed
-        Info("kubegate_build", "kubegate's version and the Python it runs on.", registry=self.registry).info(
-            {"version": __version__, "python": platform.python_version()})
+        _build_info(self.registry)
         self.workers = Gauge("kubegate_workers", "Worker processes serving (ready) of `serve --workers N`.",
                              registry=self.registry)
         self.workers_wanted = Gauge("kubegate_workers_configured", "N of `serve --workers N`.",

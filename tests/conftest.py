@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import threading
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,8 +214,24 @@ class GatewayHandle:
         events = [json.loads(line) for line in settled_text(path).splitlines() if line.strip()]
         return [e for e in events if e.get("annotations", {}).get("kubegate.io/event") != "log-opened"]
 
+    def workers(self) -> dict[int, tuple[int, int]]:
+        """`serve --workers N`: worker number -> (pid, requests served) for each worker /readyz?verbose
+        lists as serving (workers report a few times a second)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/readyz?verbose", timeout=10) as r:
+            text = r.read().decode()
+        found = re.findall(r"\[\+\]worker (\d+) \(pid (\d+)\) ok: (\d+) requests served", text)
+        return {int(n): (int(pid), int(served)) for n, pid, served in found}
+
     def stop(self) -> None:
         self._stop()
+
+
+def wait_until(predicate: Any, timeout: float = 30.0, what: str = "") -> None:
+    """Poll `predicate` until it holds; fail naming `what` (or the timeout) if it never does."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what or f"not within {timeout}s"
+        time.sleep(0.1)
 
 
 def settled_text(path: Path, quiet: float = 0.15, timeout: float = 10.0) -> str:

@@ -26,6 +26,12 @@ def _page(title: str, body: str, session: WebSession | None = None, scripts: tup
             f'<main id="main">{body}</main>{tags}</body></html>')
 
 
+def _alerts(error: str, notice: str = "") -> str:
+    """An error (announced to screen readers at once) and a notice, each shown only when there is one."""
+    return (f'<p class="error" role="alert">{escape(error)}</p>' if error else "") + \
+        (f'<p class="notice" role="status">{escape(notice)}</p>' if notice else "")
+
+
 def _decision_buttons(session: WebSession, prefix: str, item: dict[str, object]) -> str:
     """Approve and Deny for a pending item someone else asked for (nobody decides their own)."""
     if item.get("status") != "pending" or item.get("user") == session.user:
@@ -37,7 +43,7 @@ def _decision_buttons(session: WebSession, prefix: str, item: dict[str, object])
 
 
 def login(error: str, csrf: str, sso: bool) -> str:
-    alert = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
+    alert = _alerts(error)
     sso_block = ('<p><a class="button primary" href="/login/oidc">Sign in with single sign-on</a></p>'
                  '<p class="or">or</p>') if sso else ""
     return _page("Sign in", f"""
@@ -146,8 +152,7 @@ def access(session: WebSession, items: list[dict[str, object]], clusters: tuple[
         f'<td>{int(str(i["durationSeconds"])) // 60} min</td><td>{escape(str(i["reason"]))}</td>'
         f'<td>{escape(str(i.get("decidedBy") or ""))}</td><td>{actions(i)}</td></tr>' for i in items)
     options = "".join(f'<option>{escape(c)}</option>' for c in clusters)
-    alert = (f'<p class="error" role="alert">{escape(error)}</p>' if error else "") + \
-        (f'<p class="notice" role="status">{escape(notice)}</p>' if notice else "")
+    alert = _alerts(error, notice)
     return _page("Access requests", f"""
 <h1>Time-bound access</h1>
 {alert}
@@ -187,8 +192,7 @@ def approvals(session: WebSession, items: list[dict[str, object]], error: str = 
         f'<td>{escape(str(t["cluster"]))}</td><td>{what(t)}</td>'
         f'<td>{escape(_reasons(t))}</td>'
         f'<td>{escape(str(t.get("decidedBy") or ""))}</td><td>{actions(t)}</td></tr>' for t in items)
-    alert = (f'<p class="error" role="alert">{escape(error)}</p>' if error else "") + \
-        (f'<p class="notice" role="status">{escape(notice)}</p>' if notice else "")
+    alert = _alerts(error, notice)
     return _page("Approvals", f"""
 <h1>Approvals</h1>
 {alert}

@@ -86,6 +86,10 @@ class GatewayAddon:
         self._refuse_tls = SSL.Context(SSL.TLS_CLIENT_METHOD)
         self._refuse_tls.set_verify(SSL.VERIFY_PEER, None)
 
+    def _close_if_draining(self, response: http.Response) -> None:
+        if self.draining:
+            response.headers["Connection"] = "close"
+
     def running(self) -> None:
         self.started.set()
 
@@ -142,8 +146,7 @@ class GatewayAddon:
                 ctx.denial, ctx.forwarded = denial, False
             path = (ctx.path or ctx.request.raw_path) if ctx else flow.request.path.partition("?")[0]
             flow.response = _answer(denial, path)
-            if self.draining:
-                flow.response.headers["Connection"] = "close"
+            self._close_if_draining(flow.response)
         except Exception:
             log.exception("cannot answer a denied request; killing it")
             flow.kill()
@@ -171,8 +174,8 @@ class GatewayAddon:
                 # audit does not record); a response recorded in full is seen on its way.
                 flow.response.stream = self._capture(ctx) if wants_body else True
             flow.response.headers["Audit-Id"] = ctx.request_id
-            if self.draining and code != 101:
-                flow.response.headers["Connection"] = "close"
+            if code != 101:
+                self._close_if_draining(flow.response)
             if ctx.forwarded and audit_record.long_running(ctx):
                 self._record(ctx, "ResponseStarted", code)
             elif code != 101 and not held and not wants_body:
@@ -231,8 +234,7 @@ class GatewayAddon:
                 ctx.annotations["kubegate.io/upstream"] = "the gateway's credential was refused"
                 flow.response = _answer(refusal, ctx.path)
                 flow.response.headers["Audit-Id"] = ctx.request_id
-                if self.draining:
-                    flow.response.headers["Connection"] = "close"
+                self._close_if_draining(flow.response)
                 self._complete(ctx, 503, refusal.message, refusal.reason or "")
                 return
             if _finished(ctx):

@@ -89,8 +89,7 @@ class Gateway:
         self._revision_labels: set[tuple[str, str]] = set()
         self.metrics.serving_cert_expiry.set(keys.certificate_expiry(self.tls.cert_file))
         audit = settings.audit
-        local = JsonlSink(settings.audit_path, rotate_bytes=audit.rotate_bytes, rotate_seconds=audit.rotate_seconds,
-                          keep_files=audit.keep_files, shared=worker is not None)
+        local = audit_log(settings, shared=worker is not None)
         written: Any = local
         if audit.webhook.url:
             hook = audit.webhook
@@ -462,6 +461,13 @@ async def start_webshell(s: Settings, tls: keys.ServingTls, gateway_port: int, c
         webshell.origin = f"https://{w.host}:{webshell.port}"
         webshell.cfg = dataclasses.replace(cfg, public_url=webshell.origin)
     return webshell
+
+
+def audit_log(settings: Settings, *, shared: bool) -> JsonlSink:
+    """The local audit log as the settings describe it (`shared`: written by several processes)."""
+    audit = settings.audit
+    return JsonlSink(settings.audit_path, rotate_bytes=audit.rotate_bytes, rotate_seconds=audit.rotate_seconds,
+                     keep_files=audit.keep_files, shared=shared)
 
 
 def build_store(settings: Settings) -> StateStore:

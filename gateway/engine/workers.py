@@ -39,7 +39,6 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from kubegate.audit.sink import JsonlSink
 from kubegate.audit.writer import BackgroundWriter
 
 from ..clusters import upstreams
@@ -197,6 +196,7 @@ class Supervisor:
     def _watch(self) -> None:
         """Start again what ended unasked; count the workers that serve."""
         now = time.monotonic()
+        ready = 0
         for slot in self.slots:
             if slot.leaving or slot.proc is None:
                 continue
@@ -212,9 +212,12 @@ class Supervisor:
                 slot.restart_at = 0.0
                 self.metrics.restarts.labels("exited").inc()
                 self._spawn(slot)
-            elif code is None and not slot.served and self.status(slot) is not None:
+                continue
+            status = self.status(slot) if code is None else None
+            if status is not None and not slot.served:
                 slot.served, slot.failures = True, 0
-        self.metrics.workers.set(sum(1 for s in self.slots if (st := self.status(s)) and st.get("ready")))
+            ready += bool(status and status.get("ready"))
+        self.metrics.workers.set(ready)
 
     async def _rolling_restart(self) -> None:
         log.info("rolling restart of %d workers", len(self.slots))
@@ -278,12 +281,10 @@ class Supervisor:
         self.metrics_port = self._runner.addresses[0][1]
 
     async def _start_webshell(self) -> None:
-        from .server import start_webshell
+        from .server import audit_log, start_webshell
 
         s = self.settings
-        self._sink = BackgroundWriter(JsonlSink(s.audit_path, rotate_bytes=s.audit.rotate_bytes,
-                                                rotate_seconds=s.audit.rotate_seconds, keep_files=s.audit.keep_files,
-                                                shared=True))
+        self._sink = BackgroundWriter(audit_log(s, shared=True))
         self.webshell = await start_webshell(s, self.tls, self.port, upstreams.build(s), self._sink.write)
 
     # -- the whole run ---------------------------------------------------------------------------------

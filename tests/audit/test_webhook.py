@@ -8,7 +8,6 @@ import json
 import socket
 import ssl
 import threading
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,7 +16,7 @@ from aiohttp import web
 
 from kubegate import pki
 from kubegate.emulator import harness
-from tests.conftest import GatewayHandle, start_gateway
+from tests.conftest import GatewayHandle, start_gateway, wait_until
 from tests.gateway.conftest import send
 
 
@@ -91,10 +90,7 @@ def gateway(state: Path, upstream: harness.RunningEmulator, center: AuditCenter,
 
 
 def wait_for(predicate: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "the audit center did not get the events"
-        time.sleep(0.1)
+    wait_until(predicate, timeout, "the audit center did not get the events")
 
 
 def test_drill_center_down_gateway_restarted_then_everything_arrives_once_in_order(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import signal
 import ssl
 import subprocess
@@ -27,7 +26,7 @@ import pytest
 from kubegate.emulator import harness
 from kubegate.gateway.config import settings as gw_settings
 from kubegate.gateway.engine import workers
-from tests.conftest import GatewayHandle, start_gateway, write_gateway_config
+from tests.conftest import GatewayHandle, start_gateway, wait_until, write_gateway_config
 from tests.gateway.gates.test_change import ReviewServer
 from tests.redis_server import RedisServer
 
@@ -62,26 +61,11 @@ def readyz(gw: GatewayHandle) -> str:
         return str(e.read().decode())
 
 
-def worker_lines(gw: GatewayHandle) -> dict[int, tuple[int, int]]:
-    """worker number -> (pid, requests served), for the workers /readyz reports serving."""
-    found = re.findall(r"\[\+\]worker (\d+) \(pid (\d+)\) ok: (\d+) requests served", readyz(gw))
-    return {int(n): (int(pid), int(served)) for n, pid, served in found}
-
-
 def metric(gw: GatewayHandle, name: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{gw.metrics_port}/metrics", timeout=10) as r:
         text = r.read().decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith(name) and line[len(name)] in " {")
-
-
-def wait_until(predicate: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout}s")
 
 
 def _state(pid: int) -> str:
@@ -139,12 +123,12 @@ def test_auto_is_one_per_core_with_redis_and_one_with_memory(tmp_path: Path) -> 
 def test_two_workers_share_the_port_the_audit_log_and_the_metrics(two: GatewayHandle) -> None:
     gw = two
     client = Client(gw)
-    before = sum(served for _, served in worker_lines(gw).values())
+    before = sum(served for _, served in gw.workers().values())
     with ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(lambda _: client.call("GET", CONFIGMAPS)[0], range(120)))
     assert codes == [200] * 120
-    wait_until(lambda: sum(s for _, s in worker_lines(gw).values()) - before == 120, 10)
-    serving = worker_lines(gw)
+    wait_until(lambda: sum(s for _, s in gw.workers().values()) - before == 120, 10)
+    serving = gw.workers()
     assert sorted(serving) == [1, 2]
     assert all(served > before // 2 for _, served in serving.values())  # the kernel gave each worker some
     assert len({pid for pid, _ in serving.values()}) == 2
@@ -161,14 +145,14 @@ def test_two_workers_share_the_port_the_audit_log_and_the_metrics(two: GatewayHa
 def test_a_worker_that_dies_is_started_again(two: GatewayHandle) -> None:
     gw = two
     client = Client(gw)
-    pids = {n: pid for n, (pid, _) in worker_lines(gw).items()}
+    pids = {n: pid for n, (pid, _) in gw.workers().items()}
     restarts = metric(gw, "kubegate_worker_restarts_total")
     subprocess.run(["kill", "-KILL", str(pids[2])], check=True)
     # (What waited in the killed worker's accept queue is lost with it, as in any crash.)
     wait_until(lambda: not Path(f"/proc/{pids[2]}").exists() or "zombie" in _state(pids[2]), 10)
     assert [client.call("GET", CONFIGMAPS)[0] for _ in range(10)] == [200] * 10  # worker 1 serves meanwhile
-    wait_until(lambda: 2 in worker_lines(gw) and worker_lines(gw)[2][0] != pids[2])
-    assert worker_lines(gw)[1][0] == pids[1]
+    wait_until(lambda: 2 in gw.workers() and gw.workers()[2][0] != pids[2])
+    assert gw.workers()[1][0] == pids[1]
     assert metric(gw, "kubegate_worker_restarts_total") == restarts + 1
     assert gw.log_file is not None
     assert f"worker 2 (pid {pids[2]}) ended unasked with code -9" in gw.log_file.read_text()
@@ -179,7 +163,7 @@ def test_a_rolling_restart_replaces_every_worker_and_drops_nothing(two: GatewayH
     assert workers.accept_queues_migrate(), \
         "net.ipv4.tcp_migrate_req must be 1 for a rolling restart to drop nothing (./dev test sets it)"
     client = Client(gw)
-    old = {pid for pid, _ in worker_lines(gw).values()}
+    old = {pid for pid, _ in gw.workers().values()}
     codes: list[int] = []
     failures: list[str] = []
     done = threading.Event()
@@ -198,7 +182,7 @@ def test_a_rolling_restart_replaces_every_worker_and_drops_nothing(two: GatewayH
         time.sleep(0.5)
         assert gw.proc is not None
         gw.proc.send_signal(signal.SIGUSR2)
-        wait_until(lambda: len(worker_lines(gw)) == 2 and not old & {p for p, _ in worker_lines(gw).values()}, 60)
+        wait_until(lambda: len(gw.workers()) == 2 and not old & {p for p, _ in gw.workers().values()}, 60)
         time.sleep(0.5)
     finally:
         done.set()

@@ -8,10 +8,8 @@ request log, run after run.
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -21,7 +19,7 @@ import pytest
 from kubernetes import client as k8s
 
 from kubegate.emulator import harness
-from tests.conftest import GatewayHandle, Kubectl, python_client, start_gateway
+from tests.conftest import GatewayHandle, Kubectl, python_client, start_gateway, wait_until
 from tests.redis_server import RedisServer
 
 BUDGET = 23
@@ -130,18 +128,11 @@ def test_concurrent_deleters_on_two_replicas_get_exactly_the_budget(pair: Pair, 
 
 
 def served(gw: GatewayHandle) -> list[int]:
-    """Requests each worker has served, as /readyz?verbose lists them (workers report a few times a second)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{gw.metrics_port}/readyz?verbose", timeout=10) as r:
-        text = r.read().decode()
-    return [int(n) for n in re.findall(r"\[\+\]worker \d+ \(pid \d+\) ok: (\d+) requests served", text)]
+    return [count for _, count in gw.workers().values()]
 
 
 def wait_for_served(pair: Pair, before: dict[str, list[int]], more: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if sum(sum(served(gw)) - sum(before[gw.url]) for gw in (pair.a, pair.b)) >= more:
-            return
-        time.sleep(0.1)
+    wait_until(lambda: sum(sum(served(gw)) - sum(before[gw.url]) for gw in (pair.a, pair.b)) >= more, 10)
 
 
 def test_qps_limit_holds_across_replicas(pair: Pair) -> None:
