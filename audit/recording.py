@@ -42,14 +42,19 @@ class Recording:
         self.started = clock()
         # Per direction, so a character split across two messages is recorded whole.
         self._decoders = {kind: codecs.getincrementaldecoder("utf-8")(errors="replace") for kind in "io"}
-        self._file = open(path, "w", encoding="utf-8")
+        # Binary, hashed as it is written: the SHA-256 the audit log records is ready when the
+        # session ends, without reading back a file that may be gigabytes long.
+        self._file = open(path, "wb")
+        self._sha256 = hashlib.sha256()
         os.chmod(path, 0o600)
         header = {"version": 2, "width": 80, "height": 24, "timestamp": int(self.started), "title": title,
                   "env": env or {}}
         self._write(header)
 
     def _write(self, item: Any) -> None:
-        self._file.write(json.dumps(item, ensure_ascii=False) + "\n")
+        line = (json.dumps(item, ensure_ascii=False) + "\n").encode("utf-8")
+        self._sha256.update(line)
+        self._file.write(line)
         self._file.flush()
 
     def _at(self) -> float:
@@ -97,7 +102,13 @@ class Recording:
         """Close the file; its SHA-256."""
         if not self._file.closed:
             self._file.close()
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        return self._sha256.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """A recording's SHA-256, read in chunks (a recording may be larger than memory)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class SpdySession:

@@ -7,6 +7,8 @@ Upstream: nginx (Debian) serving one small ConfigMap over TLS, fast enough that 
 what is measured. Targets, each its own process, all in front of that one nginx:
   direct              nginx itself
   mitmproxy           a bare mitmproxy reverse proxy configured like kubegate (bench/plain_mitmproxy.py)
+  mitmproxy hooks     the same with an addon that has kubegate's hooks and does nothing in them: the
+                      engine's own cost of running an addon like kubegate's
   kubegate authn      kubegate with one allow-everything rule and no gates: the engine, authn, the
                       audit log (which every request writes)
   kubegate full       the starter policies and every gate (authz, freeze, rules, limits with the
@@ -167,12 +169,16 @@ def main() -> int:
         plain, line = spawn([sys.executable, str(ROOT / "bench" / "plain_mitmproxy.py"), stack.upstream_url,
                              str(nginx_ca), str(work / "proxy-bundle.pem")], "listening", work / "plain.log")
         stack.procs.append(plain)
+        hooked, hooked_line = spawn([sys.executable, str(ROOT / "bench" / "plain_mitmproxy.py"), stack.upstream_url,
+                                     str(nginx_ca), str(work / "proxy-bundle.pem"), "--hooks"], "listening",
+                                    work / "hooks.log")
+        stack.procs.append(hooked)
         open_authz = work / "open-authz"
         open_authz.mkdir()
         shutil.copy(ROOT / "policies" / "authz" / "model.conf", open_authz / "model.conf")
         (open_authz / "all.csv").write_text("p, *, *:*, **, *, *, allow, everything\np, *, *:, /*, *, *, allow, all-urls\n")
         (work / "no-gates").mkdir()
-        pids: dict[str, int] = {"mitmproxy": plain.pid}  # whose CPU each proxy target costs
+        pids: dict[str, int] = {"mitmproxy": plain.pid, "mitmproxy hooks": hooked.pid}  # whose CPU each proxy target costs
 
         def gateway(name: str, **extra: Any) -> tuple[str, int, str]:
             port = stack.start_gateway(name.split()[-1], **extra)
@@ -181,6 +187,7 @@ def main() -> int:
 
         targets: list[tuple[str, int, str]] = [
             ("direct", nginx_port, "unused"), ("mitmproxy", int(line.split()[-1]), "unused"),
+            ("mitmproxy hooks", int(hooked_line.split()[-1]), "unused"),
             gateway("kubegate authn", authz={"policy_dir": str(open_authz)}, gates={"policy_dir": str(work / "no-gates")}),
             gateway("kubegate full")]
         redis = None

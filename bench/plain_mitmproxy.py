@@ -1,5 +1,11 @@
 """A bare mitmproxy reverse proxy configured like kubegate's (TLS, lazy connections, HTTP/1.1),
-without kubegate's addon: the baseline that isolates what kubegate itself adds."""
+without kubegate's addon: the baseline that isolates what kubegate itself adds.
+
+    plain_mitmproxy.py UPSTREAM CA_FILE CERT_BUNDLE [--hooks]
+
+`--hooks`: with an addon that has kubegate's hooks and does nothing in them (the engine's share of
+kubegate's cost: what dispatching those hooks costs per flow).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +17,28 @@ from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
 from mitmproxy.master import Master
 
 
+class Hooks:
+    """An addon with kubegate's hook shapes and none of its work: what the engine itself costs for
+    dispatching those hooks (two of them coroutines, which the engine runs as tasks) per flow."""
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        flow.request.headers["Impersonate-User"] = "bench"
+
+    async def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None:
+            flow.response.stream = True
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        pass
+
+
 class Ready:
     def running(self) -> None:
         proxy = ctx_master.addons.get("proxyserver")
         print(f"listening {proxy.listen_addrs()[0][1]}", flush=True)
 
 
-async def main(upstream: str, ca_file: str, bundle: str) -> None:
+async def main(upstream: str, ca_file: str, bundle: str, hooks: bool) -> None:
     global ctx_master
     # The engine as kubegate runs it: without mitmproxy's per-message debug type check (kubegate's
     # mitm_patches, patch 6), so the ratio measures kubegate's own code, not a check it turned off.
@@ -27,10 +48,12 @@ async def main(upstream: str, ca_file: str, bundle: str) -> None:
     ctx_master = Master(opts)
     ctx_master.addons.add(core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig(),
                           Ready())
+    if hooks:
+        ctx_master.addons.add(Hooks())
     opts.update(connection_strategy="lazy", certs=[f"*={bundle}"], http2=False, http3=False,
                 ssl_verify_upstream_trusted_ca=ca_file)
     await ctx_master.run()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:4]))
+    asyncio.run(main(*sys.argv[1:4], hooks=sys.argv[4:5] == ["--hooks"]))

@@ -1,6 +1,7 @@
 """Where a kubegate process spends its CPU under load: py-spy samples it while wrk drives it.
 
-    .venv/bin/python bench/profile.py [--seconds 10] [--target full|authn] [--top 25]
+    .venv/bin/python bench/profile.py [--seconds 10] [--target full|authn|mitmproxy|hooks] [--rate 250]
+                                      [--top 25] [--diff /tmp/kubegate-profile-mitmproxy.json]
 
 The same stack as `python -m bench` (nginx upstream, wrk with 16 connections); py-spy records the
 gateway (with its native frames off) and the samples are summed by function (self time) and by
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import collections
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -21,7 +23,9 @@ import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import ROOT, Stack  # noqa: E402
+from stack import ROOT, Stack, spawn  # noqa: E402
+
+from kubegate import pki  # noqa: E402
 
 _suite = importlib.util.spec_from_file_location("bench_suite", Path(__file__).resolve().parent / "__main__.py")
 assert _suite is not None and _suite.loader is not None
@@ -43,11 +47,95 @@ def _package(frame: str) -> str:
     return "other (stdlib, interpreter)"
 
 
+# Frames where a thread waits rather than works: samples ending in them are not CPU.
+_WAITING = ("Condition.wait (threading.py", "EpollSelector.select (selectors.py", "Thread._wait_for_tstate_lock")
+_LOOPS = ("BaseEventLoop._run_once (asyncio/base_events.py", "Thread._bootstrap_inner (threading.py")
+_OURS = ("gateway/", "audit/", "kubegate/", "webshell/")
+
+
+def _ours(frame: str) -> bool:
+    path = frame.rsplit("(", 1)[-1]
+    return any(path.startswith(marker) or f"/{marker}" in path for marker in _OURS)
+
+
+def _name(frame: str) -> str:
+    """`Class.function (path:line)` without the line: one name per function."""
+    head, _, where = frame.rpartition(" (")
+    return f"{head} ({where.rsplit(':', 1)[0]})"
+
+
+def _stage(frames: list[str]) -> str:
+    """Which pipeline stage a sample is in (the frame called by pipeline._run), if any."""
+    for outer, inner in zip(frames, frames[1:]):
+        if outer.startswith("_run (gateway/pipeline.py") or outer.startswith("_run (kubegate/gateway/pipeline.py"):
+            return _name(inner)
+    return ""
+
+
+def analyse(raw: Path, top: int, label: str, rate: int, requests: float) -> dict[str, float]:
+    """Print where the samples fall; `requests` served while sampling turns them into µs per request.
+    Returns self time by function, µs per request (for --diff)."""
+    by_function: collections.Counter[str] = collections.Counter()
+    by_package: collections.Counter[str] = collections.Counter()
+    entry: collections.Counter[str] = collections.Counter()  # kubegate's outermost frame, inclusive
+    stages: collections.Counter[str] = collections.Counter()
+    busy = idle = 0
+    for line in raw.read_text().splitlines():
+        stack_text, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue  # py-spy now and then writes a torn line when a frame changes as it reads it
+        frames = [f for f in stack_text.split(";") if f.strip()]
+        n = int(count)
+        if not frames or frames[-1].startswith(_WAITING):
+            idle += n
+            continue
+        busy += n
+        by_function[_name(frames[-1])] += n
+        by_package[_package(frames[-1])] += n
+        # The process starts in kubegate's own main; what counts is where the event loop (or a
+        # thread) called into kubegate: the first frame of ours below the loop's or thread's frame.
+        loop_at = max((i for i, f in enumerate(frames) if f.startswith(_LOOPS)), default=0)
+        first = next((f for f in frames[loop_at:] if _ours(f)), None)
+        entry[_name(first) if first else "(the engine: no kubegate frame on the stack)"] += n
+        if stage := _stage(frames):
+            stages[stage] += n
+    per_request = 1e6 / rate / requests if requests else 0.0  # µs of CPU one sample stands for, per request
+
+    def show(counter: collections.Counter[str], limit: int | None) -> None:
+        for name, n in counter.most_common(limit):
+            print(f"  {100 * n / busy:5.1f}%  {n * per_request:7.1f} µs  {name}")
+    print(f"{busy} busy samples of {label} ({idle} more waiting, left out); {requests:,.0f} requests served "
+          f"while sampling: {busy * per_request:.0f} µs of CPU per request\n\nself time by package (share, µs/request):")
+    show(by_package, None)
+    print("\ninclusive time by kubegate's outermost frame (what the loop or a thread called of ours, with all "
+          "it called):")
+    show(entry, top)
+    if stages:
+        print("\ninclusive time by pipeline stage:")
+        show(stages, None)
+    print(f"\ntop {top} functions by self time:")
+    show(by_function, top)
+    return {name: n * per_request for name, n in by_function.items()}
+
+
+def diff(ours: dict[str, float], base: dict[str, float], top: int) -> None:
+    """Functions by how much more self time per request they take here than in the baseline."""
+    more = sorted(((ours.get(k, 0.0) - base.get(k, 0.0), k) for k in set(ours) | set(base)), reverse=True)
+    print(f"\nmore µs per request than the baseline ({sum(ours.values()):.0f} against {sum(base.values()):.0f} "
+          "in all), by function:")
+    for delta, name in more[:top]:
+        print(f"  {delta:+7.1f} µs  ({ours.get(name, 0.0):6.1f} against {base.get(name, 0.0):6.1f})  {name}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--target", choices=("full", "authn"), default="full")
+    parser.add_argument("--target", choices=("full", "authn", "mitmproxy", "hooks"), default="full",
+                        help="kubegate full or authn (as in python -m bench), bare mitmproxy, or mitmproxy with "
+                             "kubegate's hooks doing nothing")
+    parser.add_argument("--rate", type=int, default=250, help="samples per second (default 250)")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--diff", metavar="BASE.json", help="also compare with the functions of an earlier run")
     args = parser.parse_args()
     if not shutil.which("py-spy") and not (Path(sys.executable).parent / "py-spy").exists():
         print("bench/profile.py needs py-spy: .venv/bin/pip install py-spy", file=sys.stderr)
@@ -57,40 +145,46 @@ def main() -> int:
     try:
         port, ca = suite.start_nginx(stack)
         stack.upstream_url, stack.upstream_ca, stack.admin_token = f"https://127.0.0.1:{port}", ca, "bench"
-        extra = {}
-        if args.target == "authn":
-            open_authz = stack.work / "open-authz"
-            open_authz.mkdir()
-            shutil.copy(ROOT / "policies" / "authz" / "model.conf", open_authz / "model.conf")
-            (open_authz / "all.csv").write_text("p, *, *:*, **, *, *, allow, everything\n")
-            (stack.work / "no-gates").mkdir()
-            extra = {"authz": {"policy_dir": str(open_authz)}, "gates": {"policy_dir": str(stack.work / "no-gates")}}
-        gw_port = stack.start_gateway(args.target, **extra)
-        token = stack.token("bench", ["kubegate:viewers"])
-        suite.wrk(gw_port, token, 4, 1)  # warm up
+        if args.target in ("mitmproxy", "hooks"):
+            bundle = stack.work / "proxy-bundle.pem"
+            leaf = pki.make_leaf(pki.make_ca("bench-ca"), "proxy", ["127.0.0.1"])
+            bundle.write_bytes(leaf.cert_pem + leaf.key_pem)
+            proc, line = spawn([sys.executable, str(ROOT / "bench" / "plain_mitmproxy.py"), stack.upstream_url, str(ca),
+                                str(bundle), *(["--hooks"] if args.target == "hooks" else [])],
+                               "listening", stack.work / "plain.log")
+            stack.procs.append(proc)
+            target_port, pid, token = int(line.split()[-1]), proc.pid, "unused"
+        else:
+            extra = {}
+            if args.target == "authn":
+                open_authz = stack.work / "open-authz"
+                open_authz.mkdir()
+                shutil.copy(ROOT / "policies" / "authz" / "model.conf", open_authz / "model.conf")
+                (open_authz / "all.csv").write_text("p, *, *:*, **, *, *, allow, everything\n")
+                (stack.work / "no-gates").mkdir()
+                extra = {"authz": {"policy_dir": str(open_authz)}, "gates": {"policy_dir": str(stack.work / "no-gates")}}
+            target_port, pid = stack.start_gateway(args.target, **extra), stack.gateway_pid
+            token = stack.token("bench", ["kubegate:viewers"])
+        suite.wrk(target_port, token, 4, 1)  # warm up
         raw = stack.work / "profile.txt"
-        load = threading.Thread(target=suite.wrk, args=(gw_port, token, 16, args.seconds + 2))
+        loaded: dict[str, float] = {}
+        load = threading.Thread(target=lambda: loaded.update(suite.wrk(target_port, token, 16, args.seconds + 2)))
         load.start()
-        subprocess.run([pyspy, "record", "--pid", str(stack.gateway_pid), "--duration", str(args.seconds),
-                        "--format", "raw", "--output", str(raw), "--nonblocking"], check=True,
-                       capture_output=True, text=True)
+        subprocess.run([pyspy, "record", "--pid", str(pid), "--duration", str(args.seconds),
+                        "--rate", str(args.rate), "--format", "raw", "--output", str(raw), "--nonblocking",
+                        # Only the thread holding the GIL: the audit writer waiting for the GIL
+                        # after a write would otherwise count as busy in that write.
+                        "--gil"],
+                       check=True, capture_output=True, text=True)
         load.join()
-        by_function: collections.Counter[str] = collections.Counter()
-        by_package: collections.Counter[str] = collections.Counter()
-        total = 0
-        for line in raw.read_text().splitlines():
-            stack_text, _, count = line.rpartition(" ")
-            frames = stack_text.split(";")
-            n = int(count)
-            total += n
-            by_function[frames[-1]] += n
-            by_package[_package(frames[-1])] += n
-        print(f"{total} samples of kubegate ({args.target}) under wrk -c16 for {args.seconds}s; self time by package:")
-        for name, n in by_package.most_common():
-            print(f"  {100 * n / total:5.1f}%  {name}")
-        print(f"\ntop {args.top} functions by self time:")
-        for name, n in by_function.most_common(args.top):
-            print(f"  {100 * n / total:5.1f}%  {name}")
+        kept = Path(tempfile.gettempdir()) / f"kubegate-profile-{args.target}"
+        shutil.copy(raw, kept.with_suffix(".txt"))
+        requests = loaded.get("rps", 0.0) * args.seconds  # served while py-spy sampled
+        functions = analyse(raw, args.top, f"{args.target} under wrk -c16 for {args.seconds}s", args.rate, requests)
+        kept.with_suffix(".json").write_text(json.dumps(functions, indent=0))
+        if args.diff:
+            diff(functions, json.loads(Path(args.diff).read_text()), args.top)
+        print(f"\n(samples kept in {kept}.txt, self time per function in {kept}.json for --diff)")
         return 0
     finally:
         stack.stop()

@@ -55,7 +55,7 @@ def verify(args: argparse.Namespace) -> int:
 def _check_recordings(paths: list[Path], directory: Path) -> list[str]:
     """Each session recording the log vouches for (its SHA-256 in the session's last event) is there
     and unchanged."""
-    import hashlib
+    from kubegate.audit import recording
 
     vouched: dict[str, str] = {}
     for event in _events(paths):
@@ -68,7 +68,7 @@ def _check_recordings(paths: list[Path], directory: Path) -> list[str]:
         path = directory / name
         if not path.is_file():
             problems.append(f"{path}: the recording the audit log vouches for is missing")
-        elif hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+        elif recording.file_sha256(path) != digest:
             problems.append(f"{path}: changed after the session (its SHA-256 is not the one the audit log records)")
     return problems
 
@@ -157,8 +157,6 @@ def tail(args: argparse.Namespace) -> int:
 
 
 def play(args: argparse.Namespace) -> int:
-    import hashlib
-
     from kubegate.audit import recording
 
     path = Path(args.session)
@@ -171,7 +169,7 @@ def play(args: argparse.Namespace) -> int:
         wanted = [e.get("annotations", {}).get("kubegate.io/recording-sha256") for e in
                   _events(_ordered([Path(p) for p in args.verify_with]))
                   if e.get("annotations", {}).get("kubegate.io/recording") == path.name]
-        have = hashlib.sha256(path.read_bytes()).hexdigest()
+        have = recording.file_sha256(path)
         if not wanted or wanted[-1] is None:
             print(f"kubegate: the audit log does not vouch for {path.name}: no event records its hash", file=sys.stderr)
             return 1

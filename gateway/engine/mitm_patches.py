@@ -1,5 +1,5 @@
-"""Seven narrow changes to mitmproxy 12: five that fail-closed serving needs, one for its cost, one
-for workers.
+"""Eight narrow changes to mitmproxy 12: five that fail-closed serving needs, one for its cost, one
+for workers, one for memory.
 
 1. Error pages. When mitmproxy itself answers (upstream unreachable, TLS verification failed,
    body too large, malformed HTTP), it writes an HTML page no hook can replace. kubectl shows
@@ -29,6 +29,14 @@ for workers.
    SO_REUSEPORT. When `reuse_port(True)` was called, its TCP servers are started with it (and
    without the UDP listener a reverse mode also opens: the gateway serves no HTTP/3).
 
+8. Back-pressure through hooks. A connection's reader reads on as soon as its writers have
+   drained; while a layer waits for a hook (every WebSocket or TCP message of an exec session is
+   one: it is recorded), what the reader reads is queued inside the layer, without bound. A
+   1 GiB `kubectl exec -i … -- cat` grew the process by about as much (bench/longrun.py). Now a
+   connection reads on only once the hooks its handler started have completed, so at most one
+   read (64 KiB) per connection waits in memory, and a client faster than the recording is slowed
+   down by TCP, as it would be by a slow upstream.
+
 Each is checked by tests that drive the gateway (oversized body, upstream down, wrong CA,
 large list), so a mitmproxy upgrade that moves these internals fails loudly, not silently.
 """
@@ -41,7 +49,7 @@ from typing import Any, Generator
 from mitmproxy import flow as mitm_flow
 from mitmproxy import http
 from mitmproxy.net.http import http1
-from mitmproxy.proxy import commands, events, mode_servers
+from mitmproxy.proxy import commands, events, mode_servers, server
 from mitmproxy.proxy.layers import http as http_layer
 from mitmproxy.proxy.layers import tcp as tcp_layer
 from mitmproxy.proxy.layers.http import _http1
@@ -142,6 +150,49 @@ def _shared_port(original: Any) -> Any:
     return listen
 
 
+class _Hooks:
+    """The blocking hooks a connection handler has started and not yet seen completed (patch 8)."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+
+def _hooks_of(handler: Any) -> _Hooks:
+    hooks = handler.__dict__.get("_kubegate_hooks")
+    if hooks is None:
+        hooks = handler.__dict__["_kubegate_hooks"] = _Hooks()
+    return hooks
+
+
+def _hooks_counted(original: Any) -> Any:
+    async def hook_task(self: Any, hook: commands.StartHook) -> None:
+        if not hook.blocking:
+            return await original(self, hook)
+        hooks = _hooks_of(self)
+        hooks.running += 1
+        hooks.idle.clear()
+        try:
+            await original(self, hook)  # the hook, then its HookCompleted (the layer resumes)
+        finally:
+            hooks.running -= 1
+            if not hooks.running:
+                hooks.idle.set()
+    return hook_task
+
+
+def _reads_wait_for_hooks(original: Any) -> Any:
+    async def drain_writers(self: Any) -> None:
+        await original(self)
+        # Called by each connection's read loop before it reads again: it now also waits until
+        # the layers have taken in what was read (no hook of this handler still running).
+        hooks = self.__dict__.get("_kubegate_hooks")
+        if hooks is not None and hooks.running:
+            await hooks.idle.wait()
+    return drain_writers
+
+
 def install() -> None:
     global _installed
     if _installed:
@@ -156,6 +207,9 @@ def install() -> None:
         mode_servers.AsyncioServerInstance.listen)
     if "__post_init__" in vars(http.MessageData):
         http.MessageData.__post_init__ = _unchecked  # type: ignore[method-assign]
+    server.ConnectionHandler.hook_task = _hooks_counted(server.ConnectionHandler.hook_task)  # type: ignore[method-assign]
+    server.ConnectionHandler.drain_writers = _reads_wait_for_hooks(  # type: ignore[method-assign]
+        server.ConnectionHandler.drain_writers)
     _installed = True
 
 
