@@ -3,7 +3,9 @@
 Each line is an audit.k8s.io/v1 Event whose annotation `kubegate.io/chain` is `SEQ:PREV`: its
 place in the log (counting on across rotated files) and the SHA-256 of the line before it. Each
 file starts with a `log-opened` event that links to the last line of the file before it. The hash
-of the newest line is also kept beside the log (`FILE.head`), so an edit of the last line shows.
+of the newest line is also kept beside the log (`FILE.head`), so an edit of the last line shows;
+with the size and inode of the file it ends, it also tells processes sharing the log where the
+chain stands without reading the log back.
 
 `verify` reads files in order (oldest first) and names, by file and line, each line that was
 edited, deleted, inserted or moved.
@@ -73,13 +75,15 @@ def last_link(path: Path) -> tuple[int, str] | None:
         return None
 
 
-def last_link_of(fd: int, block: int = 65536) -> tuple[int, str] | None:
+def last_link_of(fd: int, block: int = 8192) -> tuple[int, str] | None:
     """As `last_link`, for an open file, reading back from its end only as far as the last chained
-    line (a log of gigabytes is not read whole to find where to go on)."""
+    line (a log of gigabytes is not read whole to find where to go on): a block of about one event
+    first, doubling while no whole line has been found."""
     pos = os.fstat(fd).st_size
     partial = b""
     while pos > 0:
         step = min(block, pos)
+        block = min(block * 2, 1 << 20)
         pos -= step
         lines = (os.pread(fd, step, pos) + partial).split(b"\n")
         # the first piece may be the end of a line that starts further back, unless at the start
@@ -141,10 +145,26 @@ def verify(paths: list[Path]) -> list[str]:
     return problems
 
 
+def head_line(seq: int, digest_: str, size: int, inode: int) -> str:
+    """FILE.head: the newest line's place and hash, and the log file (its size and inode) they are
+    the end of. Fixed width, so it is overwritten in place."""
+    return f"{seq:020d} {digest_} {size:020d} {inode:020d}\n"
+
+
+def read_head(text: str) -> tuple[str, str, int | None, int | None]:
+    """(place, hash, size, inode) from FILE.head; size and inode are None in a head written
+    without them."""
+    fields = (text.splitlines() or [""])[0].split()
+    seq_text, want = (fields + ["", ""])[:2]
+    if len(fields) == 4 and fields[2].isdigit() and fields[3].isdigit():
+        return seq_text, want, int(fields[2]), int(fields[3])
+    return seq_text, want, None, None
+
+
 def check_head(path: Path, head_file: Path) -> list[str]:
     """The newest line against the hash kept beside the log (an edit of the last line)."""
     try:
-        seq_text, _, want = head_file.read_text().strip().partition(" ")
+        seq_text, want, _, _ = read_head(head_file.read_text())
     except OSError:
         return []
     link = last_link(path)

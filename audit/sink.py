@@ -96,10 +96,21 @@ class JsonlSink:
             self._resync()
 
     def _resync(self) -> None:
-        link = chain.last_link_of(self._file.fileno())
+        size = os.fstat(self._file.fileno()).st_size
+        link = self._link_from_head(size) or chain.last_link_of(self._file.fileno())
         if link is not None:
             self._seq, self._prev = link[0] + 1, link[1]
-        self._size = os.fstat(self._file.fileno()).st_size
+        self._size = size
+
+    def _link_from_head(self, size: int) -> tuple[int, str] | None:
+        """Where the chain stands, from FILE.head, if the head is the end of this file as it is now
+        (a writer that died between its lines and its head leaves a head that is not: then the log
+        itself is read back)."""
+        head = os.pread(self._head.fileno(), 256, 0).decode("ascii", "replace")
+        seq_text, digest, head_size, inode = chain.read_head(head)
+        if head_size == size and inode == self._inode and seq_text.isdigit() and len(digest) == 64:
+            return int(seq_text), digest
+        return None
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -168,7 +179,7 @@ class JsonlSink:
         self._file.flush()
         # Overwritten in place, fixed width: no open, truncate or rename per write.
         self._head.seek(0)
-        self._head.write(f"{self._seq - 1:020d} {self._prev}\n")
+        self._head.write(chain.head_line(self._seq - 1, self._prev, self._size, self._inode))
         self._head.flush()
 
     def write(self, event: dict[str, Any]) -> None:

@@ -6,6 +6,8 @@ Rows (microseconds per event, and as a ratio to writing the bare event line, the
 record there is):
 - plain line: json.dumps of a Metadata event and a flushed write (the recording floor);
 - chained sink, Metadata: the local sink as the gateway runs it (hash chain, head file, reopen check);
+- shared by two writers taking turns: the same log written by two sinks in turn (`serve --workers`),
+  each first picking the chain up where the other left it;
 - redaction + bounds, RequestResponse: turning a Deployment request and response into event objects;
 - audit center sink: handing an event to the spool (the request path's share; disk and network
   are the sender thread's).
@@ -121,15 +123,27 @@ def main() -> int:
             for obj in (DEPLOYMENT, DEPLOYMENT):
                 redact.bounded(redact.without_managed_fields(redact.redact(obj, resource="deployments")), 65536)
 
+        # `serve --workers 2`: two writers of one log taking turns, each picking the chain up after
+        # the other's line (a batch of one event each: the worst case).
+        turns = [JsonlSink(Path(tmp) / "shared.jsonl", shared=True) for _ in range(2)]
+        turn = [0]
+
+        def shared_write() -> None:
+            turn[0] ^= 1
+            turns[turn[0]].write(EVENT)
+
         center = WebhookSink(Target("https://127.0.0.1:9/audit"), Path(tmp) / "spool", batch_seconds=60)
         base = per_op(plain_line, args.seconds)
         rows = [("plain line (floor)", base), ("chained sink, Metadata", per_op(lambda: sink.write(EVENT), args.seconds)),
+                ("shared by two writers taking turns", per_op(shared_write, args.seconds)),
                 ("redaction + bounds, RequestResponse", per_op(objects, args.seconds)),
                 ("audit center sink (handing over)", per_op(lambda: center.write(EVENT), args.seconds))]
         print(f"{'step':38} {'us/event':>9} {'x floor':>8}")
         for name, us in rows:
             print(f"{name:38} {us:9.1f} {us / base:8.1f}")
         sink.close()
+        for each in turns:
+            each.close()
         center.close()
         plain.close()
     return 0

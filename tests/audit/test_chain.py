@@ -195,3 +195,24 @@ def test_the_chain_is_found_at_the_end_of_a_long_log(tmp_path: Path) -> None:
     sink.write(_event(50))
     sink.close()
     assert verify(str(path)).returncode == 0
+
+
+def test_a_writer_that_died_before_updating_the_head_does_not_fork_the_chain(tmp_path: Path) -> None:
+    """Sharing processes learn where the chain stands from FILE.head, unless the head is not the end
+    of the log as it is: then from the log itself."""
+    path = tmp_path / "audit.jsonl"
+    first, second = JsonlSink(path, shared=True), JsonlSink(path, shared=True)
+    first.write(_event(0))
+    second.write(_event(1))  # picks the chain up after the first's line
+    head = path.with_name(path.name + ".head")
+    stale = head.read_text()
+    first.write(_event(2))
+    head.write_text(stale)  # as if the first had died after writing its line, before its head
+    second.write(_event(3))
+    first.write(_event(4))
+    first.close()
+    second.close()
+    out = verify(str(path))
+    assert out.returncode == 0, out.stdout
+    assert [json.loads(line)["auditID"] for line in lines_of(path)][1:] == [f"id-{n}" for n in range(5)]
+    assert chain.read_head(head.read_text())[2] == path.stat().st_size  # the head names the file's end again
