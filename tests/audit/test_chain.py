@@ -216,3 +216,15 @@ def test_a_writer_that_died_before_updating_the_head_does_not_fork_the_chain(tmp
     assert out.returncode == 0, out.stdout
     assert [json.loads(line)["auditID"] for line in lines_of(path)][1:] == [f"id-{n}" for n in range(5)]
     assert chain.read_head(head.read_text())[2] == path.stat().st_size  # the head names the file's end again
+
+
+def test_a_head_written_by_an_earlier_version_still_verifies(tmp_path: Path) -> None:
+    path = write_log(tmp_path, 3)
+    head = path.with_name(path.name + ".head")
+    seq, digest, size, _ = chain.read_head(head.read_text())
+    assert size == path.stat().st_size
+    head.write_text(f"{seq} {digest}\n")  # place and hash only, as heads were written before
+    assert verify(str(path)).returncode == 0
+    head.write_text(f"{seq} {'0' * 64}\n")
+    out = verify(str(path))
+    assert out.returncode == 1 and "edited" in out.stdout
