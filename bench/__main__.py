@@ -1,6 +1,6 @@
 """The throughput and latency suite, one command: `./dev bench` (or `.venv/bin/python -m bench`).
 
-    python -m bench [--seconds 8] [--rounds 2] [--json bench-results.json] [--redis] [--workers 2,4]
+    python -m bench [--seconds 8] [--rounds 2] [--json bench-results.json] [--redis] [--workers 2,4] [--pin]
                     [--watches 1000] [--rss-requests 100000] [--exec-mb 1024] [--micro] [--quick]
 
 Upstream: nginx (Debian) serving one small ConfigMap over TLS, fast enough that the proxies are
@@ -101,10 +101,43 @@ http {{
     raise SystemExit(f"nginx did not start: {(work / 'logs' / 'error.log').read_text()}")
 
 
+# CPUs the load generator runs on (`--pin`); None: wherever the kernel puts it.
+LOAD_CPUS: set[int] | None = None
+
+
+def _tree(pid: int) -> list[int]:
+    """Every thread of a process and of its descendants (a supervisor's workers, nginx's worker)."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return tids + [t for child in children for t in _tree(int(child))]
+
+
+def pin_away(load_pids: list[int], proxy_pids: list[int], cpus: list[int]) -> str:
+    """Put the load generator and the upstream side (nginx, Redis) on the last CPU and the proxies
+    on the others, so that what is measured does not share cores with what measures it. Needs three
+    CPUs at least; what was done, as a line for the report."""
+    global LOAD_CPUS
+    if len(cpus) < 3:
+        return (f"--pin: {len(cpus)} CPUs, none to spare: wrk, nginx and redis-server share them with the "
+                "proxies (their CPU is left out of each proxy's CPU per request)")
+    LOAD_CPUS, rest = {cpus[-1]}, set(cpus[:-1])
+    for pid, where in [(p, LOAD_CPUS) for p in load_pids] + [(p, rest) for p in proxy_pids]:
+        for tid in _tree(pid):
+            try:
+                os.sched_setaffinity(tid, where)
+            except OSError:
+                pass  # a thread that ended meanwhile
+    return f"pinned: wrk, nginx and redis-server on CPU {cpus[-1]}, the proxies on CPUs {sorted(rest)}"
+
+
 def wrk(port: int, token: str, connections: int, seconds: float) -> dict[str, float]:
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s",
                           "-H", f"Authorization: Bearer {token}", f"https://127.0.0.1:{port}{OBJECT}"],
-                         capture_output=True, text=True, timeout=seconds + 60)
+                         capture_output=True, text=True, timeout=seconds + 60,
+                         preexec_fn=(lambda: os.sched_setaffinity(0, LOAD_CPUS or set())) if LOAD_CPUS else None)
     text = out.stdout
 
     def ms(label: str) -> float:
@@ -150,6 +183,8 @@ def main() -> int:
     parser.add_argument("--exec-mb", type=int, default=1024, help="MiB streamed through kubectl exec (0: none)")
     parser.add_argument("--micro", action="store_true", help="also the decision-core microbenchmarks")
     parser.add_argument("--quick", action="store_true", help="the wrk rows only")
+    parser.add_argument("--pin", action="store_true", help="wrk, nginx and redis-server on the last CPU, the "
+                                                           "proxies on the others (3 CPUs or more)")
     parser.add_argument("--workers", default="", metavar="N[,M...]",
                         help="also kubegate with Redis as `serve --workers N` for each N (e.g. 2,4); implies --redis")
     args = parser.parse_args()
@@ -158,8 +193,10 @@ def main() -> int:
         print(f"bench: {', '.join(missing)} missing: ./dev bench installs them (Debian nginx-light, wrk)", file=sys.stderr)
         return 2
     stack = Stack(Path(tempfile.mkdtemp(prefix="kubegate-bench-")))
+    pinned = ""
     try:
         nginx_port, nginx_ca = start_nginx(stack)
+        nginx_pid = stack.procs[-1].pid
         stack.upstream_url, stack.upstream_ca, stack.admin_token = f"https://127.0.0.1:{nginx_port}", nginx_ca, "bench"
         work = stack.work
         ca = pki.make_ca("bench-ca")
@@ -204,6 +241,10 @@ def main() -> int:
                                                                       "key_prefix": f"w{n}:"})
                 targets.append((name, port, stack.token("bench", ["kubegate:viewers"])))
                 pids[name] = stack.gateway_pid
+        if args.pin:
+            load = [nginx_pid] + ([redis.proc.pid] if redis is not None and redis.proc is not None else [])
+            pinned = pin_away(load, list(pids.values()), sorted(os.sched_getaffinity(0)))
+            print(pinned, flush=True)
         results: dict[str, dict[int, list[dict[str, float]]]] = {name: {1: [], 16: []} for name, _, _ in targets}
         for _, port, token in targets:  # warm up: TLS, caches, lazy imports
             wrk(port, token, 4, 1)
@@ -219,7 +260,7 @@ def main() -> int:
             redis.stop()
     finally:
         stack.stop()
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"pinned": pinned} if pinned else {}
     if not args.quick and (args.watches or args.rss_requests or args.exec_mb):
         import longrun
 
@@ -262,6 +303,8 @@ def report(results: dict[str, dict[int, list[dict[str, float]]]], args: argparse
         if one is not None and r["target"].startswith("kubegate redis w"):
             r["rps@16 x one worker"] = r["rps@16"] / one["rps@16"]
             print(f"{r['target']}: {r['rps@16 x one worker']:.2f}x the rps@16 of one worker (kubegate redis)")
+    if pinned := (extra or {}).get("pinned"):
+        print(pinned)
     costs = [f"{r['target']} {r['cpu ms/request@16']:.3f}" for r in rows if "cpu ms/request@16" in r]
     if costs:
         print("CPU per request at 16 connections (ms, the proxy's processes): " + ", ".join(costs))
