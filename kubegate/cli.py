@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -123,7 +124,15 @@ def _serve(args: argparse.Namespace) -> int:
         if worker is None and count > 1:
             log_args = ["--log-level", args.log_level, "--log-format", args.log_format]
             return await workers.Supervisor(cfg, args.config, count, log_args).run(started)
-        await Gateway(cfg, worker=worker).serve_until_signalled(started if worker is None else lambda _: None)
+        def serving(gateway: "Gateway") -> None:
+            # What is loaded by now (the engine, the policies, the modules) lives as long as the
+            # process: out of the cycle collector's sight, so a collection walks only what requests
+            # allocate (bench/profile.py: 1,190 -> 1,137 µs per request in one run).
+            gc.freeze()
+            if worker is None:
+                started(gateway)
+
+        await Gateway(cfg, worker=worker).serve_until_signalled(serving)
         return 0
 
     from kubegate.audit.policy import PolicyError as AuditPolicyError

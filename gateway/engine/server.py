@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import gc
 import json
 import logging
 import os
@@ -322,9 +321,6 @@ class Gateway:
                                            name="cluster-probe")]
         if self.worker is not None:
             self._tasks.append(asyncio.create_task(self._report_status(), name="worker-status"))
-        # What is loaded by now (the engine, the policies, the modules) lives as long as the process:
-        # out of the cycle collector's sight, so a collection walks only what requests allocated.
-        gc.freeze()
         self.metrics.ready.set(1)
         log.info("kubegate serving on https://%s:%d", listen.host, self.port)
 
