@@ -234,6 +234,12 @@ def wait_until(predicate: Any, timeout: float = 30.0, what: str = "") -> None:
         time.sleep(0.1)
 
 
+def memory_kib(pid: int, field: str = "VmRSS") -> int:
+    """A process's memory figure from /proc/PID/status (VmRSS now, VmHWM its peak), KiB."""
+    line = next(li for li in Path(f"/proc/{pid}/status").read_text().splitlines() if li.startswith(field + ":"))
+    return int(line.split()[1])
+
+
 def settled_text(path: Path, quiet: float = 0.15, timeout: float = 10.0) -> str:
     """The file's text once it has not changed for `quiet` seconds: the gateway writes audit events
     from a writer thread, a moment after the response."""

@@ -19,7 +19,7 @@ import pytest
 
 from kubegate import spdy
 from kubegate.emulator import harness
-from tests.conftest import GatewayHandle, Kubectl, start_gateway
+from tests.conftest import GatewayHandle, Kubectl, memory_kib, start_gateway
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +77,6 @@ def test_a_piped_exec_records_input_and_output(gw: GatewayHandle, kubectl_path: 
     assert times == sorted(times)
 
 
-def _memory_kib(pid: int, field: str) -> int:
-    line = next(li for li in Path(f"/proc/{pid}/status").read_text().splitlines() if li.startswith(field + ":"))
-    return int(line.split()[1])
-
-
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_a_large_piped_exec_passes_through_without_the_gateway_holding_it(
         gw: GatewayHandle, kubectl_path: str, tmp_path: Path, transport: str) -> None:
@@ -93,12 +88,12 @@ def test_a_large_piped_exec_passes_through_without_the_gateway_holding_it(
     kubectl("run", pod, "--image=busybox")
     payload = bytes(range(256)) * (256 * 1024)  # 64 MiB
     Path(f"/proc/{gw.proc.pid}/clear_refs").write_text("5")  # the peak RSS starts again from now
-    before = _memory_kib(gw.proc.pid, "VmRSS")
+    before = memory_kib(gw.proc.pid, "VmRSS")
     out = subprocess.run([kubectl_path, "exec", "-i", pod, "--", "cat"], input=payload, capture_output=True,
                          env=kubectl.env(TRANSPORTS[transport]), timeout=300)
     assert out.returncode == 0, out.stderr.decode()[-500:]
     assert out.stdout == payload
-    grew_mib = (_memory_kib(gw.proc.pid, "VmHWM") - before) / 1024
+    grew_mib = (memory_kib(gw.proc.pid, "VmHWM") - before) / 1024
     assert grew_mib < 24, f"the gateway grew by {grew_mib:.0f} MiB relaying 64 MiB each way"
     event = session_event(gw, pod)
     assert event["responseStatus"]["code"] == 101  # type: ignore[index]

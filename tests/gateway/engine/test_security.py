@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import socket
+import ssl
+import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from kubegate.emulator import harness
 from kubegate.gateway.identity.authn import TokenIssuer
 from kubegate.gateway.context import GateContext
-from kubegate.gateway.stages import Stage
-from tests.conftest import Kubectl, start_gateway_in_process
+from tests.conftest import ADMIN_GROUPS, Kubectl, memory_kib, start_gateway, start_gateway_in_process, wait_until
+from tests.gateway.gates.test_change import ReviewServer
 from tests.gateway.conftest import Isolated, assert_status
 from tests.gateway.identity.test_authn import _bad_tokens
 
@@ -164,3 +168,67 @@ def test_token_session_reaches_the_cluster_as_an_extra(isolated: Isolated) -> No
     (record,) = isolated.upstream.requests
     assert record.user is not None and record.user.extra == {"kubegate.io/session": ("ws-42",)}
     assert record.header("Impersonate-Extra-kubegate.io%2Fsession") == ["ws-42"]
+
+
+def _read_response(conn: ssl.SSLSocket) -> bytes:
+    """One HTTP/1.1 response, head and body (sized or chunked), from a raw connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        received = conn.recv(65536)
+        assert received, f"the connection closed before a whole response: {data!r}"
+        data += received
+    head, _, rest = data.partition(b"\r\n\r\n")
+    fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in head.split(b"\r\n")[1:])}
+    if b"content-length" in fields:
+        while len(rest) < int(fields[b"content-length"]):
+            rest += conn.recv(65536)
+    else:
+        while not rest.endswith(b"0\r\n\r\n"):
+            rest += conn.recv(65536)
+    return head
+
+
+def test_bytes_sent_behind_a_waiting_request_are_not_read_into_memory(tmp_path: Path,
+                                                                       upstream: harness.RunningEmulator) -> None:
+    """While a request waits (here on a slow risk webhook), a client that keeps sending on the same
+    connection is slowed down by TCP; the gateway does not read what it cannot yet handle."""
+    checker = ReviewServer(tmp_path)
+    hook = (f"webhooks:\n  - name: slow\n    url: https://127.0.0.1:{checker.port}/review\n"
+            f"    ca_file: {checker.ca_file}\n    timeout: 10s\n    match: {{namespaces: [\"wh-slow*\"]}}\n")
+    gw = start_gateway(tmp_path / "gw", upstream, gate_files={"webhooks.yaml": hook})
+    try:
+        assert gw.proc is not None
+        namespace = f"wh-slow-{uuid.uuid4().hex[:6]}"
+        token = gw.token("ada", ADMIN_GROUPS)
+        context = ssl.create_default_context(cafile=str(gw.ca_file))
+        body = json.dumps({"metadata": {"name": "waited"}}).encode()
+        with socket.create_connection(("127.0.0.1", gw.port)) as raw, \
+                context.wrap_socket(raw, server_hostname="127.0.0.1") as conn:
+            def send(method: str, path: str, payload: bytes) -> None:
+                conn.sendall(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+                             f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+                             + payload)
+            send("POST", "/api/v1/namespaces", json.dumps({"metadata": {"name": namespace}}).encode())
+            assert _read_response(conn).startswith(b"HTTP/1.1 201")
+            Path(f"/proc/{gw.proc.pid}/clear_refs").write_text("5")  # the peak RSS starts again from now
+            before = memory_kib(gw.proc.pid, "VmRSS")
+            send("POST", f"/api/v1/namespaces/{namespace}/configmaps", body)
+            wait_until(lambda: any(r["request"]["requestInfo"]["namespace"] == namespace for r in checker.reviews),
+                       10, "the change did not reach the risk webhook")
+            conn.settimeout(1.0)
+            sent, chunk = 0, b"x" * (1 << 20)
+            for _ in range(64):  # at most 64 MiB; stops at the first send that cannot go on for 1 s
+                try:
+                    conn.sendall(chunk)
+                except TimeoutError:
+                    break
+                sent += len(chunk)
+            grew_mib = (memory_kib(gw.proc.pid, "VmHWM") - before) / 1024
+            assert sent < 32 << 20, f"the gateway took {sent >> 20} MiB behind a request that was still waiting"
+            assert grew_mib < 24, f"the gateway grew by {grew_mib:.0f} MiB"
+            conn.settimeout(15)
+            answer = _read_response(conn)
+        assert answer.startswith(b"HTTP/1.1 201")  # the waiting change was carried out and answered
+    finally:
+        gw.stop()
+        checker.stop()
