@@ -43,7 +43,7 @@ from typing import Any
 from kubegate import pki
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import ROOT, Stack, spawn  # noqa: E402  (the benchmarks' shared set-up)
+from stack import ROOT, Stack  # noqa: E402  (the benchmarks' shared set-up)
 
 OBJECT = "/api/v1/namespaces/default/configmaps/bench"
 CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bench", "namespace": "default",
@@ -105,14 +105,24 @@ http {{
 LOAD_CPUS: set[int] | None = None
 
 
-def _tree(pid: int) -> list[int]:
-    """Every thread of a process and of its descendants (a supervisor's workers, nginx's worker)."""
+def _family(pid: int) -> list[int]:
+    """A process and its descendants (a supervisor's workers, nginx's worker), as /proc shows them now."""
     try:
-        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return []
-    return tids + [t for child in children for t in _tree(int(child))]
+    return [pid] + [p for child in children for p in _family(int(child))]
+
+
+def _threads(pid: int) -> list[int]:
+    """Every thread of a process and of its descendants."""
+    tids: list[int] = []
+    for member in _family(pid):
+        try:
+            tids += [int(t) for t in os.listdir(f"/proc/{member}/task")]
+        except OSError:
+            pass  # ended meanwhile
+    return tids
 
 
 def pin_away(load_pids: list[int], proxy_pids: list[int], cpus: list[int]) -> str:
@@ -125,7 +135,7 @@ def pin_away(load_pids: list[int], proxy_pids: list[int], cpus: list[int]) -> st
                 "proxies (their CPU is left out of each proxy's CPU per request)")
     LOAD_CPUS, rest = {cpus[-1]}, set(cpus[:-1])
     for pid, where in [(p, LOAD_CPUS) for p in load_pids] + [(p, rest) for p in proxy_pids]:
-        for tid in _tree(pid):
+        for tid in _threads(pid):
             try:
                 os.sched_setaffinity(tid, where)
             except OSError:
@@ -162,13 +172,14 @@ def wrk(port: int, token: str, connections: int, seconds: float) -> dict[str, fl
 
 def cpu_seconds(pid: int) -> float:
     """User and system CPU of a process and its descendants (a supervisor's workers), so far."""
-    tick = os.sysconf("SC_CLK_TCK")
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / tick + sum(cpu_seconds(int(c)) for c in children)
+    total = 0.0
+    for member in _family(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def main() -> int:
@@ -198,24 +209,9 @@ def main() -> int:
         nginx_port, nginx_ca = start_nginx(stack)
         nginx_pid = stack.procs[-1].pid
         stack.upstream_url, stack.upstream_ca, stack.admin_token = f"https://127.0.0.1:{nginx_port}", nginx_ca, "bench"
-        work = stack.work
-        ca = pki.make_ca("bench-ca")
-        leaf = pki.make_leaf(ca, "proxy", ["127.0.0.1"])
-        ca.write(work / "proxy-ca.crt", work / "proxy-ca.key")
-        (work / "proxy-bundle.pem").write_bytes(leaf.cert_pem + leaf.key_pem)
-        plain, line = spawn([sys.executable, str(ROOT / "bench" / "plain_mitmproxy.py"), stack.upstream_url,
-                             str(nginx_ca), str(work / "proxy-bundle.pem")], "listening", work / "plain.log")
-        stack.procs.append(plain)
-        hooked, hooked_line = spawn([sys.executable, str(ROOT / "bench" / "plain_mitmproxy.py"), stack.upstream_url,
-                                     str(nginx_ca), str(work / "proxy-bundle.pem"), "--hooks"], "listening",
-                                    work / "hooks.log")
-        stack.procs.append(hooked)
-        open_authz = work / "open-authz"
-        open_authz.mkdir()
-        shutil.copy(ROOT / "policies" / "authz" / "model.conf", open_authz / "model.conf")
-        (open_authz / "all.csv").write_text("p, *, *:*, **, *, *, allow, everything\np, *, *:, /*, *, *, allow, all-urls\n")
-        (work / "no-gates").mkdir()
-        pids: dict[str, int] = {"mitmproxy": plain.pid, "mitmproxy hooks": hooked.pid}  # whose CPU each proxy target costs
+        plain_port, plain_pid = stack.start_plain_mitmproxy()
+        hooked_port, hooked_pid = stack.start_plain_mitmproxy(hooks=True)
+        pids: dict[str, int] = {"mitmproxy": plain_pid, "mitmproxy hooks": hooked_pid}  # whose CPU each proxy target costs
 
         def gateway(name: str, **extra: Any) -> tuple[str, int, str]:
             port = stack.start_gateway(name.split()[-1], **extra)
@@ -223,9 +219,9 @@ def main() -> int:
             return name, port, stack.token("bench", ["kubegate:viewers"])  # signed by that gateway's own key
 
         targets: list[tuple[str, int, str]] = [
-            ("direct", nginx_port, "unused"), ("mitmproxy", int(line.split()[-1]), "unused"),
-            ("mitmproxy hooks", int(hooked_line.split()[-1]), "unused"),
-            gateway("kubegate authn", authz={"policy_dir": str(open_authz)}, gates={"policy_dir": str(work / "no-gates")}),
+            ("direct", nginx_port, "unused"), ("mitmproxy", plain_port, "unused"),
+            ("mitmproxy hooks", hooked_port, "unused"),
+            gateway("kubegate authn", **stack.open_policies()),
             gateway("kubegate full")]
         redis = None
         counts = [int(n) for n in args.workers.split(",") if n.strip()]
@@ -233,7 +229,7 @@ def main() -> int:
             sys.path.insert(0, str(ROOT))
             from tests.redis_server import RedisServer
 
-            redis = RedisServer(work / "redis").start()
+            redis = RedisServer(stack.work / "redis").start()
             targets.append(gateway("kubegate redis", store={"redis_url": redis.url}))
             for n in counts:
                 name = f"kubegate redis w{n}"

@@ -20,10 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from kubegate import pki
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import ROOT, Stack, spawn  # noqa: E402  (the benchmarks' shared set-up)
+from stack import Stack  # noqa: E402  (the benchmarks' shared set-up)
 OBJECT = "/api/v1/namespaces/default/configmaps/bench"
 
 
@@ -61,14 +60,7 @@ def main() -> int:
                      headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"})
         assert conn.getresponse().status == 201
 
-        ca = pki.make_ca("bench-ca")
-        leaf = pki.make_leaf(ca, "proxy", ["127.0.0.1"])
-        ca.write(work / "proxy-ca.crt", work / "proxy-ca.key")
-        (work / "proxy-bundle.pem").write_bytes(leaf.cert_pem + leaf.key_pem)
-        plain, line = spawn([sys.executable, str(ROOT / "bench" / "plain_mitmproxy.py"), upstream_url, str(emu_ca),
-                             str(work / "proxy-bundle.pem")], "listening", work / "plain.log")
-        stack.procs.append(plain)
-        plain_port = int(line.split()[-1])
+        plain_port, _ = stack.start_plain_mitmproxy()
         stack.start_gateway()
         gw_port = stack.gateway_port
         user_token = stack.token("bench", ["kubegate:viewers"])

@@ -23,9 +23,8 @@ import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import ROOT, Stack, spawn  # noqa: E402
+from stack import Stack  # noqa: E402
 
-from kubegate import pki  # noqa: E402
 
 _suite = importlib.util.spec_from_file_location("bench_suite", Path(__file__).resolve().parent / "__main__.py")
 assert _suite is not None and _suite.loader is not None
@@ -156,25 +155,11 @@ def main() -> int:
         port, ca = suite.start_nginx(stack)
         stack.upstream_url, stack.upstream_ca, stack.admin_token = f"https://127.0.0.1:{port}", ca, "bench"
         if args.target in ("mitmproxy", "hooks"):
-            bundle = stack.work / "proxy-bundle.pem"
-            leaf = pki.make_leaf(pki.make_ca("bench-ca"), "proxy", ["127.0.0.1"])
-            bundle.write_bytes(leaf.cert_pem + leaf.key_pem)
-            proc, line = spawn([sys.executable, str(ROOT / "bench" / "plain_mitmproxy.py"), stack.upstream_url, str(ca),
-                                str(bundle), *(["--hooks"] if args.target == "hooks" else [])],
-                               "listening", stack.work / "plain.log")
-            stack.procs.append(proc)
-            target_port, pid, token = int(line.split()[-1]), proc.pid, "unused"
+            target_port, pid = stack.start_plain_mitmproxy(hooks=args.target == "hooks")
+            token = "unused"
         else:
-            extra = {}
-            if args.target == "authn":
-                open_authz = stack.work / "open-authz"
-                open_authz.mkdir()
-                shutil.copy(ROOT / "policies" / "authz" / "model.conf", open_authz / "model.conf")
-                (open_authz / "all.csv").write_text("p, *, *:*, **, *, *, allow, everything\n")
-                (stack.work / "no-gates").mkdir()
-                extra = {"authz": {"policy_dir": str(open_authz)}, "gates": {"policy_dir": str(stack.work / "no-gates")}}
-            target_port, pid = stack.start_gateway(args.target, **extra), stack.gateway_pid
-            token = stack.token("bench", ["kubegate:viewers"])
+            target_port = stack.start_gateway(args.target, **(stack.open_policies() if args.target == "authn" else {}))
+            pid, token = stack.gateway_pid, stack.token("bench", ["kubegate:viewers"])
         suite.wrk(target_port, token, 4, 1)  # warm up
         raw = stack.work / "profile.txt"
         loaded: dict[str, float] = {}

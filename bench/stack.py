@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from kubegate import pki
 from kubegate.gateway.config import settings
 from kubegate.gateway.identity import keys
 from kubegate.gateway.identity.authn import TokenIssuer
@@ -92,6 +93,34 @@ class Stack:
         cfg = settings.load(config)
         self.issuer = TokenIssuer(cfg.issuer, keys.signing_key_pem(cfg))
         return self.gateway_port
+
+    def start_plain_mitmproxy(self, hooks: bool = False) -> tuple[int, int]:
+        """bench/plain_mitmproxy.py in front of the stack's upstream (`hooks`: with an addon that has
+        kubegate's hooks, empty); (its port, its pid). Its certificate's CA is proxy-ca.crt in the
+        work directory."""
+        bundle = self.work / "proxy-bundle.pem"
+        if not bundle.exists():
+            ca = pki.make_ca("bench-ca")
+            leaf = pki.make_leaf(ca, "proxy", ["127.0.0.1"])
+            ca.write(self.work / "proxy-ca.crt", self.work / "proxy-ca.key")
+            bundle.write_bytes(leaf.cert_pem + leaf.key_pem)
+        proc, line = spawn([sys.executable, str(ROOT / "bench" / "plain_mitmproxy.py"), self.upstream_url,
+                            str(self.upstream_ca), str(bundle), *(["--hooks"] if hooks else [])],
+                           "listening", self.work / ("hooks.log" if hooks else "plain.log"))
+        self.procs.append(proc)
+        return int(line.split()[-1]), proc.pid
+
+    def open_policies(self) -> dict[str, Any]:
+        """Config keys for a gateway that judges nothing: one allow-everything authorization rule
+        (resources and non-resource URLs) and no gate policies; authentication and the audit stay."""
+        open_authz, no_gates = self.work / "open-authz", self.work / "no-gates"
+        if not open_authz.exists():
+            open_authz.mkdir()
+            shutil.copy(ROOT / "policies" / "authz" / "model.conf", open_authz / "model.conf")
+            (open_authz / "all.csv").write_text("p, *, *:*, **, *, *, allow, everything\n"
+                                                "p, *, *:, /*, *, *, allow, all-urls\n")
+            no_gates.mkdir()
+        return {"authz": {"policy_dir": str(open_authz)}, "gates": {"policy_dir": str(no_gates)}}
 
     def token(self, user: str, groups: list[str]) -> str:
         assert self.issuer is not None
