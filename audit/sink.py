@@ -44,8 +44,9 @@ class JsonlSink:
       one is started; so is a `reopen()` (SIGHUP).
     - `shared=True`: several processes (`kubegate serve --workers N`) append to the one log. Each
       batch is written under an exclusive `flock` of FILE.head; before writing, a process picks the
-      chain up where the others left it (the last line of the file, read back from its end) and
-      follows a rotation another process made. One chain, one file, whoever writes.
+      chain up where the others left it (from FILE.head when it names the file's end, else the last
+      line of the file, read back from its end) and follows a rotation another process made. One
+      chain, one file, whoever writes.
     """
 
     IN_PLACE_SECONDS = 0.1

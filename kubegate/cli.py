@@ -124,6 +124,7 @@ def _serve(args: argparse.Namespace) -> int:
         if worker is None and count > 1:
             log_args = ["--log-level", args.log_level, "--log-format", args.log_format]
             return await workers.Supervisor(cfg, args.config, count, log_args).run(started)
+
         def serving(gateway: "Gateway") -> None:
             # What is loaded by now (the engine, the policies, the modules) lives as long as the
             # process: out of the cycle collector's sight, so a collection walks only what requests
