@@ -14,7 +14,9 @@ COPY deploy deploy
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[webshell]"
 
 FROM python:3.12-slim-bookworm
-RUN useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin kubegate \
+# bubblewrap: the webshell's terminals run kubectl in a sandbox (docs/webshell.md#what-contains-a-terminal).
+RUN apt-get update && apt-get install -y --no-install-recommends bubblewrap && rm -rf /var/lib/apt/lists/* \
+ && useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin kubegate \
  && mkdir -p /var/lib/kubegate /var/log/kubegate \
  && chown 10001:10001 /var/lib/kubegate /var/log/kubegate
 COPY --from=build /wheels /wheels

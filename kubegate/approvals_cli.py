@@ -1,4 +1,4 @@
-"""`kubegate approvals list|show|approve|deny` and `kubegate freeze status`, from a kubeconfig."""
+"""`kubegate approvals list|show|approve|deny|withdraw` and `kubegate freeze status`, from a kubeconfig."""
 
 from __future__ import annotations
 
@@ -94,8 +94,10 @@ def add_parser(sub: Any) -> None:
     p = add_client_options(acts.add_parser("show", help="one ticket, with why it is needed"))
     p.add_argument("id")
     p.set_defaults(handler=show)
-    for verb in ("approve", "deny"):
-        p = add_client_options(acts.add_parser(verb, help=f"{verb} a pending ticket (never your own)"))
+    for verb, what in (("approve", "approve a pending ticket (never your own)"),
+                       ("deny", "deny a pending ticket (never your own)"),
+                       ("withdraw", "give up a pending ticket of your own: nobody is asked any more")):
+        p = add_client_options(acts.add_parser(verb, help=what))
         p.add_argument("id")
         p.set_defaults(handler=decide)
 

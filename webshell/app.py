@@ -29,7 +29,7 @@ from aiohttp import web
 
 from kubegate.audit import events
 
-from . import history, pages
+from . import history, pages, sandbox
 from .config import WebshellConfig
 from .sessions import Sessions, WebSession
 from .terminal import Terminal
@@ -55,6 +55,8 @@ class Webshell:
         self._reaper: asyncio.Task[None] | None = None
         self.port = 0
         self.origin = self._origin(cfg.public_url)
+        self.sandbox = sandbox.Sandbox("none" if cfg.sandbox == "none" else "bwrap", cfg.kubectl,
+                                       problem="not checked yet")
 
     @staticmethod
     def _origin(url: str) -> str:
@@ -86,6 +88,12 @@ class Webshell:
         return app
 
     async def start(self) -> None:
+        self.sandbox = await asyncio.to_thread(sandbox.make, self.cfg.sandbox, self.cfg.kubectl)
+        if self.sandbox.kind == "none":
+            log.warning("webshell.sandbox is none: terminals' kubectl runs as this process's user, with its files in "
+                        "reach; only a webshell contained by other means (its own pod) may run so")
+        elif self.sandbox.problem:
+            log.error("webshell terminals are off: %s (docs/webshell.md#what-contains-a-terminal)", self.sandbox.problem)
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
@@ -115,16 +123,34 @@ class Webshell:
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def health(self) -> list[str]:
+        """Lines for /readyz?verbose: whether terminals can be opened, and how they are contained."""
+        if self.sandbox.kind == "none":
+            return ["[!]webshell sandbox: NONE (webshell.sandbox: none): terminals' kubectl runs as the webshell's "
+                    "own user; only safe where the webshell is contained by other means (its own pod)"]
+        if self.sandbox.problem:
+            return [f"[-]webshell sandbox: terminals are OFF: {self.sandbox.problem}"]
+        return ["[+]webshell sandbox ok (bwrap)"]
+
     @web.middleware
     async def _headers(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        response = await handler(request)
+        """Security headers on every answer: pages, files, and errors (raised ones too)."""
+        try:
+            response = await handler(request)
+        except web.HTTPException as e:
+            self._secure(e)
+            raise
+        self._secure(response)
+        return response
+
+    @staticmethod
+    def _secure(response: web.StreamResponse) -> None:
         response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         # same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on form posts.
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-        return response
 
     def _session(self, request: web.Request) -> WebSession | None:
         return self.sessions.get(request.cookies.get(COOKIE))
@@ -293,7 +319,14 @@ class Webshell:
             raise web.HTTPBadRequest(text="no such cluster or namespace")
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
         await ws.prepare(request)
-        terminal = Terminal(self.cfg, session, *target, ws, self._gateway)
+        if not self.sandbox.usable:
+            self._audit("terminal-refused", session, **{"kubegate.io/why": self.sandbox.problem})
+            await ws.send_bytes(f"kubegate: terminals are off: no sandbox can be made for them here "
+                                f"({self.sandbox.problem}). An operator fixes that, or sets webshell.sandbox: none "
+                                "where the webshell is contained by other means.\r\n".encode())
+            await ws.close(message=b"no sandbox")
+            return ws
+        terminal = Terminal(self.cfg, self.sandbox, session, *target, ws, self._gateway)
         self.terminals.setdefault(session.id, set()).add(terminal)
         self.live[terminal.id] = terminal
         try:

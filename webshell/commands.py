@@ -4,53 +4,55 @@ A line is judged before anything runs, with a clear reason for each refusal:
 - no shell: no pipes, redirections, command lists, substitutions (`$(…)`, backticks), variables,
   globs, environment assignments or aliases; the line is split like a shell would split words
   (quotes respected) and nothing more is interpreted;
-- the program is `kubectl` (no path, no other program, no plugin: the shell's PATH holds kubectl
-  alone, and subcommands are an allow-list);
-- no flag that changes who kubectl acts as or where it connects (`--kubeconfig`, `--token`,
-  `--server`/`-s`, `--as`, `--context`, certificates, …): the session's kubeconfig is the only one;
-- local files only inside the session's own directory (`-f`, `-k`, `--from-file`, `kubectl cp`), no
-  URLs; subcommands that would open a local editor, a local port or a proxy are refused.
+- the program is `kubectl` (no path, no other program, no plugin);
+- kubectl's arguments are read with kubectl's own grammar (`kubectl_grammar`: cobra's command
+  lookup, pflag's combined short flags, `=` and space forms, repeated flags, comma lists, `--`),
+  and checked against an allow-list per command (`allowed-flags.yaml`): what is not listed is
+  refused, so a flag this code never heard of cannot slip through;
+- values and arguments that name local files stay inside the session's own directory, no URLs.
 
-`risk` classifies what is left for online approval (the change gates' rule ids where one fits).
+This check is the second wall. The first is where kubectl runs: a sandbox (webshell/sandbox.py) in
+which the gateway's files, environment and processes do not exist. Whether a change needs a second
+person is not decided here at all: the gateway's rules judge each request by its effect.
 Pure functions: a line in, a verdict out.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
+
+from .kubectl_grammar import Grammar, GrammarError, Parsed
 
 PROGRAM = "kubectl"
 BUILTINS = ("help", "exit", "logout", "clear")
+ALLOW_LIST = Path(__file__).resolve().parent / "allowed-flags.yaml"
 
-# Subcommands that act through the API server only.
-SUBCOMMANDS = frozenset({
-    "get", "describe", "logs", "explain", "api-resources", "api-versions", "version", "top", "events",
-    "auth", "create", "apply", "delete", "patch", "label", "annotate", "scale", "rollout", "set", "expose",
-    "run", "exec", "attach", "cordon", "uncordon", "drain", "taint", "diff", "wait", "debug", "autoscale",
-    "replace", "cluster-info", "certificate", "cp", "kustomize", "options", "help", "completion",
-})
-REFUSED_SUBCOMMANDS = {
+REFUSED_COMMANDS = {
     "config": "the session's kubeconfig is the webshell's own; `kubectl config` is not available",
+    "kuberc": "kubectl's preferences file is not available in the webshell",
     "edit": "kubectl edit opens a local editor; use `kubectl patch` or `kubectl apply -f` with a file here",
-    "port-forward": "port-forward would listen on the gateway's host; it is not available in the webshell",
-    "proxy": "kubectl proxy would listen on the gateway's host; it is not available in the webshell",
+    "apply edit-last-applied": "it opens a local editor; use `kubectl apply -f` with a file here",
+    "port-forward": "port-forward would listen on the webshell's host; it is not available in the webshell",
+    "proxy": "kubectl proxy would listen on the webshell's host; it is not available in the webshell",
     "plugin": "kubectl plugins are not available in the webshell",
-    "alpha": "alpha commands are not available in the webshell",
+    "create token": "the webshell hands out no credentials; ask your administrator for a token",
 }
-# Flags that change who kubectl is or where it connects: the session's kubeconfig decides both.
 IDENTITY_FLAGS = frozenset({
-    "--kubeconfig", "--context", "--cluster", "--user", "--token", "--server", "--as", "--as-group",
-    "--as-uid", "--as-user-extra", "--username", "--password", "--certificate-authority",
-    "--client-certificate", "--client-key", "--insecure-skip-tls-verify", "--tls-server-name", "--cache-dir",
-    "--profile-output", "--log-file", "--log-dir", "--log-backtrace-at", "--disable-compression",
+    "kubeconfig", "context", "cluster", "user", "token", "server", "as", "as-group", "as-uid", "as-user-extra",
+    "username", "password", "certificate-authority", "client-certificate", "client-key", "insecure-skip-tls-verify",
+    "tls-server-name", "proxy-url", "kuberc", "cache-dir",
 })
-SHORT_IDENTITY = ("-s",)  # --server
-# Flags whose value is a local path (or PATH, or KEY=PATH for --from-file).
-PATH_FLAGS = frozenset({"-f", "--filename", "-k", "--kustomize", "--from-file", "--from-env-file", "--env-file",
-                        "--output-directory", "--template"})
+# Flags whose every value is a local path. `from-file` may be KEY=PATH.
+PATH_FLAGS = frozenset({"filename", "kustomize", "from-file", "from-env-file", "cert", "key", "custom", "patch-file",
+                        "output-directory"})
+# -o forms whose value after '=' is a template file, and the formats that make --template a path.
+FILE_OUTPUTS = ("go-template-file", "templatefile", "jsonpath-file", "custom-columns-file")
 
 
 @dataclass(frozen=True)
@@ -58,11 +60,30 @@ class Verdict:
     argv: tuple[str, ...] = ()  # what to run (kubectl's arguments), when allowed
     refused: str = ""  # why not, in one line
     builtin: str = ""  # help, exit, clear
-    risk: tuple[str, ...] = field(default=())  # why a second person should approve it (empty: no need)
+    command: str = ""  # the kubectl command path it runs ("get", "create secret tls")
 
     @property
     def allowed(self) -> bool:
         return not self.refused and not self.builtin
+
+
+@dataclass(frozen=True)
+class AllowList:
+    version: str
+    global_flags: frozenset[str]
+    commands: dict[str, frozenset[str]]
+
+
+@functools.cache
+def grammar() -> Grammar:
+    return Grammar.load()
+
+
+@functools.cache
+def allow_list() -> AllowList:
+    data = yaml.safe_load(ALLOW_LIST.read_text())
+    return AllowList(grammar().version, frozenset(data["global"]),
+                     {path: frozenset(flags or ()) for path, flags in data["commands"].items()})
 
 
 def _unquoted_problem(line: str) -> str:
@@ -113,35 +134,35 @@ def _local_path(value: str, files: Path) -> str:
     return ""
 
 
-def _flag_problem(args: list[str], files: Path) -> str:
-    i = 0
-    positional: list[str] = []
-    while i < len(args):
-        arg = args[i]
-        if arg == "--":
-            positional += args[i + 1:]
-            break
-        name, eq, value = arg.partition("=")
-        if arg.startswith("--") and name in IDENTITY_FLAGS:
-            return f"{name} is not available: the webshell acts as you, on the cluster you picked"
-        if arg.startswith("-") and not arg.startswith("--") and any(arg.startswith(s) for s in SHORT_IDENTITY):
-            return "-s/--server is not available: the webshell connects to the gateway only"
+def _value_problem(parsed: Parsed, files: Path) -> str:
+    """Why a value or argument of PARSED that names a local file is refused, or ""."""
+    for name, value in parsed.flags:
         if name in PATH_FLAGS:
-            if not eq:
-                if i + 1 >= len(args):
-                    return f"{name} needs a value"
-                value = args[i + 1]
-                i += 1
-            if name == "--from-file" and "=" in value:
-                value = value.split("=", 1)[1]
-            if why := _local_path(value, files):
+            path = value.split("=", 1)[1] if name == "from-file" and "=" in value else value
+            if why := _local_path(path, files):
+                return f"--{name}: {why}"
+    output = parsed.last("output")
+    if output is not None:
+        if parsed.command == "kustomize":  # kustomize -o writes the build to that path
+            if why := _local_path(output, files):
+                return f"--output: {why}"
+        else:
+            form, eq, value = output.partition("=")
+            if eq and form in FILE_OUTPUTS and (why := _local_path(value, files)):
+                return f"--output: {why}"
+            template = parsed.last("template")
+            if template is not None and form in FILE_OUTPUTS and (why := _local_path(template, files)):
+                return f"--template: {why}"
+    # Positional arguments that are local paths: kustomize's directory, cp's local side (a word
+    # without ':'; kubectl reads one with ':' as POD:PATH).
+    if parsed.command == "kustomize":
+        for arg in parsed.positional or ["."]:
+            if why := _local_path(arg, files):
                 return why
-        elif arg.startswith("-f") and len(arg) > 2 and not arg.startswith("--"):  # -fFILE
-            if why := _local_path(arg[2:].lstrip("="), files):
+    if parsed.command == "cp":
+        for arg in parsed.positional:
+            if ":" not in arg and (why := _local_path(arg, files)):
                 return why
-        elif not arg.startswith("-"):
-            positional.append(arg)
-        i += 1
     return ""
 
 
@@ -165,65 +186,38 @@ def judge(line: str, files: Path) -> Verdict:
         if "/" in program:
             return Verdict(refused=f"{program!r}: programs are not run by path; only `kubectl` runs here")
         return Verdict(refused=f"{program!r} is not available: only `kubectl` runs here (type `help`)")
-    if problem := _flag_problem(args, files):
-        return Verdict(refused=problem)
-    sub = subcommand(args)
-    if sub in REFUSED_SUBCOMMANDS:
-        return Verdict(refused=REFUSED_SUBCOMMANDS[sub])
-    if sub and sub not in SUBCOMMANDS:
-        return Verdict(refused=f"`kubectl {sub}` is not available in the webshell (plugins and unknown commands)")
-    if sub == "cp":
-        local = [a for a in args[args.index("cp") + 1:] if not a.startswith("-") and ":" not in a]
-        for path in local:
-            if why := _local_path(path, files):
-                return Verdict(refused=why)
-    return Verdict(argv=tuple(args), risk=risk(args))
+    return judge_args(args, files)
 
 
-# kubectl's global flags that take a value, which may stand before the subcommand.
-_GLOBAL_VALUED = frozenset({"-n", "--namespace", "-v", "--v", "--request-timeout", "--vmodule"})
-
-
-def subcommand(args: list[str]) -> str:
-    """kubectl's subcommand in ARGS: the first word that is no flag and no global flag's value."""
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg in _GLOBAL_VALUED:
-            skip = True
-        elif not arg.startswith("-"):
-            return arg
-    return ""
-
-
-def _value(args: list[str], *names: str) -> str | None:
-    for i, arg in enumerate(args):
-        name, eq, value = arg.partition("=")
-        if name in names:
-            return value if eq else (args[i + 1] if i + 1 < len(args) else "")
-    return None
-
-
-def risk(args: list[str]) -> tuple[str, ...]:
-    """Why a second person should approve these kubectl arguments (rule ids; empty: no need)."""
-    sub = subcommand(args)
-    words = args[args.index(sub):] if sub else []
-    words = [w for w in words if not w.startswith("-")]
-    found: list[str] = []
-    if sub == "delete":
-        kinds = words[1].split(",") if len(words) > 1 else []
-        if any(k in ("namespace", "namespaces", "ns") or k.startswith(("namespace/", "ns/")) for k in kinds):
-            found.append("delete-namespace")
-        if "--all" in args or "-A" in args or "--all-namespaces" in args:
-            found.append("delete-all")
-        found.append("webshell-delete")
-    elif sub in ("drain", "cordon"):
-        found.append(f"{sub}-node")
-    elif sub == "scale" and _value(args, "--replicas") == "0":
-        found.append("scale-to-zero")
-    elif sub in ("apply", "replace") and ("--force" in args or _value(args, "--force") == "true"):
-        found.append("replace-force")
-    elif sub == "taint" and any(a.endswith(":NoExecute") for a in args):
-        found.append("taint-noexecute")
-    return tuple(found)
+def judge_args(args: list[str], files: Path) -> Verdict:
+    """The verdict on kubectl's arguments ARGS, read as kubectl reads them."""
+    try:
+        parsed = grammar().parse(args)
+    except GrammarError as e:
+        return Verdict(refused=f"kubectl would not read this line as written ({e})")
+    allowed = allow_list()
+    for refused, why in REFUSED_COMMANDS.items():
+        if parsed.command == refused or parsed.command.startswith(refused + " "):
+            return Verdict(refused=why)
+    if not parsed.command:
+        if parsed.positional:
+            return Verdict(refused=f"`kubectl {parsed.positional[0]}` is not available in the webshell "
+                                   "(plugins and unknown commands)")
+        if not parsed.has("help"):
+            return Verdict(refused="name a kubectl command (`kubectl --help` lists them)")
+    elif parsed.command not in allowed.commands:
+        return Verdict(refused=f"`kubectl {parsed.command}` is not available in the webshell")
+    # A command's own flag shadows a global one of the same name (`create rolebinding --user` names
+    # the subject, not kubectl's user): the allow-list is per command, the grammar says which it is.
+    permitted = allowed.commands.get(parsed.command, frozenset()) | allowed.global_flags | {"help"}
+    for name, _ in parsed.flags:
+        if name in permitted:
+            continue
+        if name in IDENTITY_FLAGS:
+            return Verdict(refused=f"--{name} is not available: the webshell acts as you, on the cluster you picked, "
+                                   "through the gateway")
+        return Verdict(refused=f"--{name} is not available for `kubectl {parsed.command}` in the webshell "
+                               "(the webshell allows the flags it knows to be safe)")
+    if why := _value_problem(parsed, files):
+        return Verdict(refused=why)
+    return Verdict(argv=tuple(args), command=parsed.command)

@@ -35,6 +35,8 @@ class WebshellConfig:
     audit_log: Path  # the gateway's live audit log: what the sessions page reads
     kubectl: str
     audit: Callable[[dict[str, Any]], None]  # writes one audit event (the gateway's audit subsystem)
+    sandbox: str = "bwrap"  # where terminals' kubectl runs: "bwrap", or "none" (contained by other means)
+    check_arguments: bool = True  # False only in the containment tests: the sandbox as the only wall
     oidc: OidcLogin | None = None
     idle_seconds: int = 900
     max_seconds: int = 8 * 3600

@@ -180,8 +180,6 @@ def approvals(session: WebSession, items: list[dict[str, object]], error: str = 
     def what(t: dict[str, object]) -> str:
         request = t.get("request") or {}
         assert isinstance(request, dict)
-        if request.get("method") == "KUBECTL":
-            return f'<code>{escape(str(request.get("path", "")))}</code>'
         query = f"?{request['query']}" if request.get("query") else ""
         return f'<code>{escape(str(request.get("method", "")))} {escape(str(request.get("path", "")))}{escape(query)}</code>'
 
@@ -196,7 +194,7 @@ def approvals(session: WebSession, items: list[dict[str, object]], error: str = 
     return _page("Approvals", f"""
 <h1>Approvals</h1>
 {alert}
-<p class="hint">Risky changes and webshell commands wait here for a second person. Nobody approves their own.</p>
+<p class="hint">Risky changes, from kubectl or a webshell terminal, wait here for a second person. Nobody approves their own.</p>
 <table><thead><tr><th scope="col">Ticket</th><th scope="col">Status</th><th scope="col">Requested by</th>
 <th scope="col">Cluster</th><th scope="col">Exactly this</th><th scope="col">Why</th><th scope="col">Decided by</th>
 <th scope="col"></th></tr></thead>

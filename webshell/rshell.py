@@ -1,14 +1,17 @@
 """The webshell's restricted shell: the one program a browser terminal runs, in a PTY.
 
-    python -m kubegate.webshell.rshell --kubectl PATH --files DIR --cluster NAME [--namespace NS]
-                                       [--user NAME] [--control-fd N]
+    python -m kubegate.webshell.rshell --sandbox JSON --session DIR --cluster NAME [--namespace NS]
+                                       [--user NAME] [--control-fd N] [--reply-fd N]
 
 It reads a line (with line editing, history and kubectl's own tab completion through
-`kubectl __complete`), judges it (`commands.judge`), and runs kubectl with the session's
-environment — set by the webshell server: KUBECONFIG with the session's token, PATH holding only
-kubectl, HOME and the working directory in the session's own directory. A refused line is
-answered with one clear line. Each line's fate goes to the server as a JSON line on the control
+`kubectl __complete`), judges it (`commands.judge`), and runs kubectl in the terminal's sandbox
+(`sandbox.Sandbox`: only kubectl, the session's kubeconfig and files exist there). A refused line
+is answered with one clear line. Each line's fate goes to the server as a JSON line on the control
 descriptor, which audits it.
+
+A change the gateway holds for a second person fails with the ticket's number; the shell then asks
+the server which tickets its session's command opened, shows them, waits for their decision (Ctrl-C
+withdraws them) and, once approved, runs the same command again: the identical request passes once.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -23,13 +27,17 @@ from pathlib import Path
 from typing import IO, Any
 
 from kubegate.webshell import commands
+from kubegate.webshell.sandbox import Sandbox
+
+ROUNDS = 8  # approvals one line may wait for in turn (a drain: the cordon, then its evictions)
 
 HELP = """\
 Only kubectl runs here, as you, on the cluster you picked, through the gateway: every command is
 authorized, risk-gated and audited like any other kubectl. What is not available: other programs,
-pipes, redirections, variables, substitutions, wildcards, --kubeconfig/--token/--server/--as and
-their kin, kubectl config/edit/port-forward/proxy and plugins. Files (-f, --from-file, kubectl cp)
-live in this session's own directory, which ends with the session.
+pipes, redirections, variables, substitutions, wildcards, flags that change who kubectl is or where it
+connects, flags kubectl has that the webshell does not know to be safe, kubectl config/edit/
+port-forward/proxy and plugins. Files (-f, --from-file, kubectl cp) live in this session's own
+directory, which ends with the session. A change that needs a second person waits for one here.
 
   kubectl get pods              what runs here
   kubectl auth can-i --list     what you may do
@@ -39,8 +47,12 @@ live in this session's own directory, which ends with the session.
 
 
 class Shell:
-    def __init__(self, kubectl: str, files: Path, control: IO[str] | None, replies: IO[str] | None = None) -> None:
-        self.kubectl, self.files, self.control, self.replies = kubectl, files, control, replies
+    def __init__(self, sandbox: Sandbox, session: Path, control: IO[str] | None, replies: IO[str] | None = None,
+                 *, check_arguments: bool = True) -> None:
+        self.sandbox, self.session, self.control, self.replies = sandbox, session, control, replies
+        self.files = session / "files"
+        self.check_arguments = check_arguments  # off only in the containment tests: the sandbox alone
+        self._asked = 0
 
     def report(self, **message: Any) -> None:
         if self.control is not None:
@@ -49,6 +61,23 @@ class Shell:
                 self.control.flush()
             except OSError:
                 pass
+
+    def ask(self, **message: Any) -> dict[str, Any]:
+        """Ask the server and wait for its answer to this question (older answers are skipped)."""
+        if self.replies is None:
+            return {"error": "the server is not listening"}
+        self._asked += 1
+        self.report(**message, n=self._asked)
+        while True:
+            line = self.replies.readline()
+            if not line:
+                return {"error": "the server went away"}
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                continue
+            if answer.get("n") == self._asked:
+                return dict(answer)
 
     def complete(self, text: str, state: int) -> str | None:
         """readline's completer: kubectl's own candidates for the line so far."""
@@ -70,16 +99,27 @@ class Shell:
         if verdict is not None and verdict.refused:
             return []
         try:
-            out = subprocess.run([self.kubectl, "__complete", *args, text], capture_output=True, text=True,
-                                 timeout=5, cwd=self.files)
+            out = subprocess.run(self.sandbox.command(self.session, ["__complete", *args, text]), capture_output=True,
+                                 text=True, timeout=5, cwd=self.files)
         except (OSError, subprocess.TimeoutExpired):
             return []
         found = [c.split("\t", 1)[0] for c in out.stdout.splitlines() if c and not c.startswith(":")]
         return [c + ("" if c.endswith("=") else " ") for c in found if c.startswith(text)]
 
+    def judge(self, line: str) -> commands.Verdict:
+        if self.check_arguments or line.strip() in ("", *commands.BUILTINS):
+            return commands.judge(line, self.files)
+        try:  # the containment tests: any kubectl arguments at all, the sandbox the only wall
+            words = shlex.split(line)
+        except ValueError as e:
+            return commands.Verdict(refused=f"the line cannot be read: {e}")
+        if words[0] != commands.PROGRAM:
+            return commands.Verdict(refused="only `kubectl` runs here")
+        return commands.Verdict(argv=tuple(words[1:]))
+
     def run_line(self, line: str) -> bool:
         """Judge and run one line; False once the session should end."""
-        verdict = commands.judge(line, self.files)
+        verdict = self.judge(line)
         if verdict.builtin in ("exit", "logout"):
             return False
         if verdict.builtin == "help":
@@ -94,54 +134,59 @@ class Shell:
             print(f"kubegate: refused: {verdict.refused}", flush=True)
             self.report(kind="refused", line=line, why=verdict.refused)
             return True
-        if verdict.risk and not self._approved(line, verdict.risk):
-            return True
-        self.report(kind="command", line=line, argv=list(verdict.argv), risk=list(verdict.risk))
+        for _ in range(ROUNDS):
+            code = self._kubectl(line, verdict)
+            if code == 0 or not self._approved(line):
+                break
+        return True
+
+    def _kubectl(self, line: str, verdict: commands.Verdict) -> int:
+        self.report(kind="command", line=line, argv=list(verdict.argv), command=verdict.command)
         try:
-            code = subprocess.run([self.kubectl, *verdict.argv], cwd=self.files).returncode
+            code = subprocess.run(self.sandbox.command(self.session, list(verdict.argv)), cwd=self.files).returncode
         except OSError as e:
             print(f"kubegate: kubectl cannot run: {e.strerror}", flush=True)
             code = 127
         except KeyboardInterrupt:
             code = 130
         self.report(kind="finished", line=line, exit=code)
-        return True
+        return code
 
-
-    def _approved(self, line: str, risk: tuple[str, ...]) -> bool:
-        """A risky line waits for a second person: the server opens a ticket and says how it ends."""
-        if self.replies is None:
-            print("kubegate: refused: this command needs a second person's approval, which is not available here",
-                  flush=True)
+    def _approved(self, line: str) -> bool:
+        """After a failed command: did it open approval tickets at the gateway? If so, wait for
+        them; True once every one is approved (run the command again), False otherwise."""
+        answer = self.ask(kind="tickets", line=line)
+        tickets = answer.get("tickets") or []
+        if not tickets:
+            if answer.get("error"):
+                print(f"kubegate: cannot tell whether this needs approval: {answer['error']}", flush=True)
             return False
-        self.report(kind="approval", line=line, risk=list(risk))
+        for t in tickets:
+            print(f"kubegate: waiting for approval — ticket {t['id']} ({'; '.join(t.get('reasons') or [])}); an "
+                  f"approver runs `kubegate approvals approve {t['id']}` or uses the webshell's approvals page. "
+                  "Ctrl-C withdraws it.", flush=True)
         try:
-            while True:
-                reply = json.loads(self.replies.readline() or '{"decision": "error", "why": "the server went away"}')
-                if reply.get("ticket"):
-                    print(f"kubegate: waiting for approval — ticket {reply['ticket']} ({', '.join(risk)}); an approver "
-                          f"runs `kubegate approvals approve {reply['ticket']}` or uses the webshell's approvals page. "
-                          "Ctrl-C gives up.", flush=True)
-                    continue
-                decision, by = reply.get("decision"), reply.get("by", "")
-                if decision == "approved":
-                    print(f"kubegate: approved by {by}; running it", flush=True)
-                    return True
-                if decision == "denied":
-                    print(f"kubegate: denied by {by}; not run", flush=True)
-                else:
-                    print(f"kubegate: not run: {reply.get('why', decision)}", flush=True)
-                return False
+            answer = self.ask(kind="await", tickets=[t["id"] for t in tickets], line=line)
         except KeyboardInterrupt:
-            print("\nkubegate: gave up waiting; not run", flush=True)
-            self.report(kind="approval-cancelled", line=line)
+            self.report(kind="withdraw", tickets=[t["id"] for t in tickets], line=line)
+            print("\nkubegate: gave up waiting; the ticket is withdrawn and nothing more runs", flush=True)
             return False
+        decision, by = answer.get("decision"), answer.get("by", "")
+        if decision == "approved":
+            print(f"kubegate: approved by {by}; running it again", flush=True)
+            return True
+        if decision == "denied":
+            print(f"kubegate: denied by {by}; not run", flush=True)
+        else:
+            print(f"kubegate: not run: {answer.get('why') or answer.get('error') or decision}", flush=True)
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="kubegate-rshell")
-    p.add_argument("--kubectl", required=True)
-    p.add_argument("--files", required=True, type=Path)
+    p.add_argument("--sandbox", required=True, help="the sandbox, as Sandbox.to_json writes it")
+    p.add_argument("--session", required=True, type=Path, help="the session's directory")
+    p.add_argument("--no-argument-check", action="store_true", help="containment tests only: the sandbox alone")
     p.add_argument("--cluster", required=True)
     p.add_argument("--namespace", default="")
     p.add_argument("--user", default="")
@@ -150,8 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     control = os.fdopen(args.control_fd, "w", buffering=1) if args.control_fd >= 0 else None
     replies = os.fdopen(args.reply_fd, "r") if args.reply_fd >= 0 else None
-    shell = Shell(args.kubectl, args.files, control, replies)
-    os.chdir(args.files)
+    shell = Shell(Sandbox.from_json(args.sandbox), args.session, control, replies,
+                  check_arguments=not args.no_argument_check)
+    os.chdir(shell.files)
     signal.signal(signal.SIGTSTP, signal.SIG_IGN)  # no job control: nothing to background into
     try:
         import readline

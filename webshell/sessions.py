@@ -45,7 +45,7 @@ class Sessions:
                token_expires: float) -> WebSession:
         sid = secrets.token_urlsafe(32)
         directory = self.work_dir / "sessions" / token_session
-        for sub in ("files", "home", "bin"):
+        for sub in ("files", "home"):
             (directory / sub).mkdir(parents=True, exist_ok=True)
         directory.chmod(0o700)
         session = WebSession(sid, user, groups, token, token_session,

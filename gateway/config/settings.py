@@ -258,6 +258,10 @@ class Webshell:
     """Groups that may see every session and recording."""
     work_dir: str = ""
     """Where each session's own directory lives (files, kubeconfig). Default: state_dir/webshell."""
+    sandbox: str = "bwrap"
+    """Where terminals' kubectl runs: `bwrap` (a bubblewrap sandbox per command, in which the host's files,
+    environment and processes do not exist; without one, terminals are refused), or `none` (kubectl runs
+    as the webshell's own user: only for a webshell contained by other means, its own pod). docs/webshell.md."""
 
 
 @dataclass
@@ -448,6 +452,8 @@ def validate(s: Settings) -> list[str]:
             problems.append(f"webshell.oidc_issuer: {w.oidc_issuer!r} is none of oidc[].issuer")
         if w.idle_seconds <= 0 or w.max_seconds <= 0:
             problems.append("webshell.idle_seconds and webshell.max_seconds: must be positive")
+        if w.sandbox not in ("bwrap", "none"):
+            problems.append(f"webshell.sandbox: {w.sandbox!r}; one of bwrap, none")
     if not s.clusters:
         problems.append("clusters: at least one cluster is required")
     names: set[str] = set()

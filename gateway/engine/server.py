@@ -340,6 +340,8 @@ class Gateway:
         lines = [f"[+]{name} ok" if ok else f"[-]{name} failed: {why}" for name, ok, why in checks]
         lines += [f"[+]cluster {n} ok" if ok else f"[-]cluster {n}: {self.cluster_problems.get(n, '')}"
                   for n, ok in sorted(self.cluster_health.items())]
+        if self.webshell is not None:
+            lines += self.webshell.health()
         for what, holder in (("authz policy", self.policy), ("gate policy", self.gates)):
             lines.append(f"[!]{what}: a reload was refused, the previous set serves: {'; '.join(holder.refused[:3])}"
                          if holder.refused else f"[+]{what} ok")
@@ -429,6 +431,10 @@ class Gateway:
             await self.stop()
 
 
+# Test-only: terminals run any kubectl arguments, so the containment tests show the sandbox holds alone.
+NO_ARGUMENT_CHECK = "KUBEGATE_TEST_WEBSHELL_NO_ARGUMENT_CHECK"
+
+
 async def start_webshell(s: Settings, tls: keys.ServingTls, gateway_port: int, clusters: upstreams.Upstreams,
                          audit: Callable[[dict[str, Any]], None]) -> Any:
     """The webshell (kubegate.webshell.app.Webshell), serving; it reaches the gateway at
@@ -454,7 +460,8 @@ async def start_webshell(s: Settings, tls: keys.ServingTls, gateway_port: int, c
         kubectl=shutil.which(w.kubectl or "kubectl") or w.kubectl, audit=audit,
         oidc=OidcLogin(oidc.issuer, w.oidc_client_id, str(s.path(oidc.jwks_ca_file)) if oidc.jwks_ca_file else "")
         if oidc else None,
-        idle_seconds=w.idle_seconds, max_seconds=w.max_seconds, auditor_groups=tuple(w.auditor_groups))
+        idle_seconds=w.idle_seconds, max_seconds=w.max_seconds, auditor_groups=tuple(w.auditor_groups),
+        sandbox=w.sandbox, check_arguments=os.environ.get(NO_ARGUMENT_CHECK) != "1")
     webshell = Webshell(cfg)
     await webshell.start()
     if not w.public_url and w.port == 0:

@@ -270,6 +270,8 @@ class Supervisor:
                 failed = [c[3:] for c in st.get("checks", []) if str(c).startswith("[-]")]
                 lines.append(f"[-]worker {slot.number} (pid {pid}) failed: {'; '.join(failed)}")
             notes += [c for c in (st or {}).get("checks", []) if str(c).startswith("[!]") and c not in notes]
+        if self.webshell is not None:
+            notes += self.webshell.health()
         if self.migrate is False:
             notes.append("[!]net.ipv4.tcp_migrate_req is 0: a worker leaving (rolling restart) may reset "
                          "connections it had not accepted yet")

@@ -30,10 +30,9 @@ from ..state.store import StateStore
 KIND = "approvals"
 INDEX = "approvals-by-request"  # fingerprint -> ids of the tickets for that request
 TICKET_TTL_SECONDS = 3600.0
-COMMAND_TTL_SECONDS = 900.0  # a webshell command waits this long for its approver
 PREVIEW_BYTES = 16 * 1024  # how much of a body a ticket shows
 RETENTION_SECONDS = 7 * 24 * 3600  # tickets are kept this long after they lapse, then purged
-Status = Literal["pending", "approved", "denied", "used", "expired"]
+Status = Literal["pending", "approved", "denied", "used", "expired", "withdrawn"]
 
 
 class ApprovalError(Exception):
@@ -66,6 +65,7 @@ class Ticket:
     content_type: str = ""
     body_preview: str = ""  # the body, readable (decoded protobuf as JSON), cut at PREVIEW_BYTES
     changes: list[dict[str, Any]] = field(default_factory=list)  # for a patch: the fields it changes
+    session: str = ""  # the requester's session (a webshell terminal waits for the tickets its commands open)
 
     def live(self, now: float) -> bool:
         return now < self.expires_at
@@ -133,7 +133,7 @@ class ApprovalService:
             if raw is None:
                 continue
             ticket = _load(raw)
-            if ticket.fingerprint != fp or not ticket.live(now) or ticket.status in ("used", "denied", "expired"):
+            if ticket.fingerprint != fp or not ticket.live(now) or ticket.status not in ("pending", "approved"):
                 continue
             current.append(ticket_id)
             if ticket.status == "approved":
@@ -146,36 +146,26 @@ class ApprovalService:
                         info.name, digest, fp, reasons, now, now + TICKET_TTL_SECONDS,
                         method=request.method.upper(), path=request.path, query=request.query,
                         content_type=request.content_type, body_preview=request.body_preview,
-                        changes=request.changes)
+                        changes=request.changes, session=identity.session)
         await self.store.put(KIND, ticket.id, _dump(ticket))
         await self.store.put(INDEX, fp, json.dumps([*current, ticket.id]))
         self.audit("requested", ticket, identity.user)
         return None, ticket
 
-    async def open_command(self, identity: Identity, cluster: str, namespace: str, command: str,
-                           reasons: list[str]) -> Ticket:
-        """A ticket for one webshell command line a second person must approve before it runs. It is
-        a "change" ticket (the same approvers), its request the exact line; each line asks anew."""
-        if not command.strip() or len(command) > 4096:
-            raise ApprovalError(400, "a command ticket needs the command line (at most 4096 characters)")
-        now = self.clock()
-        digest = hashlib.sha256(command.encode()).hexdigest()
-        ticket = Ticket(secrets.token_hex(5), "change", identity.user, cluster, "command", "webshell", namespace,
-                        command[:253], digest, f"command:{secrets.token_hex(8)}", reasons or ["webshell command"],
-                        now, now + COMMAND_TTL_SECONDS, method="KUBECTL", path=command, body_preview=command)
-        await self.store.put(KIND, ticket.id, _dump(ticket))
-        self.audit("requested", ticket, identity.user)
-        return ticket
-
-    async def use_command(self, ticket_id: str, identity: Identity) -> Ticket:
-        """The requester runs an approved command: its ticket is used up (once, on any replica)."""
+    async def withdraw(self, ticket_id: str, requester: Identity) -> Ticket:
+        """The requester gives a pending ticket up (a webshell command abandoned with Ctrl-C): nobody
+        is asked any more, and its identical retry opens a new one."""
         raw = await self.store.get(KIND, ticket_id)
         ticket = _load(raw) if raw is not None else None
-        if ticket is None or ticket.user != identity.user or ticket.method != "KUBECTL":
-            raise ApprovalError(404, f"no command ticket {ticket_id!r} of yours")
-        if ticket.status != "approved" or not ticket.live(self.clock()):
-            raise ApprovalError(409, f"ticket {ticket_id} is {ticket.status}, not approved")
-        return await self._user(raw, ticket, identity)()  # type: ignore[arg-type]
+        if ticket is None or ticket.user != requester.user:
+            raise ApprovalError(404, f"no approval ticket {ticket_id!r} of yours")
+        if ticket.status != "pending":
+            raise ApprovalError(409, f"ticket {ticket_id} is already {ticket.status}")
+        withdrawn = replace(ticket, status="withdrawn", decided_by=requester.user)
+        if not await self.store.swap(KIND, ticket_id, raw, _dump(withdrawn)):
+            raise ApprovalError(409, f"ticket {ticket_id} was decided meanwhile")
+        self.audit("withdrawn", withdrawn, requester.user)
+        return withdrawn
 
     async def purge(self) -> int:
         """Forget tickets past their lifetime plus RETENTION_SECONDS (the audit log keeps their story)."""
@@ -233,7 +223,7 @@ def ticket_json(t: Ticket) -> dict[str, object]:
     return {"kind": "ApprovalTicket", "id": t.id, "type": t.kind, "user": t.user, "cluster": t.cluster,
             "verb": t.verb, "resource": t.resource, "namespace": t.namespace, "name": t.name,
             "bodyDigest": t.body_digest, "reasons": t.reasons, "status": t.status, "decidedBy": t.decided_by,
-            "created": t.created, "expiresAt": t.expires_at,
+            "created": t.created, "expiresAt": t.expires_at, "session": t.session,
             "request": {"method": t.method, "path": t.path, "query": t.query, "contentType": t.content_type,
                         "body": t.body_preview, "changes": t.changes}}
 

@@ -13,6 +13,7 @@
         body: {spec: {replicas: 0}}           # written as YAML, sent as the content type says
         query: labelSelector=app%3Dweb        # optional
         kubectl_command: kubectl delete       # optional: kubectl's Kubectl-Command header
+        session: 3f9a1c                       # optional: made with this session token (a webshell terminal)
         live_labels: {kubegate.io/protected: "true"}   # optional: the live object's labels
         live: {spec: {replicas: 3}}           # optional: the live object a patch applies to
         at: "2026-12-24T12:00:00+00:00"       # when (freeze windows); default: the file's `now:`
@@ -49,7 +50,7 @@ from ..clusters.client import UpstreamClient, UpstreamError
 from ..clusters.upstreams import Upstream
 
 _KEYS = {"name", "user", "groups", "cluster", "verb", "resource", "namespace", "object", "content_type", "body",
-         "query", "kubectl_command", "live_labels", "live", "at", "expect", "by"}
+         "query", "kubectl_command", "live_labels", "live", "at", "expect", "by", "session"}
 EXPECTS = ("allow", "deny", "approval")
 
 
@@ -121,7 +122,8 @@ async def _run_one(policy: ChangePolicy, case: GateCase, default_now: float | No
     if raw.get("kubectl_command"):
         headers["Kubectl-Command"] = str(raw["kubectl_command"])
     ctx = GateContext(RequestView("POST", "/", str(raw.get("query", "")), headers, _body(raw), "127.0.0.1"))
-    ctx.identity = Identity(str(raw["user"]), tuple(str(g) for g in raw.get("groups") or []))
+    ctx.identity = Identity(str(raw["user"]), tuple(str(g) for g in raw.get("groups") or []),
+                            session=str(raw.get("session", "")))
     ctx.info = info
     ctx.query = Query.parse(ctx.request.query)
     ctx.upstream = Upstream(str(raw["cluster"]), "127.0.0.1", 443, "", "", Path("/dev/null"))

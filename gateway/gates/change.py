@@ -167,6 +167,8 @@ class RulesGate:
         """(does the rule apply, a note). Anything it cannot tell counts as applying."""
         if rule.kubectl_command and ctx.request.headers.get("Kubectl-Command", "") != rule.kubectl_command:
             return False, ""
+        if rule.webshell_session and not identity.session:
+            return False, ""
         if rule.no_selector and await self._narrowed(ctx):
             return False, ""
         note = ""
@@ -174,7 +176,7 @@ class RulesGate:
             body = await judged(ctx, self.counter)
             if not body.readable:
                 note = f" [the body could not be read ({body.error or 'no body'}), so the rule applies]"
-            elif not all(_holds(c.op, bodies.lookup(body.obj or {}, c.path), c.value) for c in rule.body):
+            elif not all(_condition(c.op, body.obj or {}, c.path, c.value) for c in rule.body):
                 return False, ""
         if rule.object_labels:
             wanted = dict(rule.object_labels)
@@ -218,6 +220,17 @@ class RulesGate:
 def _labelled(obj: Any, wanted: dict[str, str]) -> bool:
     labels = ((obj or {}).get("metadata") or {}).get("labels") or {} if isinstance(obj, dict) else {}
     return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def _condition(op: str, obj: Any, path: str, expected: Any) -> bool:
+    """A body condition on OBJ; with `[*]` in PATH, it holds when it holds for any item (and
+    `exists: false` when no item has the field)."""
+    if "[*]" not in path:
+        return _holds(op, bodies.lookup(obj, path), expected)
+    values = bodies.lookup_all(obj, path)
+    if op == "exists":
+        return bool(values) == bool(expected)
+    return any(_holds(op, value, expected) for value in values)
 
 
 def _holds(op: str, actual: Any, expected: Any) -> bool:
@@ -443,19 +456,9 @@ class ApprovalApi:
                 if ticket is None or not self.approvals.may_see(ctx.identity, ticket):
                     raise ApprovalError(404, f"no approval ticket {parts[0]!r}")
                 raise Answer(200, "", body=ticket_json(ticket))
-            if not parts and method == "POST":  # a webshell command that needs a second person
-                try:
-                    spec = json.loads(ctx.request.body[:64 * 1024] or b"{}")
-                    command, cluster = str(spec["command"]), str(spec["cluster"])
-                    namespace, reasons = str(spec.get("namespace", "")), [str(r) for r in spec.get("reasons") or []]
-                except (ValueError, KeyError, TypeError, AttributeError) as e:
-                    raise ApprovalError(400, f"a command ticket is {{command, cluster, namespace, reasons}} ({e})") from e
-                ticket = await self.approvals.open_command(ctx.identity, cluster, namespace, command, reasons)
-                ctx.annotations["kubegate.io/approval"] = ticket.id
-                raise Answer(201, "", body=ticket_json(ticket))
-            if len(parts) == 2 and parts[1] == "use" and method == "POST":
+            if len(parts) == 2 and parts[1] == "withdraw" and method == "POST":
                 ctx.annotations["kubegate.io/approval"] = parts[0]
-                raise Answer(200, "", body=ticket_json(await self.approvals.use_command(parts[0], ctx.identity)))
+                raise Answer(200, "", body=ticket_json(await self.approvals.withdraw(parts[0], ctx.identity)))
             if len(parts) == 2 and parts[1] in ("approve", "deny") and method == "POST":
                 ctx.annotations["kubegate.io/approval"] = parts[0]
                 decided = await self.approvals.decide(parts[0], ctx.identity, parts[1] == "approve")

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ..config import yamlsrc
 from .cron import Cron, CronError
 from ..authz.policy import BUILTIN_GROUPS, BUILTIN_RESOURCES, RESOURCE_VERBS, VERB_GROUPS
+from ..request import bodies
 from ..request.info import MUTATING, RequestInfo
 
 Outcome = Literal["deny", "require-approval", "annotate"]
@@ -112,6 +113,7 @@ class Rule:
     object_labels: tuple[tuple[str, str], ...] = ()
     kubectl_command: str = ""
     more_than: tuple[int, float] | None = None  # (count, seconds): fires past `count` matches per window
+    webshell_session: bool = False  # only requests made with a session token (every webshell terminal's)
     example: str = ""
     source: str = ""
 
@@ -261,8 +263,10 @@ def _rule(r: _Reader, node: Any, i: int) -> Rule | None:
         outcome = "deny"
     when = node.get("when") or {}
     extra: dict[str, Any] = {}
-    if r.keys(when, {"no_selector", "body", "object_labels", "kubectl_command", "more_than"}, f"{what}.when"):
+    if r.keys(when, {"no_selector", "body", "object_labels", "kubectl_command", "more_than", "webshell_session"},
+              f"{what}.when"):
         extra["no_selector"] = bool(when.get("no_selector", False))
+        extra["webshell_session"] = bool(when.get("webshell_session", False))
         conditions = []
         for c in when.get("body") or []:
             if not r.keys(c, {"path", *BODY_OPS}, f"{what}.when.body"):
@@ -273,6 +277,9 @@ def _rule(r: _Reader, node: Any, i: int) -> Rule | None:
                 continue
             if ops[0] == "in" and not isinstance(c["in"], list):
                 r.problem(c, f"{what}.when.body: `in` takes a list")
+                continue
+            if why := bodies.path_problem(c["path"]):
+                r.problem(c, f"{what}.when.body: path {c['path']!r}: {why}")
                 continue
             conditions.append(BodyCondition(c["path"], ops[0], c[ops[0]]))
         extra["body"] = tuple(conditions)

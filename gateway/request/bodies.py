@@ -109,5 +109,32 @@ def lookup(obj: dict[str, Any], path: str) -> Any:
     return node
 
 
+def lookup_all(obj: Any, path: str) -> list[Any]:
+    """Every value at a dotted path whose `[*]` parts stand for each item of a list
+    (`spec.taints[*].effect`): the values found, none when the path leads nowhere."""
+    nodes: list[Any] = [obj]
+    for part in path.split("."):
+        each = part.endswith("[*]")
+        key = part[:-3] if each else part
+        found = []
+        for node in nodes:
+            if isinstance(node, dict) and key in node:
+                value = node[key]
+                if not each:
+                    found.append(value)
+                elif isinstance(value, list):
+                    found.extend(value)
+        nodes = found
+    return nodes
+
+
+def path_problem(path: str) -> str:
+    """Why PATH is not a body path (`a.b`, `a.list[*].c`), or ""."""
+    parts = path.split(".")
+    if not path or any(not p or ("[" in p and not p.endswith("[*]")) or p.count("[") > 1 or p == "[*]" for p in parts):
+        return "write dotted keys, with [*] after a key whose value is a list (spec.taints[*].effect)"
+    return ""
+
+
 def missing(value: Any) -> bool:
     return value is _MISSING

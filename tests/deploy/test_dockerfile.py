@@ -61,3 +61,9 @@ def test_the_build_context_holds_what_the_wheel_needs() -> None:
     ignored = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines() if line.strip()]
     assert not [c for c in copied if any(fnmatch.fnmatch(c, pattern) for pattern in ignored)]
     assert all((REPO / c).exists() for c in copied)
+
+
+def test_the_image_can_sandbox_webshell_terminals() -> None:
+    """The webshell refuses terminals where no sandbox can be made: the image carries bubblewrap."""
+    runs = " ".join(x["value"] for x in _parsed().structure if x["instruction"] == "RUN")
+    assert "apt-get install" in runs and "bubblewrap" in runs

@@ -9,6 +9,7 @@ import re
 import ssl
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -17,6 +18,8 @@ import requests
 from kubegate.emulator import harness
 from tests.conftest import GatewayHandle, kubectl_binary, start_gateway
 from tests.oidc import provider as oidc_provider
+
+STARTER_RULES = Path(__file__).resolve().parents[2] / "policies" / "gates" / "rules.yaml"
 
 
 @dataclass
@@ -115,7 +118,8 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[oidc_provider.Prov
 def webshell(upstream: harness.RunningEmulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebshellHandle]:
     state = tmp_path_factory.mktemp("webshell")
     gw = start_gateway(state, upstream, webshell={"enabled": True, "port": 0, "kubectl": kubectl_binary(),
-                                                  "idle_seconds": 60})
+                                                  "idle_seconds": 60},
+                       gate_files={"rules.yaml": STARTER_RULES.read_text()})  # the webshell's rules among them
     assert gw.webshell_url.startswith("https://127.0.0.1:"), gw.webshell_url
     handle = WebshellHandle(gw, gw.webshell_url)
     yield handle

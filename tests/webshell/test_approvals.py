@@ -1,5 +1,6 @@
-"""A dangerous webshell command waits for a second person: approved (with `kubegate approvals`), it
-runs; denied (on the webshell's approvals page), it does not; the terminal says which, and by whom."""
+"""A dangerous webshell command waits for a second person — decided by the gateway's rules on what
+the request does, after authorization allowed it: approved (with `kubegate approvals`), it runs again
+and passes; denied (on the webshell's approvals page), it does not; Ctrl-C withdraws the ticket."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ async def _until(ws: aiohttp.ClientWebSocketResponse, pattern: str, seen: list[s
         found = re.search(pattern, "".join(seen))
         if found:
             return found
-        msg = await asyncio.wait_for(ws.receive(), 30)
+        try:
+            msg = await asyncio.wait_for(ws.receive(), 30)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"no {pattern!r} within 30s: {''.join(seen)!r}") from None
         if msg.type != aiohttp.WSMsgType.BINARY:
             raise AssertionError(f"the terminal closed before {pattern!r}: {''.join(seen)!r}")
         seen.append(msg.data.decode("utf-8", "replace"))
@@ -47,11 +51,80 @@ def _exists(webshell: WebshellHandle, name: str) -> bool:
 
 
 def test_an_approved_command_runs_a_denied_one_does_not(webshell: WebshellHandle, tmp_path: Path) -> None:
-    for name in ("doomed", "spared"):
+    for name in ("doomed", "spared", "kept"):
         _configmap(webshell, name)
     dev = webshell.login("dev", ("kubegate:cluster-admins",))
     sam = webshell.login("sam", ("kubegate:sre",))
     sam_kubeconfig = webshell.gw.kubeconfig(tmp_path / "sam.kubeconfig", "sam", ("kubegate:sre",))
+
+    def approvals(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "kubegate", "approvals", *args, "--kubeconfig", str(sam_kubeconfig)],
+                              capture_output=True, text=True, timeout=60)
+
+    async def scenario() -> tuple[str, str]:
+        seen: list[str] = []
+        ctx = ssl.create_default_context(cafile=dev.ca)
+        url = webshell.url.replace("https://", "wss://") + "/ws/terminal?cluster=emu&namespace=default"
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(url, ssl=ctx, headers={"Origin": webshell.url, "Cookie": dev.cookie()}) as ws:
+                await _until(ws, r"\$ $", seen)
+                await ws.send_str(json.dumps({"type": "input", "data": "kubectl delete configmap doomed\r"}))
+                ticket = (await _until(ws, r"waiting for approval — ticket (\w+) \(rule webshell-delete", seen)).group(1)
+                assert _exists(webshell, "doomed")  # nothing ran yet
+                approved = await asyncio.to_thread(approvals, "approve", ticket)
+                assert approved.returncode == 0, approved.stderr
+                await _until(ws, r'(?s)approved by sam; running it again.*configmap "doomed" deleted', seen)
+
+                await ws.send_str(json.dumps({"type": "input", "data": "kubectl delete configmap spared\r"}))
+                second = (await _until(ws, r"waiting for approval — ticket (?!" + ticket + r")(\w+)", seen)).group(1)
+                await asyncio.to_thread(_deny_on_the_page, sam, second)
+                await _until(ws, r"denied by sam; not run", seen)
+
+                await ws.send_str(json.dumps({"type": "input", "data": "kubectl delete configmap kept\r"}))
+                third = (await _until(ws, r"waiting for approval — ticket (?!" + ticket + "|" + second + r")(\w+)",
+                                      seen)).group(1)
+                await ws.send_str(json.dumps({"type": "input", "data": "\x03"}))  # Ctrl-C
+                await _until(ws, r"gave up waiting; the ticket is withdrawn", seen)
+                await _until(ws, r"\$ $", seen)
+                await ws.send_str(json.dumps({"type": "input", "data": "exit\r"}))
+        await asyncio.sleep(0.25)
+        return "".join(seen), third
+
+    transcript, withdrawn = asyncio.run(scenario())
+    assert not _exists(webshell, "doomed") and _exists(webshell, "spared") and _exists(webshell, "kept")
+    assert "spared\" deleted" not in transcript and "kept\" deleted" not in transcript
+    shown = approvals("show", withdrawn)
+    assert shown.returncode == 0 and "withdrawn" in shown.stdout, shown.stdout + shown.stderr
+    steps = [(e["annotations"].get("kubegate.io/approval-event"), e["user"]["username"]) for e in webshell.gw.audit_events()
+             if e["annotations"].get("kubegate.io/approval-event")]
+    for step in (("requested", "dev"), ("approved", "sam"), ("denied", "sam"), ("used", "dev"), ("withdrawn", "dev")):
+        assert step in steps, steps
+
+
+def test_nobody_is_asked_to_approve_what_authorization_refuses(webshell: WebshellHandle) -> None:
+    """A viewer's delete is refused by authorization: no ticket is opened, nobody is asked."""
+    _configmap(webshell, "untouchable")
+    viewer = webshell.login("vera", ("kubegate:viewers",))
+    shown = viewer.run(["kubectl delete configmap untouchable -n default"])
+    answer = shown.split("kubectl delete configmap untouchable -n default", 1)[1]
+    assert 'user "vera" may not delete configmaps' in answer and "waiting for approval" not in answer
+    assert _exists(webshell, "untouchable")
+    assert not [e for e in webshell.gw.audit_events() if e["annotations"].get("kubegate.io/approval-event")
+                and e["user"]["username"] == "vera"]
+
+
+def test_a_scale_to_zero_however_written_waits_for_a_second_person(webshell: WebshellHandle) -> None:
+    """The gateway judges the request's effect: `--replicas=00`, `--replicas=1 --replicas=0`, and a
+    patch that sets replicas to 0 all open a ticket; scaling to 2 does not."""
+    emu = webshell.gw.upstream
+    kind = emu.emulator.registry.lookup("apps", "v1", "deployments")
+    emu.call(lambda: emu.emulator.store.create(kind, "default", {
+        "metadata": {"name": "web"}, "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                                              "template": {"metadata": {"labels": {"app": "web"}},
+                                                           "spec": {"containers": [{"name": "w", "image": "web:1"}]}}}}))
+    dev = webshell.login("devin", ("kubegate:cluster-admins",))
+    lines = ["kubectl scale deployment web --replicas=00", "kubectl scale deployment web --replicas=1 --replicas=0",
+             "kubectl patch deployment web -p '{\"spec\":{\"replicas\":0}}'", "kubectl scale deployment web --replicas=2"]
 
     async def scenario() -> str:
         seen: list[str] = []
@@ -60,35 +133,26 @@ def test_an_approved_command_runs_a_denied_one_does_not(webshell: WebshellHandle
         async with aiohttp.ClientSession() as http:
             async with http.ws_connect(url, ssl=ctx, headers={"Origin": webshell.url, "Cookie": dev.cookie()}) as ws:
                 await _until(ws, r"\$ $", seen)
-                await ws.send_str(json.dumps({"type": "input", "data": "kubectl delete configmap doomed\r"}))
-                ticket = (await _until(ws, r"waiting for approval — ticket (\w+)", seen)).group(1)
-                assert _exists(webshell, "doomed")  # nothing ran yet
-                approved = await asyncio.to_thread(subprocess.run, [
-                    sys.executable, "-m", "kubegate", "approvals", "approve", ticket, "--kubeconfig", str(sam_kubeconfig)],
-                    capture_output=True, text=True, timeout=60)
-                assert approved.returncode == 0, approved.stderr
-                await _until(ws, r'(?s)approved by sam; running it.*configmap "doomed" deleted', seen)
-
-                await ws.send_str(json.dumps({"type": "input", "data": "kubectl delete configmap spared\r"}))
-                second = (await _until(ws, r"waiting for approval — ticket (?!" + ticket + r")(\w+)", seen)).group(1)
-                await asyncio.to_thread(_deny_on_the_page, sam, second)
-                await _until(ws, r"denied by sam; not run", seen)
+                for line in lines[:3]:
+                    await ws.send_str(json.dumps({"type": "input", "data": line + "\r"}))
+                    await _until(ws, r"(?s)" + re.escape(line) + r"\r\n.*waiting for approval — ticket \w+ "
+                                 r"\(rule webshell-scale-to-zero", seen)
+                    await ws.send_str(json.dumps({"type": "input", "data": "\x03"}))
+                    await _until(ws, r"(?s)" + re.escape(line) + r"\r\n.*gave up waiting.*\$ $", seen)
+                await ws.send_str(json.dumps({"type": "input", "data": lines[3] + "\r"}))
+                await _until(ws, r"deployment.apps/web scaled", seen)
                 await ws.send_str(json.dumps({"type": "input", "data": "exit\r"}))
         await asyncio.sleep(0.25)
         return "".join(seen)
 
-    transcript = asyncio.run(scenario())
-    assert not _exists(webshell, "doomed") and _exists(webshell, "spared")
-    assert "spared\" deleted" not in transcript
-    steps = [(e["annotations"].get("kubegate.io/approval-event"), e["user"]["username"]) for e in webshell.gw.audit_events()
-             if e["annotations"].get("kubegate.io/approval-event")]
-    assert ("requested", "dev") in steps and ("approved", "sam") in steps and ("denied", "sam") in steps
-    assert ("used", "dev") in steps
+    asyncio.run(scenario())
+    replicas = emu.call(lambda: emu.emulator.store.get(kind, "default", "web"))["spec"]["replicas"]
+    assert replicas == 2
 
 
 def _deny_on_the_page(approver: Browserless, ticket: str) -> None:
     page = approver.http.get(f"{approver.shell.url}/approvals", verify=approver.ca, timeout=10)
-    assert ticket in page.text and "kubectl delete configmap spared" in page.text
+    assert ticket in page.text and "DELETE /api/v1/namespaces/default/configmaps/spared" in page.text
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert csrf
     done = approver.http.post(f"{approver.shell.url}/approvals/{ticket}/deny", data={"csrf": csrf.group(1)},

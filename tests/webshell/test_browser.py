@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from kubegate.emulator import harness
 from tests.conftest import GatewayHandle, kubectl_binary, start_gateway
+from tests.webshell.conftest import STARTER_RULES
 from tests.oidc import provider as oidc_provider
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,7 +53,8 @@ def gw(idp: oidc_provider.Provider, upstream: harness.RunningEmulator,
                            oidc=[{"issuer": idp.issuer, "audiences": ["kubegate-webshell"],
                                   "jwks_ca_file": str(idp.ca_file), "username_claim": "email"}],
                            webshell={"enabled": True, "port": 0, "kubectl": kubectl_binary(),
-                                     "oidc_issuer": idp.issuer, "oidc_client_id": "kubegate-webshell"})
+                                     "oidc_issuer": idp.issuer, "oidc_client_id": "kubegate-webshell"},
+                           gate_files={"rules.yaml": STARTER_RULES.read_text()})
     yield handle
     handle.stop()
 
@@ -211,7 +213,7 @@ def test_a_second_person_approves_in_another_browser(browser: Browser, gw: Gatew
     _token_login(sam, gw, "sam", ("kubegate:sre",))
     sam.goto(f"{gw.webshell_url}/approvals")
     row = sam.locator("tr", has_text=ticket.group(1))
-    expect(row).to_contain_text("kubectl delete pod cart-5f2a0x")
+    expect(row).to_contain_text("DELETE /api/v1/namespaces/browser-shop/pods/cart-5f2a0x")
     sam.screenshot(path=shots / "approvals.png")
     row.locator("button:has-text('Approve')").click()
     expect(sam.locator(".notice")).to_contain_text(f"{ticket.group(1)} approved")

@@ -22,13 +22,26 @@ def problems(tmp_path: Path, name: str, text: str) -> list[str]:
     return change_policy.load(tmp_path)[1]
 
 
+@pytest.mark.parametrize("path", ["spec.taints[*]effect", "spec..x", "spec.taints[0].effect", "[*]", ""])
+def test_a_body_path_that_is_not_dotted_keys_is_a_problem(tmp_path: Path, path: str) -> None:
+    found = problems(tmp_path, "rules.yaml", f"""
+        rules:
+          - id: r
+            outcome: deny
+            when: {{body: [{{path: "{path}", equals: 1}}]}}
+        """)
+    assert len(found) == 1 and "write dotted keys" in found[0], found
+
+
 def test_the_starter_change_policy_loads() -> None:
     policy, found = change_policy.load(GATES_DIR)
     assert found == []
     assert [r.id for r in policy.rules] == [
         "delete-namespace", "deletecollection-without-selector", "scale-to-zero-in-production",
         "cordon-many-nodes", "change-protected-object", "replace-force", "bind-cluster-admin",
-        "record-node-deletes"]
+        "record-node-deletes", "webshell-delete", "webshell-eviction", "webshell-scale-to-zero",
+        "webshell-unschedulable-node", "webshell-noexecute-taint"]
+    assert [r.id for r in policy.rules if r.webshell_session] == [r.id for r in policy.rules if r.id.startswith("webshell-")]
     assert all(r.example and r.description for r in policy.rules)
     assert {w.name for w in policy.freeze} == {"weekend", "year-end"}
 
@@ -115,7 +128,7 @@ def test_policy_test_runs_the_gate_cases_and_fails_readably(tmp_path: Path) -> N
 
     ok = policy_test(GATES_DIR)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "13 passed, 0 failed" in ok.stdout
+    assert "24 passed, 0 failed" in ok.stdout
     shutil.copytree(GATES_DIR, tmp_path / "gates")
     (tmp_path / "gates" / "tests" / "wrong.yaml").write_text(
         "now: 2026-11-25T12:00:00+00:00\ncases:\n  - {name: namespaces go freely, user: ada, cluster: hz-1, verb: delete, resource: namespaces,"
