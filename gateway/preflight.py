@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import shutil
 import socket
 import ssl
 import tempfile
@@ -237,6 +238,20 @@ def _audit(s: Settings) -> Finding:
     return Finding("audit.path", True, f"{s.audit_path}: its directory takes writes")
 
 
+def _webshell(s: Settings) -> Finding:
+    """Whether the webshell's terminals can be contained here (they are refused where they cannot)."""
+    from kubegate.webshell import sandbox
+
+    kubectl = shutil.which(s.webshell.kubectl or "kubectl") or s.webshell.kubectl or "kubectl"
+    made = sandbox.make(s.webshell.sandbox, kubectl)
+    if made.kind == "none":
+        return Finding("webshell.sandbox", True, "NONE: terminals' kubectl runs as the webshell's own user, with its "
+                       "files in reach; only where the webshell is contained by other means (its own pod)", False)
+    if made.problem:
+        return Finding("webshell.sandbox", False, f"terminals are OFF: {made.problem}", False)
+    return Finding("webshell.sandbox", True, "bwrap: each terminal command runs in a sandbox", False)
+
+
 def local(s: Settings) -> tuple[list[Finding], list[tuple[int, Upstream]]]:
     """Every local finding, and the clusters fit to be asked (index in `clusters`, as serving reaches it)."""
     findings = [*_serving_tls(s), *_signing_key(s), *_jwks_files(s)]
@@ -246,6 +261,8 @@ def local(s: Settings) -> tuple[list[Finding], list[tuple[int, Upstream]]]:
     if s.metrics.port > 0:
         findings.append(_port(s.metrics.host, s.metrics.port, "metrics.port"))
     findings.append(_audit(s))
+    if s.webshell.enabled:
+        findings.append(_webshell(s))
     if s.store.password_file:
         try:
             if not s.path(s.store.password_file).read_text().strip():
