@@ -4,7 +4,7 @@
   `audit.jsonl.<time>` before the live `audit.jsonl`; they are put in that order here). Exit 0
   when the chain holds, 1 with one line per problem (FILE:LINE: what happened to that line).
 - `tail [FILE] [-n N] [-f]`: the last events, one line each; `-f` follows new ones.
-- `search FILE... [--user U] [--verb V] [--resource R] [--namespace N] [--decision D] [--since T]
+- `search FILE... [--user U] [--verb V] [--resource R] [--namespace N] [--decision D] [--session S] [--since T]
   [--until T] [-o json]`: the events that match every filter given.
 """
 
@@ -113,6 +113,9 @@ def search(args: argparse.Namespace) -> int:
                   (args.decision, annotations.get("kubegate.io/decision"))]
         if any(want is not None and have != want for want, have in checks):
             continue
+        sessions = ((e.get("user") or {}).get("extra") or {}).get("kubegate.io/session") or []
+        if args.session is not None and args.session not in sessions:
+            continue
         stamp = e.get("requestReceivedTimestamp", "")
         if (args.since and stamp < args.since) or (args.until and stamp > args.until):
             continue
@@ -196,6 +199,7 @@ def add_parser(sub: Any) -> None:
     t.set_defaults(handler=tail)
     s = acts.add_parser("search", help="events matching every filter given")
     s.add_argument("files", nargs="+")
+    s.add_argument("--session", help="a session id: the requests made with that session's token (a webshell terminal's)")
     for flag in ("user", "verb", "resource", "namespace"):
         s.add_argument(f"--{flag}")
     s.add_argument("--decision", choices=["allow", "deny", "error", "local"])

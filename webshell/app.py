@@ -84,6 +84,8 @@ class Webshell:
         app.router.add_get("/access", self.access_page)
         app.router.add_post("/access", self.access_request)
         app.router.add_post("/access/{id}/{verb}", self.access_decide)
+        app.router.add_get("/livez", self.livez)
+        app.router.add_get("/readyz", self.readyz)
         app.router.add_static("/static/", STATIC, follow_symlinks=False)
         return app
 
@@ -131,6 +133,16 @@ class Webshell:
         if self.sandbox.problem:
             return [f"[-]webshell sandbox: terminals are OFF: {self.sandbox.problem}"]
         return ["[+]webshell sandbox ok (bwrap)"]
+
+    async def livez(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        """Ready while terminals can be opened (a sandbox, or `sandbox: none` said outright)."""
+        lines = self.health()
+        ready = self.sandbox.usable
+        text = "\n".join(lines) + "\n" if "verbose" in request.query else ("ok" if ready else "not ready") + "\n"
+        return web.Response(text=text, status=200 if ready else 503)
 
     @web.middleware
     async def _headers(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -291,7 +303,7 @@ class Webshell:
         return self._html(pages.home(session, self.cfg.clusters, self.cfg.default_cluster))
 
     def _target(self, request: web.Request) -> tuple[str, str] | None:
-        cluster = request.query.get("cluster", self.cfg.default_cluster)
+        cluster = request.query.get("cluster", self.cfg.default_cluster or self.cfg.clusters[0])
         namespace = request.query.get("namespace", "")
         if cluster not in self.cfg.clusters:
             return None

@@ -29,7 +29,7 @@ class WebshellConfig:
     gateway_ca_file: Path
     gateway_server_name: str  # the name the gateway's certificate carries (kubeconfig tls-server-name)
     clusters: tuple[str, ...]
-    default_cluster: str
+    default_cluster: str  # the gateway's default cluster (no /clusters/<name>/ prefix); "": none
     work_dir: Path  # per-session directories (files, home, kubeconfig)
     recordings_dir: Path
     audit_log: Path  # the gateway's live audit log: what the sessions page reads

@@ -11,7 +11,10 @@ chart does); no capabilities; a cleared environment; and a filesystem that holds
     /session/files            the session's own files (the working directory)
     /session/home             HOME
     /etc/hosts, /etc/resolv.conf, /etc/nsswitch.conf   name resolution, to reach the gateway (read-only)
-    /proc (its own), /dev (a minimal one), /tmp (empty, private)
+    /dev (a minimal one), /tmp (empty, private)
+
+No /proc at all: kubectl does not need one, and without it there is no process to look at (and no
+new proc mount, which a container's masked /proc would refuse).
 
 Nothing else of the host is there: not the gateway's keys, settings, state, audit log or recordings,
 not its environment, not its processes. The network is shared (kubectl must reach the gateway); in
@@ -64,7 +67,7 @@ class Sandbox:
         env = {**self.environment(session), "PATH": "/usr/bin"}
         return [self.bwrap, "--unshare-all", "--share-net", "--die-with-parent", "--cap-drop", "ALL",
                 "--uid", str(UNPRIVILEGED), "--gid", str(UNPRIVILEGED), "--hostname", "webshell",
-                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", *binds,
+                "--dev", "/dev", "--tmpfs", "/tmp", *binds,
                 "--chdir", str(INSIDE / "files"), "--clearenv",
                 *[arg for key, value in sorted(env.items()) for arg in ("--setenv", key, value)],
                 "--", INSIDE_KUBECTL, *args]

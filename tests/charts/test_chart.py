@@ -105,7 +105,7 @@ def test_security_properties(name: str) -> None:
             assert sc["capabilities"] == {"drop": ["ALL"]} and sc["runAsNonRoot"] is True
             assert "privileged" not in sc and c["resources"]["requests"] and c["resources"]["limits"]["memory"]
             assert c.get("livenessProbe") and c.get("readinessProbe")
-    gateway = _one(docs, "Deployment")
+    gateway = _one(docs, "Deployment", "kg-kubegate")
     container = gateway["spec"]["template"]["spec"]["containers"][0]
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -165,11 +165,12 @@ def _secret_files(secret: dict[str, Any]) -> dict[str, bytes]:
     return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
 
 
-def _lay_out(docs: list[dict[str, Any]], root: Path, existing: dict[str, dict[str, bytes]]) -> dict[str, Any]:
-    """Write every volume of the gateway container where the pod mounts it (under ROOT); the
+def _lay_out(docs: list[dict[str, Any]], root: Path, existing: dict[str, dict[str, bytes]],
+             deployment: str = "kg-kubegate", settings_file: str = "etc/kubegate/settings/kubegate.yaml") -> dict[str, Any]:
+    """Write every volume of DEPLOYMENT's container where the pod mounts it (under ROOT); the
     settings it reads, with each absolute path under ROOT. `existing` holds what the chart does
     not render (Secrets and ConfigMaps the values name)."""
-    pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    pod = _one(docs, "Deployment", deployment)["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     for mount in pod["containers"][0]["volumeMounts"]:
         target = root / mount["mountPath"].lstrip("/")
@@ -188,7 +189,7 @@ def _lay_out(docs: list[dict[str, Any]], root: Path, existing: dict[str, dict[st
                 files = {i["path"]: files[i["key"]] for i in items}
         for key, content in files.items():
             (target / key).write_bytes(content)
-    settings = yaml.safe_load((root / "etc/kubegate/settings/kubegate.yaml").read_text())
+    settings = yaml.safe_load((root / settings_file).read_text())
 
     def under_root(node: Any) -> Any:
         if isinstance(node, dict):
@@ -243,30 +244,58 @@ def served(request: pytest.FixtureRequest, fresh_upstream: harness.RunningEmulat
             cluster["server"] = emu.url
     if "store" in data:
         data["store"] = {"redis_url": redis_server.url, "key_prefix": f"chart-{request.param}:"}
-    if "webshell" in data:
-        data["webshell"].update(host="127.0.0.1", port=0)
-        data["webshell"].pop("public_url", None)
     config = root / "etc/kubegate/settings/served.yaml"
     config.write_text(yaml.safe_dump(data))
-    proc, port, webshell = _serve(config, tmp_path / "gateway.log")
+    proc, port, _ = _serve(config, tmp_path / "gateway.log")
+    shell: sp.Popen[str] | None = None
+    webshell = ""
     try:
+        if any(d["kind"] == "Deployment" and d["metadata"]["name"] == "kg-kubegate-webshell" for d in docs):
+            shell, webshell = _serve_webshell(docs, tmp_path / "webshell-pod", port, tmp_path / "webshell.log")
         yield data, config, port, docs, webshell
     finally:
+        if shell is not None:
+            end_process(shell)
         end_process(proc)
+
+
+def _serve_webshell(docs: list[dict[str, Any]], root: Path, gateway_port: int, log: Path) -> tuple[sp.Popen[str], str]:
+    """The chart's webshell pod, from its rendered files: its settings name the gateway's Service;
+    here the gateway listens on loopback, so only that address (and the listen address) change."""
+    data = _lay_out(docs, root, {}, "kg-kubegate-webshell", "etc/kubegate-webshell/settings/webshell.yaml")
+    data["listen"] = {"host": "127.0.0.1", "port": 0}
+    data.pop("public_url", None)
+    host = data["gateway"]["url"].split("//")[1].split(":")[0]
+    data["gateway"].update(url=f"https://127.0.0.1:{gateway_port}", server_name=host)
+    data["kubectl"] = shutil.which("kubectl")
+    config = root / "etc/kubegate-webshell/settings/served.yaml"
+    config.write_text(yaml.safe_dump(data))
+    with open(log, "wb") as err:
+        proc = sp.Popen([sys.executable, "-m", "kubegate", "webshell", "-c", str(config), "--log-level", "warning"],
+                        stdout=sp.PIPE, stderr=err, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("kubegate webshell on "):
+        end_process(proc)
+        raise AssertionError(f"kubegate webshell did not start: {log.read_text()}")
+    return proc, line.split(" on ", 1)[1].split(",", 1)[0]
 
 
 @pytest.mark.parametrize("served", ["default", "multi-cluster", "webshell"], indirect=True)
 def test_the_rendered_gateway_serves_kubectl(served: tuple[dict[str, Any], Path, int, list[dict[str, Any]], str],
                                              kubectl_path: str, tmp_path: Path) -> None:
     data, config, port, docs, webshell = served
-    if "webshell" in data:  # the webshell's login page answers, with the chart's certificate for its host
+    if webshell:  # the webshell pod's login page answers, with its own certificate for its host, and it is ready
         import urllib3
 
-        (tmp_path / "ca.crt").write_bytes(base64.b64decode(_one(docs, "Secret", "kg-kubegate-tls")["data"]["ca.crt"]))
+        ca = base64.b64decode(_one(docs, "Secret", "kg-kubegate-webshell-tls")["data"]["ca.crt"])
+        (tmp_path / "ca.crt").write_bytes(ca)
         http = urllib3.PoolManager(ca_certs=str(tmp_path / "ca.crt"), server_hostname="shell.corp.example",
                                    assert_hostname="shell.corp.example", retries=False)
         page = http.request("GET", f"{webshell}/login", timeout=10)
         assert page.status == 200 and "Sign in with single sign-on" in page.data.decode()
+        ready = http.request("GET", f"{webshell}/readyz?verbose", timeout=10)
+        assert ready.status == 200 and "[+]webshell sandbox ok (bwrap)" in ready.data.decode()
     cfg = gw_settings.load(config)
     # The chart's own serving certificate and signing key: kubectl verifies the first against the
     # public host, and the gateway accepts a token signed with the second.
@@ -295,6 +324,34 @@ def test_the_rendered_gateway_serves_kubectl(served: tuple[dict[str, Any], Path,
         checked = sp.run([sys.executable, "-m", "kubegate", "policy", "check", cfg.authz.policy_dir if directory ==
                           "authz" else cfg.gates.policy_dir], capture_output=True, text=True, timeout=60)
         assert checked.returncode == 0, checked.stderr
+
+
+def test_the_webshell_is_its_own_workload_without_the_gateways_secrets() -> None:
+    docs = render("webshell")
+    gateway, shell = _one(docs, "Deployment", "kg-kubegate"), _one(docs, "Deployment", "kg-kubegate-webshell")
+    # The gateway's pod runs no terminals: no webshell port, no webshell settings.
+    ports = [p["name"] for c in gateway["spec"]["template"]["spec"]["containers"] for p in c["ports"]]
+    assert "webshell" not in ports
+    settings = yaml.safe_load(_one(docs, "ConfigMap", "kg-kubegate-settings")["data"]["kubegate.yaml"])
+    assert "webshell" not in settings
+    # The webshell's pod: its own ServiceAccount, without a token and bound to no role.
+    pod = shell["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "kg-kubegate-webshell" and pod["automountServiceAccountToken"] is False
+    account = _one(docs, "ServiceAccount", "kg-kubegate-webshell")
+    assert account["automountServiceAccountToken"] is False
+    bound = [s["name"] for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding") for s in d["subjects"]]
+    assert "kg-kubegate-webshell" not in bound
+    # Of the gateway's Secrets, only the serving Secret's CA certificate; its own certificate besides.
+    secrets = {v["secret"]["secretName"]: v["secret"].get("items") for v in pod["volumes"] if "secret" in v}
+    assert secrets == {"kg-kubegate-webshell-tls": None, "kg-kubegate-tls": [{"key": "ca.crt", "path": "ca.crt"}]}
+    assert pod["containers"][0]["args"][:1] == ["webshell"] and not pod["containers"][0].get("envFrom")
+    # Browsers reach its pods, not the gateway's; and it reaches only the gateway (and DNS).
+    service = _one(docs, "Service", "kg-kubegate-webshell")
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "webshell"
+    policy = _one(docs, "NetworkPolicy", "kg-kubegate-webshell")
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    to_gateway = policy["spec"]["egress"][0]
+    assert to_gateway["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
 
 
 def test_generated_certificate_names_the_public_host_and_the_service() -> None:

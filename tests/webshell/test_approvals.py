@@ -5,12 +5,14 @@ and passes; denied (on the webshell's approvals page), it does not; Ctrl-C withd
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import ssl
 import subprocess
 import sys
 from pathlib import Path
+from typing import AsyncIterator
 
 import aiohttp
 
@@ -29,6 +31,16 @@ async def _until(ws: aiohttp.ClientWebSocketResponse, pattern: str, seen: list[s
         if msg.type != aiohttp.WSMsgType.BINARY:
             raise AssertionError(f"the terminal closed before {pattern!r}: {''.join(seen)!r}")
         seen.append(msg.data.decode("utf-8", "replace"))
+
+
+@contextlib.asynccontextmanager
+async def _terminal(webshell: WebshellHandle, user: Browserless) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """USER's terminal on the emulated cluster, namespace default."""
+    ctx = ssl.create_default_context(cafile=user.ca)
+    url = webshell.url.replace("https://", "wss://") + "/ws/terminal?cluster=emu&namespace=default"
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(url, ssl=ctx, headers={"Origin": webshell.url, "Cookie": user.cookie()}) as ws:
+            yield ws
 
 
 def _configmap(webshell: WebshellHandle, name: str) -> None:
@@ -63,30 +75,27 @@ def test_an_approved_command_runs_a_denied_one_does_not(webshell: WebshellHandle
 
     async def scenario() -> tuple[str, str]:
         seen: list[str] = []
-        ctx = ssl.create_default_context(cafile=dev.ca)
-        url = webshell.url.replace("https://", "wss://") + "/ws/terminal?cluster=emu&namespace=default"
-        async with aiohttp.ClientSession() as http:
-            async with http.ws_connect(url, ssl=ctx, headers={"Origin": webshell.url, "Cookie": dev.cookie()}) as ws:
-                await _until(ws, r"\$ $", seen)
-                await ws.send_str(json.dumps({"type": "input", "data": "kubectl delete configmap doomed\r"}))
-                ticket = (await _until(ws, r"waiting for approval — ticket (\w+) \(rule webshell-delete", seen)).group(1)
-                assert _exists(webshell, "doomed")  # nothing ran yet
-                approved = await asyncio.to_thread(approvals, "approve", ticket)
-                assert approved.returncode == 0, approved.stderr
-                await _until(ws, r'(?s)approved by sam; running it again.*configmap "doomed" deleted', seen)
+        async with _terminal(webshell, dev) as ws:
+            await _until(ws, r"\$ $", seen)
+            await ws.send_str(json.dumps({"type": "input", "data": "kubectl delete configmap doomed\r"}))
+            ticket = (await _until(ws, r"waiting for approval — ticket (\w+) \(rule webshell-delete", seen)).group(1)
+            assert _exists(webshell, "doomed")  # nothing ran yet
+            approved = await asyncio.to_thread(approvals, "approve", ticket)
+            assert approved.returncode == 0, approved.stderr
+            await _until(ws, r'(?s)approved by sam; running it again.*configmap "doomed" deleted', seen)
 
-                await ws.send_str(json.dumps({"type": "input", "data": "kubectl delete configmap spared\r"}))
-                second = (await _until(ws, r"waiting for approval — ticket (?!" + ticket + r")(\w+)", seen)).group(1)
-                await asyncio.to_thread(_deny_on_the_page, sam, second)
-                await _until(ws, r"denied by sam; not run", seen)
+            await ws.send_str(json.dumps({"type": "input", "data": "kubectl delete configmap spared\r"}))
+            second = (await _until(ws, r"waiting for approval — ticket (?!" + ticket + r")(\w+)", seen)).group(1)
+            await asyncio.to_thread(_deny_on_the_page, sam, second)
+            await _until(ws, r"denied by sam; not run", seen)
 
-                await ws.send_str(json.dumps({"type": "input", "data": "kubectl delete configmap kept\r"}))
-                third = (await _until(ws, r"waiting for approval — ticket (?!" + ticket + "|" + second + r")(\w+)",
-                                      seen)).group(1)
-                await ws.send_str(json.dumps({"type": "input", "data": "\x03"}))  # Ctrl-C
-                await _until(ws, r"gave up waiting; the ticket is withdrawn", seen)
-                await _until(ws, r"\$ $", seen)
-                await ws.send_str(json.dumps({"type": "input", "data": "exit\r"}))
+            await ws.send_str(json.dumps({"type": "input", "data": "kubectl delete configmap kept\r"}))
+            third = (await _until(ws, r"waiting for approval — ticket (?!" + ticket + "|" + second + r")(\w+)",
+                                  seen)).group(1)
+            await ws.send_str(json.dumps({"type": "input", "data": "\x03"}))  # Ctrl-C
+            await _until(ws, r"gave up waiting; the ticket is withdrawn", seen)
+            await _until(ws, r"\$ $", seen)
+            await ws.send_str(json.dumps({"type": "input", "data": "exit\r"}))
         await asyncio.sleep(0.25)
         return "".join(seen), third
 
@@ -128,20 +137,17 @@ def test_a_scale_to_zero_however_written_waits_for_a_second_person(webshell: Web
 
     async def scenario() -> str:
         seen: list[str] = []
-        ctx = ssl.create_default_context(cafile=dev.ca)
-        url = webshell.url.replace("https://", "wss://") + "/ws/terminal?cluster=emu&namespace=default"
-        async with aiohttp.ClientSession() as http:
-            async with http.ws_connect(url, ssl=ctx, headers={"Origin": webshell.url, "Cookie": dev.cookie()}) as ws:
-                await _until(ws, r"\$ $", seen)
-                for line in lines[:3]:
-                    await ws.send_str(json.dumps({"type": "input", "data": line + "\r"}))
-                    await _until(ws, r"(?s)" + re.escape(line) + r"\r\n.*waiting for approval — ticket \w+ "
-                                 r"\(rule webshell-scale-to-zero", seen)
-                    await ws.send_str(json.dumps({"type": "input", "data": "\x03"}))
-                    await _until(ws, r"(?s)" + re.escape(line) + r"\r\n.*gave up waiting.*\$ $", seen)
-                await ws.send_str(json.dumps({"type": "input", "data": lines[3] + "\r"}))
-                await _until(ws, r"deployment.apps/web scaled", seen)
-                await ws.send_str(json.dumps({"type": "input", "data": "exit\r"}))
+        async with _terminal(webshell, dev) as ws:
+            await _until(ws, r"\$ $", seen)
+            for line in lines[:3]:
+                await ws.send_str(json.dumps({"type": "input", "data": line + "\r"}))
+                await _until(ws, r"(?s)" + re.escape(line) + r"\r\n.*waiting for approval — ticket \w+ "
+                             r"\(rule webshell-scale-to-zero", seen)
+                await ws.send_str(json.dumps({"type": "input", "data": "\x03"}))
+                await _until(ws, r"(?s)" + re.escape(line) + r"\r\n.*gave up waiting.*\$ $", seen)
+            await ws.send_str(json.dumps({"type": "input", "data": lines[3] + "\r"}))
+            await _until(ws, r"deployment.apps/web scaled", seen)
+            await ws.send_str(json.dumps({"type": "input", "data": "exit\r"}))
         await asyncio.sleep(0.25)
         return "".join(seen)
 

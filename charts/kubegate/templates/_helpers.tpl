@@ -20,6 +20,38 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: gateway
 {{- end -}}
 
+{{- define "kubegate.webshellSelector" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: webshell
+{{- end -}}
+
+{{- /* The webshell's own settings file (gateway/config/webshell_settings.py): the gateway's URL and
+     CA, the clusters' names, its own certificate. Nothing of the gateway's keys or credentials. */ -}}
+{{- define "kubegate.webshellSettings" -}}
+{{- $fullname := include "kubegate.fullname" . -}}
+{{- $default := .Values.defaultCluster | default (ternary .Values.inCluster.name "" .Values.inCluster.enabled) -}}
+{{- $clusters := list -}}
+{{- if .Values.inCluster.enabled }}{{ $clusters = append $clusters .Values.inCluster.name }}{{ end -}}
+{{- range .Values.clusters }}{{ $clusters = append $clusters .name }}{{ end -}}
+{{- $shell := dict
+    "listen" (dict "host" "0.0.0.0" "port" (int .Values.webshell.port))
+    "tls" (dict "cert_file" "/etc/kubegate-webshell/tls/tls.crt" "key_file" "/etc/kubegate-webshell/tls/tls.key")
+    "gateway" (dict "url" (printf "https://%s.%s.svc:%d" $fullname .Release.Namespace (int .Values.service.port))
+                    "ca_file" "/etc/kubegate-webshell/gateway-ca/ca.crt")
+    "clusters" $clusters
+    "kubectl" "kubectl"
+    "sandbox" .Values.webshell.sandbox
+    "state_dir" "/var/lib/kubegate-webshell"
+    "idle_seconds" (int .Values.webshell.idleSeconds) "max_seconds" (int .Values.webshell.maxSeconds) -}}
+{{- if $default }}{{ $_ := set $shell "default_cluster" $default }}{{ end -}}
+{{- if .Values.webshell.publicURL }}{{ $_ := set $shell "public_url" .Values.webshell.publicURL }}{{ end -}}
+{{- if .Values.webshell.oidcIssuer -}}
+{{- $_ := set $shell "oidc" (dict "issuer" .Values.webshell.oidcIssuer "client_id" .Values.webshell.oidcClientID) -}}
+{{- end -}}
+{{- toYaml $shell -}}
+{{- end -}}
+
 {{- define "kubegate.serviceAccount" -}}
 {{- .Values.serviceAccount.name | default (include "kubegate.fullname" .) -}}
 {{- end -}}
@@ -86,17 +118,6 @@ seccompProfile: {type: RuntimeDefault}
     "metrics" (dict "host" "0.0.0.0" "port" 9443)
 -}}
 {{- if .Values.oidc }}{{ $_ := set $settings "oidc" .Values.oidc }}{{ end -}}
-{{- if .Values.webshell.enabled -}}
-{{- $shell := dict "enabled" true "host" "0.0.0.0" "port" (int .Values.webshell.port)
-      "idle_seconds" (int .Values.webshell.idleSeconds) "max_seconds" (int .Values.webshell.maxSeconds)
-      "work_dir" "/var/lib/kubegate/webshell" -}}
-{{- if .Values.webshell.publicURL }}{{ $_ := set $shell "public_url" .Values.webshell.publicURL }}{{ end -}}
-{{- if .Values.webshell.oidcIssuer -}}
-{{- $_ := set $shell "oidc_issuer" .Values.webshell.oidcIssuer -}}
-{{- $_ := set $shell "oidc_client_id" .Values.webshell.oidcClientID -}}
-{{- end -}}
-{{- $_ := set $settings "webshell" $shell -}}
-{{- end -}}
 {{- if $store }}{{ $_ := set $settings "store" $store }}{{ end -}}
 {{- toYaml (mergeOverwrite $settings (deepCopy .Values.config)) -}}
 {{- end -}}
