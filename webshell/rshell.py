@@ -135,8 +135,10 @@ class Shell:
             self.report(kind="refused", line=line, why=verdict.refused)
             return True
         for _ in range(ROUNDS):
-            code = self._kubectl(line, verdict)
-            if code == 0 or not self._approved(line):
+            self._kubectl(line, verdict)
+            # Asked after every command: an exit status does not tell (a command refused in part
+            # may still exit 0), and one question to the gateway per typed line costs nothing.
+            if not self._approved(line):
                 break
         return True
 
@@ -153,7 +155,7 @@ class Shell:
         return code
 
     def _approved(self, line: str) -> bool:
-        """After a failed command: did it open approval tickets at the gateway? If so, wait for
+        """After a command: did it open approval tickets at the gateway? If so, wait for
         them; True once every one is approved (run the command again), False otherwise."""
         answer = self.ask(kind="tickets", line=line)
         tickets = answer.get("tickets") or []

@@ -123,8 +123,8 @@ def test_nobody_is_asked_to_approve_what_authorization_refuses(webshell: Webshel
 
 
 def test_a_scale_to_zero_however_written_waits_for_a_second_person(webshell: WebshellHandle) -> None:
-    """The gateway judges the request's effect: `--replicas=00`, `--replicas=1 --replicas=0`, and a
-    patch that sets replicas to 0 all open a ticket; scaling to 2 does not."""
+    """The gateway judges the request's effect: `--replicas=00`, `0x0`, `+0`, `--replicas=1
+    --replicas=0`, and a patch that sets replicas to 0 all open a ticket; scaling to 2 does not."""
     emu = webshell.gw.upstream
     kind = emu.emulator.registry.lookup("apps", "v1", "deployments")
     emu.call(lambda: emu.emulator.store.create(kind, "default", {
@@ -132,20 +132,21 @@ def test_a_scale_to_zero_however_written_waits_for_a_second_person(webshell: Web
                                               "template": {"metadata": {"labels": {"app": "web"}},
                                                            "spec": {"containers": [{"name": "w", "image": "web:1"}]}}}}))
     dev = webshell.login("devin", ("kubegate:cluster-admins",))
-    lines = ["kubectl scale deployment web --replicas=00", "kubectl scale deployment web --replicas=1 --replicas=0",
+    lines = ["kubectl scale deployment web --replicas=00", "kubectl scale deployment web --replicas=0x0",
+             "kubectl scale deployment web --replicas=+0", "kubectl scale deployment web --replicas=1 --replicas=0",
              "kubectl patch deployment web -p '{\"spec\":{\"replicas\":0}}'", "kubectl scale deployment web --replicas=2"]
 
     async def scenario() -> str:
         seen: list[str] = []
         async with _terminal(webshell, dev) as ws:
             await _until(ws, r"\$ $", seen)
-            for line in lines[:3]:
+            for line in lines[:-1]:
                 await ws.send_str(json.dumps({"type": "input", "data": line + "\r"}))
                 await _until(ws, r"(?s)" + re.escape(line) + r"\r\n.*waiting for approval — ticket \w+ "
                              r"\(rule webshell-scale-to-zero", seen)
                 await ws.send_str(json.dumps({"type": "input", "data": "\x03"}))
                 await _until(ws, r"(?s)" + re.escape(line) + r"\r\n.*gave up waiting.*\$ $", seen)
-            await ws.send_str(json.dumps({"type": "input", "data": lines[3] + "\r"}))
+            await ws.send_str(json.dumps({"type": "input", "data": lines[-1] + "\r"}))
             await _until(ws, r"deployment.apps/web scaled", seen)
             await ws.send_str(json.dumps({"type": "input", "data": "exit\r"}))
         await asyncio.sleep(0.25)
@@ -202,3 +203,49 @@ def test_an_auditor_watches_a_live_terminal(webshell: WebshellHandle) -> None:
     assert "kubectl version --client" in watched and refused == 404
     assert [e for e in webshell.gw.audit_events() if e["annotations"].get("kubegate.io/webshell-event") == "watched"
             and e["user"]["username"] == "audrey"]
+
+
+def test_every_way_to_a_risky_change_waits_for_a_second_person(webshell: WebshellHandle) -> None:
+    """Not the command's words but what its requests do: a cordon, a NoExecute taint, an eviction sent
+    with `create --raw`, a delete that `apply --prune` makes — each opens a ticket for its rule."""
+    emu = webshell.gw.upstream
+    kinds = {r: emu.emulator.registry.lookup("", "v1", r) for r in ("nodes", "pods", "configmaps")}
+    emu.call(lambda: emu.emulator.store.create(kinds["nodes"], "", {"metadata": {"name": "node-w"}, "spec": {}}))
+    emu.call(lambda: emu.emulator.store.create(kinds["pods"], "default", {
+        "metadata": {"name": "victim"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}))
+    emu.call(lambda: emu.emulator.store.create(kinds["configmaps"], "default", {
+        "metadata": {"name": "prunable-old", "labels": {"app": "prunable"},  # applied once: apply --prune's to take
+                     "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}}, "data": {"k": "v"}}))
+    ops = webshell.login("opal", ("kubegate:cluster-admins",))
+    cases = [("kubectl cordon node-w", "webshell-unschedulable-node"),
+             ("kubectl taint node node-w maintenance=now:NoExecute", "webshell-noexecute-taint"),
+             ("kubectl create --raw /api/v1/namespaces/default/pods/victim/eviction -f eviction.json",
+              "webshell-eviction"),
+             ("kubectl apply -f keep.yaml --prune -l app=prunable --prune-allowlist=core/v1/ConfigMap",
+              "webshell-delete")]
+
+    async def scenario() -> str:
+        seen: list[str] = []
+        async with _terminal(webshell, ops) as ws:
+            await _until(ws, r"\$ $", seen)
+            files = next(p for p in (webshell.gw.settings.state / "webshell" / "sessions").glob("*/files")
+                         if (p.parent / "kubeconfig").read_text().count("opal"))
+            (files / "eviction.json").write_text(json.dumps({"apiVersion": "policy/v1", "kind": "Eviction",
+                                                             "metadata": {"name": "victim", "namespace": "default"}}))
+            (files / "keep.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: prunable-new\n"
+                                             "  namespace: default\n  labels: {app: prunable}\ndata: {k: v}\n")
+            for line, rule in cases:
+                await ws.send_str(json.dumps({"type": "input", "data": line + "\r"}))
+                await _until(ws, r"(?s)" + re.escape(line) + r"\r\n.*waiting for approval — ticket \w+ \([^\n]*rule "
+                             + rule, seen)
+                await ws.send_str(json.dumps({"type": "input", "data": "\x03"}))
+                await _until(ws, r"(?s)" + re.escape(line) + r"\r\n.*gave up waiting.*\$ $", seen)
+            await ws.send_str(json.dumps({"type": "input", "data": "exit\r"}))
+        await asyncio.sleep(0.25)
+        return "".join(seen)
+
+    asyncio.run(scenario())
+    node = emu.call(lambda: emu.emulator.store.get(kinds["nodes"], "", "node-w"))
+    assert not node["spec"].get("unschedulable") and not node["spec"].get("taints")
+    assert _exists(webshell, "prunable-old")
+    assert emu.call(lambda: emu.emulator.store.get(kinds["pods"], "default", "victim"))
