@@ -12,7 +12,7 @@ import dataclasses
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 from urllib.parse import urlsplit
 
 from kubegate import strict_yaml
@@ -233,8 +233,40 @@ class Overload:
 
 
 @dataclass
-class Webshell:
-    """The browser terminal (docs/webshell.md): its own HTTPS listener, started by `kubegate serve`."""
+class Terminals:
+    """What a webshell's terminals are, wherever the webshell runs (in `kubegate serve` or on its own)."""
+
+    kubectl: str = ""
+    """The kubectl the terminals run. Default: the one on PATH."""
+    sandbox: str = "bwrap"
+    """Where terminals' kubectl runs: `bwrap` (a bubblewrap sandbox per command, in which the host's files,
+    environment and processes do not exist; without one, terminals are refused), or `none` (kubectl runs
+    as the webshell's own user: only for a webshell contained by other means, its own pod). docs/webshell.md."""
+    work_dir: str = ""
+    """Where each session's own directory lives (files, kubeconfig)."""
+    idle_seconds: int = 900
+    """A session with no request for this long ends (its terminals close, its token stops working)."""
+    max_seconds: int = 8 * 3600
+    """No session lives longer than this (nor longer than the login it started from)."""
+    auditor_groups: list[str] = field(default_factory=lambda: ["kubegate:auditors", "kubegate:cluster-admins"])
+    """Groups that may see every session and recording."""
+
+
+def terminal_problems(t: Terminals, where: str = "") -> list[str]:
+    problems = []
+    if not (shutil.which(t.kubectl) if t.kubectl else shutil.which("kubectl")):
+        problems.append(f"{where}kubectl: {t.kubectl or 'kubectl'} is not an executable (nor on PATH)")
+    if t.idle_seconds <= 0 or t.max_seconds <= 0:
+        problems.append(f"{where}idle_seconds and {where}max_seconds: must be positive")
+    if t.sandbox not in ("bwrap", "none"):
+        problems.append(f"{where}sandbox: {t.sandbox!r}; one of bwrap, none")
+    return problems
+
+
+@dataclass
+class Webshell(Terminals):
+    """The browser terminal (docs/webshell.md): its own HTTPS listener, started by `kubegate serve`
+    (work_dir default: state_dir/webshell)."""
 
     enabled: bool = False
     """Serve the webshell."""
@@ -244,28 +276,32 @@ class Webshell:
     """Its port; 0 picks a free one."""
     public_url: str = ""
     """Where browsers reach it (its origin, for cookies, the WebSocket Origin check and the SSO redirect). Default: https://<host>:<port>."""
-    kubectl: str = ""
-    """The kubectl the terminals run. Default: the one on PATH."""
     oidc_issuer: str = ""
     """Single sign-on: one of oidc[].issuer, used with the authorization-code flow and PKCE. Empty: token login only."""
     oidc_client_id: str = "kubegate-webshell"
     """The webshell's (public) client id at that issuer; its redirect URI is <public_url>/login/callback."""
-    idle_seconds: int = 900
-    """A session with no request for this long ends (its terminals close, its token stops working)."""
-    max_seconds: int = 8 * 3600
-    """No session lives longer than this (nor longer than the login it started from)."""
-    auditor_groups: list[str] = field(default_factory=lambda: ["kubegate:auditors", "kubegate:cluster-admins"])
-    """Groups that may see every session and recording."""
-    work_dir: str = ""
-    """Where each session's own directory lives (files, kubeconfig). Default: state_dir/webshell."""
-    sandbox: str = "bwrap"
-    """Where terminals' kubectl runs: `bwrap` (a bubblewrap sandbox per command, in which the host's files,
-    environment and processes do not exist; without one, terminals are refused), or `none` (kubectl runs
-    as the webshell's own user: only for a webshell contained by other means, its own pod). docs/webshell.md."""
 
 
 @dataclass
-class Settings:
+class Located:
+    """A settings file whose relative paths are relative to the file."""
+
+    state_dir: str = "state"
+    """Where what the process makes and keeps lives (keys, certificates, logs), unless set apart."""
+    base_dir: str = ""
+    """(not a key) the directory relative paths in the file are resolved against."""
+
+    def path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir or ".") / p
+
+    @property
+    def state(self) -> Path:
+        return self.path(self.state_dir)
+
+
+@dataclass
+class Settings(Located):
     listen: Listen = field(default_factory=Listen)
     public_url: str = ""
     """URL clients use to reach the gateway, written into kubeconfigs. Default: https://<listen>."""
@@ -284,16 +320,6 @@ class Settings:
     overload: Overload = field(default_factory=Overload)
     max_request_body_bytes: int = DEFAULT_MAX_BODY
     """Largest request body accepted (and inspected). Larger: 413. Default 3 MiB, as kube-apiserver."""
-    base_dir: str = ""
-    """(not a key) the directory relative paths in the file are resolved against."""
-
-    def path(self, value: str) -> Path:
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else Path(self.base_dir or ".") / p
-
-    @property
-    def state(self) -> Path:
-        return self.path(self.state_dir)
 
     @property
     def audit_path(self) -> Path:
@@ -446,14 +472,9 @@ def validate(s: Settings) -> list[str]:
             problems.append("webshell.port: must be 0..65535")
         if w.public_url:
             _https_url(w.public_url, "webshell.public_url", problems)
-        if not (shutil.which(w.kubectl) if w.kubectl else shutil.which("kubectl")):
-            problems.append(f"webshell.kubectl: {w.kubectl or 'kubectl'} is not an executable (nor on PATH)")
         if w.oidc_issuer and w.oidc_issuer not in {o.issuer for o in s.oidc}:
             problems.append(f"webshell.oidc_issuer: {w.oidc_issuer!r} is none of oidc[].issuer")
-        if w.idle_seconds <= 0 or w.max_seconds <= 0:
-            problems.append("webshell.idle_seconds and webshell.max_seconds: must be positive")
-        if w.sandbox not in ("bwrap", "none"):
-            problems.append(f"webshell.sandbox: {w.sandbox!r}; one of bwrap, none")
+        problems += terminal_problems(w, "webshell.")
     if not s.clusters:
         problems.append("clusters: at least one cluster is required")
     names: set[str] = set()
@@ -502,9 +523,17 @@ def from_mapping(data: Any, *, source: str = "<settings>", base_dir: str = "") -
 
 
 def load(path: str | Path) -> Settings:
+    return read(path, from_mapping)
+
+
+T = TypeVar("T")
+
+
+def read(path: str | Path, build: Callable[..., T]) -> T:
+    """A settings file read strictly (duplicate keys, line numbers) and built with BUILD."""
     path = Path(path)
     try:
         data = strict_yaml.read(path)
     except strict_yaml.Problem as e:
         raise SettingsError(str(path), [e.report()]) from None
-    return from_mapping(data, source=str(path), base_dir=str(path.parent.resolve()))
+    return build(data, source=str(path), base_dir=str(path.parent.resolve()))

@@ -17,15 +17,12 @@ where its sessions, recordings and audit log live. In a cluster that is its own 
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from kubegate import strict_yaml
-
-from .settings import SettingsError, _build, _https_url, _NESTED
+from .settings import _NESTED, Located, SettingsError, Terminals, _build, _https_url, read, terminal_problems
 
 
 @dataclass
@@ -65,7 +62,10 @@ class ShellOidc:
 
 
 @dataclass
-class WebshellSettings:
+class WebshellSettings(Terminals, Located):
+    """(state_dir holds sessions' directories, recordings and the audit log unless set apart;
+    work_dir default: state_dir/sessions)"""
+
     listen: ShellListen = field(default_factory=ShellListen)
     public_url: str = ""
     """Where browsers reach it. Default: https://<listen.host>:<listen.port>."""
@@ -76,34 +76,10 @@ class WebshellSettings:
     default_cluster: str = ""
     """The gateway's default cluster, reached without /clusters/<name>/. Empty: every cluster by its prefix."""
     oidc: ShellOidc = field(default_factory=ShellOidc)
-    kubectl: str = ""
-    """The kubectl the terminals run. Default: the one on PATH."""
-    sandbox: str = "bwrap"
-    """Where terminals' kubectl runs: bwrap (a sandbox per command), or none (docs/webshell.md)."""
-    state_dir: str = "state"
-    """Sessions' directories, recordings and the audit log live here unless set apart."""
-    work_dir: str = ""
-    """Each session's own directory. Default: state_dir/sessions."""
     recordings_dir: str = ""
     """Terminal recordings (asciicast v2). Default: state_dir/recordings."""
     audit_log: str = ""
     """The webshell's own hash-chained audit log (logins, terminals, commands). Default: state_dir/audit.jsonl."""
-    idle_seconds: int = 900
-    """A session with no request for this long ends."""
-    max_seconds: int = 8 * 3600
-    """No session lives longer than this."""
-    auditor_groups: list[str] = field(default_factory=lambda: ["kubegate:auditors", "kubegate:cluster-admins"])
-    """Groups that may see every session and recording."""
-    base_dir: str = ""
-    """(not a key) the directory relative paths in the file are resolved against."""
-
-    def path(self, value: str) -> Path:
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else Path(self.base_dir or ".") / p
-
-    @property
-    def state(self) -> Path:
-        return self.path(self.state_dir)
 
     @property
     def url(self) -> str:
@@ -136,13 +112,7 @@ def validate(s: WebshellSettings) -> list[str]:
         problems.append(f"default_cluster: {s.default_cluster!r} is none of clusters")
     if s.oidc.issuer:
         _https_url(s.oidc.issuer, "oidc.issuer", problems)
-    if not (shutil.which(s.kubectl) if s.kubectl else shutil.which("kubectl")):
-        problems.append(f"kubectl: {s.kubectl or 'kubectl'} is not an executable (nor on PATH)")
-    if s.sandbox not in ("bwrap", "none"):
-        problems.append(f"sandbox: {s.sandbox!r}; one of bwrap, none")
-    if s.idle_seconds <= 0 or s.max_seconds <= 0:
-        problems.append("idle_seconds and max_seconds: must be positive")
-    return problems
+    return problems + terminal_problems(s)
 
 
 def from_mapping(data: Any, *, source: str = "<webshell settings>", base_dir: str = "") -> WebshellSettings:
@@ -156,12 +126,7 @@ def from_mapping(data: Any, *, source: str = "<webshell settings>", base_dir: st
 
 
 def load(path: str | Path) -> WebshellSettings:
-    path = Path(path)
-    try:
-        data = strict_yaml.read(path)
-    except strict_yaml.Problem as e:
-        raise SettingsError(str(path), [e.report()]) from None
-    return from_mapping(data, source=str(path), base_dir=str(path.parent.resolve()))
+    return read(path, from_mapping)
 
 
 def server_name(s: WebshellSettings) -> str:
