@@ -2,9 +2,9 @@
 
 Read by tools built for kube-apiserver's audit log, they mean what its events mean: `user` is the
 authenticated caller (kubegate forwards as the caller, it does not impersonate on anyone's
-request, so there is no `impersonatedUser`); `stage` is ResponseComplete, with ResponseStarted
-first for long-running requests (watch, logs, exec/attach/port-forward, proxy) and Panic for a
-failure inside the gateway; `auditID` is a UUID; kubegate's own objects (access requests,
+request, so there is no `impersonatedUser`); `stage` is ResponseComplete, with RequestReceived
+first for a change (written ahead, before it is forwarded), ResponseStarted first for long-running
+requests (watch, logs, exec/attach/port-forward, proxy) and Panic for a failure inside the gateway; `auditID` is a UUID; kubegate's own objects (access requests,
 approval tickets, breakers) are recorded with real verbs on `*.kubegate.io` resources, and what
 happened to them in the annotation `kubegate.io/event`.
 """
@@ -107,7 +107,7 @@ def event(*, audit_id: str, stage: str, request_uri: str, verb: str, user: dict[
         "requestReceivedTimestamp": timestamp(received), "stageTimestamp": timestamp(now),
         "annotations": annotations,
     }
-    if stage != "ResponseStarted" or code:
+    if code or stage not in ("ResponseStarted", "RequestReceived"):
         ev["responseStatus"] = {"metadata": {}, "code": code}
         if status_message:
             ev["responseStatus"].update(status="Failure", message=status_message, reason=reason)

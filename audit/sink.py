@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import json
 import logging
 import os
 import threading
@@ -21,10 +22,35 @@ class Sink(Protocol):
     def write(self, event: dict[str, Any]) -> None:
         """Persist one event or raise OSError."""
 
+    def write_ahead(self, event: dict[str, Any]) -> None:
+        """Persist one event before returning (a change's record, before the change is forwarded)
+        or raise OSError."""
+
     def healthy(self) -> bool:
         """False while events cannot be written: the gateway then serves nothing new."""
 
     def close(self) -> None: ...
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """Cut off a last line a crash left without its newline (a write(2) cut short)."""
+    try:
+        with open(path, "rb+") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0 or os.pread(f.fileno(), 1, size - 1) == b"\n":
+                return
+            pos = size
+            while pos > 0:
+                step = min(65536, pos)
+                cut = os.pread(f.fileno(), step, pos - step).rfind(b"\n")
+                pos -= step
+                if cut >= 0:
+                    pos += cut + 1
+                    break
+            log.warning("%s ends in a torn line (%d bytes): cut off", path, size - pos)
+            os.ftruncate(f.fileno(), pos)
+    except FileNotFoundError:
+        return
 
 
 def _now_text(now: float) -> str:
@@ -35,8 +61,16 @@ class JsonlSink:
     """One hash-chained audit.k8s.io/v1 Event per line (see chain.py), flushed per batch (the
     gateway writes through `writer.BackgroundWriter`, which batches whatever is queued).
 
-    - An event that cannot be written is kept and retried before the next one, so a full disk
-      delays records instead of losing them; while that lasts, `healthy()` is False.
+    - A batch is committed only once written: its lines go to the file in one `write(2)` (more only
+      when the kernel takes part of it), and only then do the chain's sequence and hash move on. A
+      write that fails (a full disk) is truncated back to where the file ended, and the batch stays
+      pending: retried before anything newer, written in order, once, when space returns. While
+      that lasts, `healthy()` is False.
+    - `sync`: "none", the lines reach the file (the page cache: they survive the process, not the
+      machine); "batch", also `fdatasync` once per batch; "always", `fdatasync` after every write
+      (each write-ahead record too). docs/audit.md measures what each costs.
+    - A line torn by a crash in the middle of a write (no final newline) is cut off when the log
+      is opened again, so the chain goes on from the last whole line.
     - The file is rotated past `rotate_bytes` or `rotate_seconds` (renamed to FILE.<UTC time>),
       and only the newest `keep_files` rotated files are kept. Each new file starts with a
       `log-opened` event that links it to the one before.
@@ -50,9 +84,13 @@ class JsonlSink:
     """
 
     IN_PLACE_SECONDS = 0.1
+    SYNC_MODES = ("none", "batch", "always")
 
     def __init__(self, path: Path, *, rotate_bytes: int = 0, rotate_seconds: float = 0, keep_files: int = 0,
-                 clock: Callable[[], float] = time.time, shared: bool = False) -> None:
+                 clock: Callable[[], float] = time.time, shared: bool = False, sync: str = "none") -> None:
+        if sync not in self.SYNC_MODES:
+            raise ValueError(f"sync must be one of {', '.join(self.SYNC_MODES)}")
+        self.sync = sync
         self.path, self.head = path, path.with_name(path.name + ".head")
         self.rotate_bytes, self.rotate_seconds, self.keep_files, self.clock = \
             rotate_bytes, rotate_seconds, keep_files, clock
@@ -65,6 +103,7 @@ class JsonlSink:
         # Opened without truncating: other processes may hold it (and its lock) already.
         self._head = os.fdopen(os.open(self.head, os.O_RDWR | os.O_CREAT, 0o600), "r+", encoding="utf-8")
         with self._exclusive():
+            _cut_torn_tail(path)
             link = chain.last_link(path) or self._last_rotated_link()
             self._seq, self._prev = (link[0] + 1, link[1]) if link else (0, chain.GENESIS)
             self._open(previous=self._newest_rotated() if not path.exists() or path.stat().st_size == 0 else None)
@@ -168,22 +207,50 @@ class JsonlSink:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def _append(self, event: dict[str, Any], flush: bool = True) -> None:
-        line, digest = chain.seal(event, self._seq, self._prev)
-        self._file.write(line + "\n")
-        self._size += len(line.encode("utf-8")) + 1
-        self._seq, self._prev = self._seq + 1, digest
-        if flush:
-            self._flush_files()
+    def _append(self, event: dict[str, Any]) -> None:
+        self._write_lines([event])
+        self._flush_files()
+
+    def _write_lines(self, events: list[dict[str, Any]]) -> None:
+        """Seal EVENTS onto the chain and write them, all or nothing: the chain moves on only once
+        every byte is in the file; a failed write is cut back off."""
+        seq, prev, lines = self._seq, self._prev, []
+        for event in events:
+            line, prev = chain.seal(event, seq, prev)
+            lines.append(line)
+            seq += 1
+        data = ("\n".join(lines) + "\n").encode("utf-8")
+        fd, start = self._file.fileno(), self._size
+        try:
+            view, done = memoryview(data), 0
+            while done < len(data):
+                done += os.write(fd, view[done:])
+            if self.sync == "always":
+                os.fdatasync(fd)
+        except OSError:
+            try:
+                os.ftruncate(fd, start)
+            except OSError as e:
+                log.error("cannot cut a failed audit write back off %s: %s", self.path, e)
+            raise
+        self._seq, self._prev, self._size = seq, prev, start + len(data)
 
     def _flush_files(self) -> None:
-        self._file.flush()
-        # Overwritten in place, fixed width: no open, truncate or rename per write.
-        self._head.seek(0)
-        self._head.write(chain.head_line(self._seq - 1, self._prev, self._size, self._inode))
-        self._head.flush()
+        if self.sync == "batch":
+            os.fdatasync(self._file.fileno())
+        # Overwritten in place, fixed width: no open, truncate or rename per write. A head that
+        # cannot be written is only stale: readers check it against the file (_link_from_head).
+        try:
+            self._head.seek(0)
+            self._head.write(chain.head_line(self._seq - 1, self._prev, self._size, self._inode))
+            self._head.flush()
+        except OSError as e:
+            log.warning("cannot update %s: %s", self.head, e)
 
     def write(self, event: dict[str, Any]) -> None:
+        self.write_batch([event])
+
+    def write_ahead(self, event: dict[str, Any]) -> None:
         self.write_batch([event])
 
     def write_batch(self, events: list[dict[str, Any]]) -> None:
@@ -207,21 +274,29 @@ class JsonlSink:
                 self._start_new_file(previous="(moved away: see rotated files)")
             elif self._rotate_due():
                 self._rotate()
-            written = 0
-            try:
-                for event in self._pending:
-                    if written and self._rotate_due():
-                        self._flush_files()
-                        self._rotate()
-                    self._append(event, flush=False)
-                    written += 1
-                if written:
+            while self._pending:
+                if self._rotate_due():
+                    self._rotate()
+                chunk = self._chunk()
+                self._write_lines(self._pending[:chunk])
+                del self._pending[:chunk]  # committed: written whole
+                if not self._pending or self._rotate_due():
                     self._flush_files()
-            finally:
-                del self._pending[:written]
         except OSError:
             log.error("cannot write audit events to %s (%d pending)", self.path, len(self._pending))
             raise
+
+    def _chunk(self) -> int:
+        """How many pending events go in the next write: all, unless the file reaches its rotation
+        size on the way (then up to and including the event that reaches it)."""
+        if not self.rotate_bytes:
+            return len(self._pending)
+        size = self._size
+        for i, event in enumerate(self._pending):
+            size += len(json.dumps(event, separators=(",", ":"))) + 100  # about the line the chain makes of it
+            if size >= self.rotate_bytes:
+                return i + 1
+        return len(self._pending)
 
     def reopen(self) -> None:
         """Start a new file at the next write (SIGHUP, after an outside rotation)."""

@@ -9,7 +9,9 @@ The rule that a request is not served while its audit cannot be written still ho
 later: a batch that fails stays queued and is retried, `healthy()` is False meanwhile (so the
 Ingress stage refuses new requests), and it is also False while more than `max_pending` events wait
 (the disk is slower than the traffic). What the queue holds when the process is killed is lost,
-as with the apiserver's own buffered backends; `close()` (graceful stop) writes it out first.
+as with the apiserver's own buffered backends; `close()` (graceful stop) writes it out first. That
+is why a change does not wait in this queue: its RequestReceived record is written ahead
+(`write_ahead`), through to the file, before the change is forwarded.
 """
 
 from __future__ import annotations
@@ -58,6 +60,16 @@ class BackgroundWriter:
                 raise OSError("the audit writer is stopped")
             self._queue.append(event)
             self._cond.notify()
+
+    def write_ahead(self, event: dict[str, Any]) -> None:
+        """Write EVENT now, through to the sink (and its file), before the caller goes on: the
+        record of a change that must exist before the change is forwarded. Raises OSError when it
+        cannot be written (the caller refuses the change). Not on the event loop: it may wait for
+        a batch being written, and for fdatasync."""
+        with self._cond:
+            if self._stopping:
+                raise OSError("the audit writer is stopped")
+        self.sink.write_batch([event])
 
     def healthy(self) -> bool:
         with self._cond:

@@ -3,7 +3,9 @@ its request and response objects (redacted and bounded), and the annotations of 
 
 kube-apiserver's stage semantics: every request ends with one ResponseComplete event; a
 long-running one (watch, logs, exec/attach/port-forward, proxy) gets a ResponseStarted event when
-its response starts; a failure inside the gateway is recorded at stage Panic.
+its response starts; a failure inside the gateway is recorded at stage Panic. A change (and any
+request the policy records at Request level or above) gets a RequestReceived event written ahead:
+through to the file before it is forwarded, so a crash cannot leave an executed change unrecorded.
 """
 
 from __future__ import annotations
@@ -44,6 +46,14 @@ class Recorder:
                 name=info.name if info else "", path=info.path if info else ctx.request.raw_path))
         return ctx.audit_decision
 
+    def writes_ahead(self, ctx: GateContext) -> bool:
+        """Whether the request's RequestReceived record must reach the file before it is forwarded:
+        every change, and what the policy records with its request (whatever omitStages says: it is
+        what shows a request that never completed)."""
+        level = self.decide(ctx).level
+        return level != "None" and ((ctx.info is not None and ctx.info.mutating) or
+                                    level in ("Request", "RequestResponse"))
+
     def wants_response_body(self, ctx: GateContext) -> bool:
         return self.decide(ctx).level == "RequestResponse" and not long_running(ctx)
 
@@ -79,10 +89,12 @@ class Recorder:
         except ValueError:
             return None
 
-    def event(self, ctx: GateContext, stage: str, code: int, message: str, reason: str) -> dict[str, Any] | None:
-        """The event for `stage`, or None when the policy records none (level None, omitted stage)."""
+    def event(self, ctx: GateContext, stage: str, code: int, message: str, reason: str,
+              *, ahead: bool = False) -> dict[str, Any] | None:
+        """The event for `stage`, or None when the policy records none (level None, omitted stage;
+        `ahead`: a write-ahead record, written whatever omitStages says)."""
         decision = self.decide(ctx)
-        if decision.level == "None" or stage in decision.omit_stages:
+        if decision.level == "None" or (stage in decision.omit_stages and not ahead):
             return None
         info = ctx.info
         annotations = {"kubegate.io/decision": ctx.decision, **self.revisions(), **ctx.annotations}

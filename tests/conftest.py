@@ -208,11 +208,13 @@ class GatewayHandle:
                                  user=user)
         return path
 
-    def audit_events(self) -> list[dict[str, Any]]:
-        """The events about requests and kubegate's objects (not the log's own `log-opened` lines)."""
+    def audit_events(self, *, ahead: bool = False) -> list[dict[str, Any]]:
+        """The events about requests and kubegate's objects (not the log's own `log-opened` lines),
+        without the RequestReceived records written ahead of changes unless `ahead`."""
         path = self.settings.audit_path
         events = [json.loads(line) for line in settled_text(path).splitlines() if line.strip()]
-        return [e for e in events if e.get("annotations", {}).get("kubegate.io/event") != "log-opened"]
+        return [e for e in events if e.get("annotations", {}).get("kubegate.io/event") != "log-opened"
+                and (ahead or e.get("stage") != "RequestReceived")]
 
     def workers(self) -> dict[int, tuple[int, int]]:
         """`serve --workers N`: worker number -> (pid, requests served) for each worker /readyz?verbose

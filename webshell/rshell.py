@@ -155,22 +155,25 @@ class Shell:
         return code
 
     def _approved(self, line: str) -> bool:
-        """After a command: did it open approval tickets at the gateway? If so, wait for
-        them; True once every one is approved (run the command again), False otherwise."""
-        answer = self.ask(kind="tickets", line=line)
-        tickets = answer.get("tickets") or []
-        if not tickets:
-            if answer.get("error"):
-                print(f"kubegate: cannot tell whether this needs approval: {answer['error']}", flush=True)
-            return False
-        for t in tickets:
-            print(f"kubegate: waiting for approval — ticket {t['id']} ({'; '.join(t.get('reasons') or [])}); an "
-                  f"approver runs `kubegate approvals approve {t['id']}` or uses the webshell's approvals page. "
-                  "Ctrl-C withdraws it.", flush=True)
+        """After a command: did it open approval tickets at the gateway? If so, wait for them;
+        True once every one is approved (run the command again), False otherwise. Ctrl-C at any
+        point withdraws them (those not shown yet too: the server knows which are new)."""
+        shown: list[str] = []
         try:
-            answer = self.ask(kind="await", tickets=[t["id"] for t in tickets], line=line)
+            answer = self.ask(kind="tickets", line=line)
+            tickets = answer.get("tickets") or []
+            if not tickets:
+                if answer.get("error"):
+                    print(f"kubegate: cannot tell whether this needs approval: {answer['error']}", flush=True)
+                return False
+            shown = [str(t["id"]) for t in tickets]
+            for t in tickets:
+                print(f"kubegate: waiting for approval — ticket {t['id']} ({'; '.join(t.get('reasons') or [])}); an "
+                      f"approver runs `kubegate approvals approve {t['id']}` or uses the webshell's approvals page. "
+                      "Ctrl-C withdraws it.", flush=True)
+            answer = self.ask(kind="await", tickets=shown, line=line)
         except KeyboardInterrupt:
-            self.report(kind="withdraw", tickets=[t["id"] for t in tickets], line=line)
+            self.report(kind="withdraw", tickets=shown, line=line)
             print("\nkubegate: gave up waiting; the ticket is withdrawn and nothing more runs", flush=True)
             return False
         decision, by = answer.get("decision"), answer.get("by", "")
@@ -227,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if not shell.run_line(line):
                 break
+        except KeyboardInterrupt:  # Ctrl-C anywhere in a line: back to the prompt
+            print(flush=True)
         except Exception as e:  # the shell survives anything a line does to it
             print(f"kubegate: internal error: {type(e).__name__}", flush=True)
             shell.report(kind="error", line=line, error=type(e).__name__)

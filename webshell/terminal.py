@@ -91,6 +91,7 @@ class Terminal:
         self._reply_w = -1
         self._waiting: asyncio.Task[None] | None = None  # a command waiting for its approver
         self._seen: set[str] = set()  # tickets already shown in this terminal
+        self._offered: list[str] = []  # the tickets last given to the shell to show
         self.watchers: set[web.WebSocketResponse] = set()  # auditors watching it live
 
     def _audit(self, kind: str, **annotations: str) -> None:
@@ -266,6 +267,7 @@ class Terminal:
         for t in fresh:
             self._seen.add(str(t["id"]))
             self._audit("approval-requested", **{"kubegate.io/approval": str(t["id"])})
+        self._offered = [str(t["id"]) for t in fresh]
         return {"tickets": [{"id": t["id"], "reasons": t.get("reasons") or []} for t in fresh]}
 
     async def _decision(self, ids: list[str], line: str) -> dict[str, Any]:
@@ -284,6 +286,14 @@ class Terminal:
         return {"decision": "error", "why": "the terminal closed"}
 
     async def _withdraw(self, ids: list[str], line: str) -> None:
+        """Withdraw IDS; none named (Ctrl-C before the shell showed them): the ones last offered to
+        it, and this session's pending tickets not offered yet, which the interrupted command opened."""
+        if not ids:
+            ids = list(self._offered)
+            try:
+                ids += [str(t["id"]) for t in (await self._new_tickets())["tickets"]]
+            except Gone as e:
+                log.warning("cannot find the tickets to withdraw: %s", e)
         for ticket in ids:
             try:
                 status, _ = await self.gateway("POST", f"/kubegate/v1/approvals/{ticket}/withdraw", self.session.token)

@@ -176,6 +176,10 @@ class Audit:
     """Where exec/attach sessions are recorded (asciicast v2; what is typed too). Default: state_dir/recordings."""
     record_sessions: bool = True
     """Record every exec/attach session over WebSocket."""
+    sync: str = "batch"
+    """How far each write to the log goes before kubegate goes on: `none` (the file: survives the process),
+    `batch` (also fdatasync once per batch of completions), `always` (fdatasync after every write, each
+    write-ahead record too: survives the machine before a change is forwarded). docs/audit.md#write-ahead."""
 
 
 @dataclass
@@ -462,6 +466,8 @@ def validate(s: Settings) -> list[str]:
         bad = [a for a in o.algorithms if a not in OIDC_ALGORITHMS]
         if bad or not o.algorithms:
             problems.append(f"{where}.algorithms: {bad or 'empty'}; allowed: {', '.join(OIDC_ALGORITHMS)}")
+    if s.audit.sync not in ("none", "batch", "always"):
+        problems.append(f"audit.sync: {s.audit.sync!r}; one of none, batch, always")
     ov = s.overload
     if ov.max_inflight < 1 or ov.max_long_running < 1 or ov.queue_length < 0 or ov.queue_wait_seconds <= 0:
         problems.append("overload: max_inflight and max_long_running at least 1, queue_length at least 0, "

@@ -111,6 +111,8 @@ class GatewayAddon:
         try:
             ctx = self._context(flow)
             await pipeline.run(self.stages, ctx)
+            if self.recorder.writes_ahead(ctx):
+                await self._write_ahead(ctx)
             self._forward(flow, ctx)
         except Denial as denial:
             self._deny(flow, ctx, denial)
@@ -120,6 +122,22 @@ class GatewayAddon:
         except Exception as e:
             log.exception("request %s failed outside the stages", ctx.request_id if ctx else "?")
             self._deny(flow, ctx, internal("forward", e))
+
+    async def _write_ahead(self, ctx: GateContext) -> None:
+        """The change's RequestReceived record, in the file before the change is forwarded. The
+        write runs off the event loop (it may wait for a batch, or fdatasync); if it fails the change
+        is refused, never forwarded unrecorded."""
+        event = self.recorder.event(ctx, "RequestReceived", 0, "", "", ahead=True)
+        if event is None:
+            return
+        try:
+            await asyncio.to_thread(self.sink.write_ahead, event)
+        except OSError as e:
+            self.metrics.audit_failures.inc()
+            raise Denial(503, f"kubegate: the audit log cannot be written ({e.strerror or e}); this change was not "
+                              "forwarded. Retry once the audit log takes writes again (see /readyz?verbose)",
+                         "ServiceUnavailable", stage="audit") from None
+        ctx.audited_stages.add("RequestReceived")
 
     def _forward(self, flow: http.HTTPFlow, ctx: GateContext) -> None:
         if ctx.upstream is None or ctx.identity is None or ctx.info is None:

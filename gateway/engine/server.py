@@ -474,7 +474,7 @@ def audit_log(settings: Settings, *, shared: bool) -> JsonlSink:
     """The local audit log as the settings describe it (`shared`: written by several processes)."""
     audit = settings.audit
     return JsonlSink(settings.audit_path, rotate_bytes=audit.rotate_bytes, rotate_seconds=audit.rotate_seconds,
-                     keep_files=audit.keep_files, shared=shared)
+                     keep_files=audit.keep_files, shared=shared, sync=audit.sync)
 
 
 def build_store(settings: Settings) -> StateStore:
