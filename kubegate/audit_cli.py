@@ -5,7 +5,8 @@
   when the chain holds, 1 with one line per problem (FILE:LINE: what happened to that line).
 - `tail [FILE] [-n N] [-f]`: the last events, one line each; `-f` follows new ones.
 - `search FILE... [--user U] [--verb V] [--resource R] [--namespace N] [--decision D] [--session S] [--since T]
-  [--until T] [-o json]`: the events that match every filter given.
+  [--until T] [--incomplete] [-o json]`: the events that match every filter given (`--incomplete`:
+  only changes written ahead whose completion was never written: the gateway stopped meanwhile).
 """
 
 from __future__ import annotations
@@ -49,7 +50,24 @@ def verify(args: argparse.Namespace) -> int:
     checked = f"; {len(list(Path(args.recordings).glob('*.cast')))} recording(s) in {args.recordings} as recorded" \
         if args.recordings else ""
     print(f"OK: {lines} events in {len(paths)} file(s), chained without a break{checked}")
+    open_ = incomplete(_events(paths))
+    if open_:
+        print(f"{len(open_)} request(s) written ahead without a completion: forwarded (or about to be) when the "
+              "gateway stopped; `kubegate audit search --incomplete` lists them")
     return 0
+
+
+def incomplete(found: Iterator[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The RequestReceived records (written ahead of a change) whose request has no later event:
+    the gateway stopped between forwarding it and answering."""
+    waiting: dict[str, dict[str, Any]] = {}
+    for e in found:
+        audit_id = str(e.get("auditID", ""))
+        if e.get("stage") == "RequestReceived":
+            waiting[audit_id] = e
+        else:
+            waiting.pop(audit_id, None)
+    return list(waiting.values())
 
 
 def _check_recordings(paths: list[Path], directory: Path) -> list[str]:
@@ -105,7 +123,7 @@ def _time(text: str) -> str:
 def search(args: argparse.Namespace) -> int:
     paths = _ordered([Path(p) for p in args.files])
     found = 0
-    for e in _events(paths):
+    for e in (incomplete(_events(paths)) if args.incomplete else _events(paths)):
         ref = e.get("objectRef") or {}
         annotations = e.get("annotations") or {}
         checks = [(args.user, e.get("user", {}).get("username")), (args.verb, e.get("verb")),
@@ -199,6 +217,8 @@ def add_parser(sub: Any) -> None:
     t.set_defaults(handler=tail)
     s = acts.add_parser("search", help="events matching every filter given")
     s.add_argument("files", nargs="+")
+    s.add_argument("--incomplete", action="store_true",
+                   help="only changes written ahead that never completed (the gateway stopped meanwhile)")
     s.add_argument("--session", help="a session id: the requests made with that session's token (a webshell terminal's)")
     for flag in ("user", "verb", "resource", "namespace"):
         s.add_argument(f"--{flag}")
