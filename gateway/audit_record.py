@@ -18,11 +18,31 @@ from typing import Any, Callable
 from kubegate.audit import events, redact
 from kubegate.audit.policy import Attributes, Decision, Policy
 
+from .clusters.upstreams import CLUSTER_PREFIX
 from .context import GateContext
 from .request import bodies
+from .request.info import RequestInfo, classify
+from .request.query import Query
 
 def long_running(ctx: GateContext) -> bool:
     return ctx.info is not None and ctx.info.long_running
+
+
+def info_of(ctx: GateContext) -> RequestInfo | None:
+    """What the request is, as classify read it; for a request refused before that (a 401, a bad
+    header), read for the record alone, nothing acted on: the verb and object kube-apiserver would
+    record. None when even that cannot be read (a path or query Go would refuse)."""
+    if ctx.info is not None:
+        return ctx.info
+    if ctx.record_info is None:
+        path = ctx.path or ctx.request.raw_path
+        if not ctx.path and path.startswith(CLUSTER_PREFIX):  # not routed yet: /clusters/<name>/...
+            path = "/" + path[len(CLUSTER_PREFIX):].partition("/")[2]
+        try:
+            ctx.record_info = classify(ctx.request.method, path, Query.parse(ctx.request.query))
+        except Exception:  # noqa: BLE001 - only the record is at stake, and it is written without
+            return None
+    return ctx.record_info
 
 
 @dataclass
@@ -35,7 +55,7 @@ class Recorder:
 
     def decide(self, ctx: GateContext) -> Decision:
         if not isinstance(ctx.audit_decision, Decision):
-            info, identity = ctx.info, ctx.identity
+            info, identity = info_of(ctx), ctx.identity
             ctx.audit_decision = self.policy.decide(Attributes(
                 user=identity.user if identity else "system:anonymous",
                 groups=identity.upstream_groups() if identity else ("system:unauthenticated",),
@@ -61,8 +81,8 @@ class Recorder:
         if obj is None:
             return None
         decision = self.decide(ctx)
-        resource = ctx.info.resource if ctx.info else ""
-        obj = redact.redact(obj, resource=resource, fields=self.redact_fields)
+        info = info_of(ctx)
+        obj = redact.redact(obj, resource=info.resource if info else "", fields=self.redact_fields)
         if decision.omit_managed_fields:
             obj = redact.without_managed_fields(obj)
         obj, marker = redact.bounded(obj, self.max_object_bytes)
@@ -96,7 +116,7 @@ class Recorder:
         decision = self.decide(ctx)
         if decision.level == "None" or (stage in decision.omit_stages and not ahead):
             return None
-        info = ctx.info
+        info = info_of(ctx)
         annotations = {"kubegate.io/decision": ctx.decision, **self.revisions(), **ctx.annotations}
         if ctx.denial is not None:
             annotations["kubegate.io/stage"] = ctx.denial.stage

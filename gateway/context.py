@@ -71,6 +71,9 @@ class GateContext:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     # Audit: the policy's decision for this request, the stages written, a captured response body.
     audit_decision: Any = None
+    # The request read for its audit record only, when it was refused before classify read it (a
+    # 401, a refused header): kube-apiserver records the verb and object of those too.
+    record_info: RequestInfo | None = None
     audited_stages: set[str] = field(default_factory=set)
     response_body: bytearray | None = None
     response_truncated: bool = False

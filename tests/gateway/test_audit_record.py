@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
+import sys
 import urllib.request
 import uuid
 from pathlib import Path
@@ -242,3 +244,36 @@ def test_large_objects_are_left_out_with_a_marker(gw: GatewayHandle) -> None:
     (event,) = events_of(gw, resp)
     assert "requestObject" not in event
     assert "left out" in event["annotations"]["kubegate.io/request-object"]
+
+
+@pytest.mark.parametrize(("method", "path", "verb", "ref"), [
+    pytest.param("GET", "/api/v1/namespaces/default/secrets", "list",
+                 {"resource": "secrets", "namespace": "default", "apiVersion": "v1"}, id="list-secrets"),
+    pytest.param("GET", "/api/v1/namespaces/default/secrets?watch=1", "watch",
+                 {"resource": "secrets", "namespace": "default", "apiVersion": "v1"}, id="watch"),
+    pytest.param("DELETE", "/apis/apps/v1/namespaces/shop/deployments/web", "delete",
+                 {"resource": "deployments", "namespace": "shop", "name": "web", "apiGroup": "apps", "apiVersion": "v1"},
+                 id="delete"),
+    pytest.param("GET", "/clusters/emu/api/v1/namespaces/kube-system/secrets/token", "get",
+                 {"resource": "secrets", "namespace": "kube-system", "name": "token", "apiVersion": "v1"},
+                 id="cluster-prefix"),
+])
+def test_an_unauthenticated_request_is_recorded_with_its_verb_and_object(
+        gw: GatewayHandle, method: str, path: str, verb: str, ref: dict[str, str]) -> None:
+    """As kube-apiserver records failed authentication: what was asked, so anonymous probing shows up
+    in `kubegate audit search --verb list --resource secrets`."""
+    answer = send(gw.port, gw.ca_file, method, path)
+    assert answer.status == 401
+    (event,) = events_of(gw, answer)
+    assert event["verb"] == verb and event["objectRef"] == ref
+    assert event["responseStatus"]["code"] == 401 and event["user"]["username"] == "system:anonymous"
+    found = subprocess.run([sys.executable, "-m", "kubegate", "audit", "search", str(gw.settings.audit_path),
+                            "--verb", verb, "--resource", ref["resource"], "-o", "json"],
+                           capture_output=True, text=True, timeout=60)
+    assert event["auditID"] in found.stdout
+
+
+def test_a_request_that_cannot_be_read_is_still_recorded(gw: GatewayHandle) -> None:
+    answer = send(gw.port, gw.ca_file, "GET", "/api/v1/namespaces/default/pods?labelSelector=%zz")
+    (event,) = events_of(gw, answer)
+    assert event["verb"] == "get" and "objectRef" not in event and event["responseStatus"]["code"] == answer.status
