@@ -46,7 +46,7 @@ def timestamp(epoch: float) -> str:
 
 # What happened to one of kubegate's own objects, as the API verb that did it.
 STEP_VERBS = {"requested": "create", "approved": "update", "denied": "update", "expired": "update",
-              "used": "update", "tripped": "create", "reset": "delete",
+              "used": "update", "withdrawn": "update", "tripped": "create", "reset": "delete",
               "login": "create", "logout": "delete", "ended": "delete", "terminal-started": "create",
               "terminal-ended": "update", "refused": "create", "command": "create", "finished": "update",
               "approval-requested": "create", "watched": "get"}

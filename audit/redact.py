@@ -1,10 +1,15 @@
 """What never reaches an audit sink: secret values, tokens, credentials in query strings.
 
-Applied to every request and response object and every request URI before an event is written:
-- Secrets (by kind, or any body sent to the `secrets` resource, patches included): the values of
-  `data` and `stringData` (keys stay, so an auditor sees what changed) and the
-  `kubectl.kubernetes.io/last-applied-configuration` annotation, which repeats them;
-- TokenRequests: `status.token`; anything under a key named in SECRET_KEYS (`token`, `password`…);
+Applied to every request and response object and every request URI before an event is written,
+and to what approval tickets keep:
+- Every body of a request on the `secrets` resource, by resource, not by shape: whatever it is
+  (an object, a list, a JSON patch, a merge, strategic-merge or apply patch, a Table), only its
+  structure stays — apiVersion, kind, type, the object's name, namespace, labels and owners, the
+  keys of `data`/`stringData` and of the annotations, a JSON patch's `op` and `path` — and every
+  value becomes REDACTED (the `last-applied-configuration` annotation, which repeats the Secret,
+  included); managedFields go. Objects of kind Secret elsewhere get the same;
+- TokenRequests (`serviceaccounts/token`, by resource or kind): `status.token`; anything under a key
+  named in SECRET_KEYS (`token`, `password`…);
 - configured fields (`audit.redact_fields`, dotted paths such as `spec.template.spec.env`);
 - query parameters that carry credentials (`access_token`, `token`, `id_token`…).
 Objects larger than the configured size are left out of the event, with a marker saying so.
@@ -28,30 +33,42 @@ def _redact_values(mapping: Any) -> Any:
     return {k: REDACTED for k in mapping} if isinstance(mapping, dict) else REDACTED
 
 
-def _secret(obj: dict[str, Any]) -> dict[str, Any]:
-    out = dict(obj)
-    for key in ("data", "stringData"):
-        if key in out:
-            out[key] = _redact_values(out[key])
-    meta = out.get("metadata")
-    if isinstance(meta, dict) and isinstance(meta.get("annotations"), dict) and LAST_APPLIED in meta["annotations"]:
-        out["metadata"] = {**meta, "annotations": {**meta["annotations"], LAST_APPLIED: REDACTED}}
+# What stays of a Secret's body: its structure, never a value that could be (or repeat) its data.
+_KEPT = frozenset({"apiVersion", "kind", "type", "immutable", "op", "path", "from"})
+_KEPT_METADATA = frozenset({"name", "namespace", "generateName", "uid", "resourceVersion", "generation",
+                            "creationTimestamp", "deletionTimestamp", "labels", "ownerReferences", "finalizers"})
+
+
+def secret_skeleton(value: Any) -> Any:
+    """A Secret's body (any shape) with every value REDACTED but its structure (see above)."""
+    if isinstance(value, list):
+        return [secret_skeleton(v) for v in value]
+    if not isinstance(value, dict):
+        return None if value is None else REDACTED
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key in _KEPT and isinstance(item, (str, bool)):
+            out[key] = item
+        elif key == "metadata" and isinstance(item, dict):
+            out[key] = {k: (v if k in _KEPT_METADATA else _redact_values(v)) for k, v in item.items()
+                        if k != "managedFields"}
+        elif key in ("data", "stringData") and isinstance(item, dict):
+            out[key] = _redact_values(item)
+        else:
+            out[key] = secret_skeleton(item)
     return out
 
 
-def _walk(value: Any, secret_resource: bool) -> Any:
+def _walk(value: Any) -> Any:
     if isinstance(value, list):
-        return [_walk(v, secret_resource) for v in value]
+        return [_walk(v) for v in value]
     if not isinstance(value, dict):
         return value
-    if value.get("kind") == "Secret" or (secret_resource and ("data" in value or "stringData" in value)):
-        value = _secret(value)
+    if value.get("kind") == "Secret":
+        return secret_skeleton(value)
     if value.get("kind") == "TokenRequest" and isinstance(value.get("status"), dict):
         value = {**value, "status": {**value["status"], "token": REDACTED}}
-    if secret_resource and "op" in value and "value" in value:  # a JSON patch operation on a Secret
-        value = {**value, "value": REDACTED}
-    return {k: (REDACTED if k in SECRET_KEYS and isinstance(v, str) else _walk(v, secret_resource))
-            for k, v in value.items()}
+    return {k: (REDACTED if k in SECRET_KEYS and isinstance(v, str) else _walk(v)) for k, v in value.items()}
 
 
 def _drop_path(obj: Any, parts: list[str]) -> Any:
@@ -63,9 +80,19 @@ def _drop_path(obj: Any, parts: list[str]) -> Any:
     return {**obj, head: REDACTED if not rest else _drop_path(obj[head], rest)}
 
 
-def redact(obj: Any, *, resource: str = "", fields: tuple[str, ...] = ()) -> Any:
+def secret_bearing(resource: str, subresource: str = "") -> bool:
+    """Whether every body of a request on this resource is redacted whole (Secrets, TokenRequests)."""
+    return resource == "secrets" or (resource == "serviceaccounts" and subresource == "token")
+
+
+def redact(obj: Any, *, resource: str = "", subresource: str = "", fields: tuple[str, ...] = ()) -> Any:
     """A copy of `obj` with every secret value replaced (the input is not changed)."""
-    out = _walk(obj, resource == "secrets")
+    if resource == "secrets":
+        obj = secret_skeleton(obj)
+    elif resource == "serviceaccounts" and subresource == "token" and isinstance(obj, dict) \
+            and isinstance(obj.get("status"), dict):
+        obj = {**obj, "status": {**obj["status"], "token": REDACTED}}
+    out = _walk(obj)
     for path in fields:
         if isinstance(out, dict) and isinstance(out.get("items"), list):
             out = {**out, "items": [_drop_path(i, path.split(".")) for i in out["items"]]}

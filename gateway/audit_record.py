@@ -82,7 +82,8 @@ class Recorder:
             return None
         decision = self.decide(ctx)
         info = info_of(ctx)
-        obj = redact.redact(obj, resource=info.resource if info else "", fields=self.redact_fields)
+        obj = redact.redact(obj, resource=info.resource if info else "", subresource=info.subresource if info else "",
+                            fields=self.redact_fields)
         if decision.omit_managed_fields:
             obj = redact.without_managed_fields(obj)
         obj, marker = redact.bounded(obj, self.max_object_bytes)

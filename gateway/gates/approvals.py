@@ -25,6 +25,8 @@ from typing import Any, Awaitable, Callable, Literal
 from ..authz.authorizer import PolicyHolder
 from ..identity.identity import Identity
 from ..request.info import RequestInfo
+from kubegate.audit import redact
+
 from ..state.store import StateStore
 
 KIND = "approvals"
@@ -161,17 +163,23 @@ class ApprovalService:
             raise ApprovalError(404, f"no approval ticket {ticket_id!r} of yours")
         if ticket.status != "pending":
             raise ApprovalError(409, f"ticket {ticket_id} is already {ticket.status}")
-        withdrawn = replace(ticket, status="withdrawn", decided_by=requester.user)
+        withdrawn = settled(replace(ticket, status="withdrawn", decided_by=requester.user))
         if not await self.store.swap(KIND, ticket_id, raw, _dump(withdrawn)):
             raise ApprovalError(409, f"ticket {ticket_id} was decided meanwhile")
         self.audit("withdrawn", withdrawn, requester.user)
         return withdrawn
 
     async def purge(self) -> int:
-        """Forget tickets past their lifetime plus RETENTION_SECONDS (the audit log keeps their story)."""
+        """Lapse pending tickets past their lifetime (status expired, the body no longer kept);
+        forget tickets past their lifetime plus RETENTION_SECONDS (the audit log keeps their story)."""
         now, gone = self.clock(), 0
         for ticket_id, raw in (await self.store.items(KIND)).items():
             ticket = _load(raw)
+            if ticket.status == "pending" and not ticket.live(now):
+                lapsed = settled(replace(ticket, status="expired"))
+                if await self.store.swap(KIND, ticket_id, raw, _dump(lapsed)):
+                    self.audit("expired", lapsed, "kubegate")
+                    raw, ticket = _dump(lapsed), lapsed
             if now >= ticket.expires_at + RETENTION_SECONDS and await self.store.swap(KIND, ticket_id, raw, None):
                 gone += 1
                 index = await self.store.get(INDEX, ticket.fingerprint)
@@ -212,11 +220,30 @@ class ApprovalService:
             raise ApprovalError(409, f"ticket {ticket_id} is already {ticket.status}")
         if not ticket.live(self.clock()):
             raise ApprovalError(409, f"ticket {ticket_id} has expired; the requester's retry opens a new one")
-        decided = replace(ticket, status="approved" if approve else "denied", decided_by=approver.user)
+        decided = settled(replace(ticket, status="approved" if approve else "denied", decided_by=approver.user))
         if not await self.store.swap(KIND, ticket_id, raw, _dump(decided)):
             raise ApprovalError(409, f"ticket {ticket_id} was decided by someone else meanwhile")
         self.audit(decided.status, decided, approver.user)
         return decided
+
+
+def redacted_changes(changes: list[dict[str, Any]], resource: str, subresource: str = "") -> list[dict[str, Any]]:
+    """What a patch changes, as an approver may read it: the values redacted as the body is (a
+    Secret's: only the paths)."""
+    if redact.secret_bearing(resource, subresource):
+        return [{"path": c["path"], "old": redact.REDACTED, "new": redact.REDACTED} for c in changes]
+    return [{"path": c["path"], "old": redact.redact(c.get("old")), "new": redact.redact(c.get("new"))}
+            for c in changes]
+
+
+def settled(ticket: Ticket) -> Ticket:
+    """What the store keeps of a ticket once decided, withdrawn or lapsed: the request line and the
+    paths it changes; the body is no longer needed by anyone (its SHA-256 still binds the ticket)."""
+    if not ticket.body_preview and all(set(c) == {"path"} for c in ticket.changes):
+        return ticket
+    return replace(ticket, body_preview=f"(not kept once the ticket is {ticket.status}; sha256 {ticket.body_digest} "
+                                        "bound it)" if ticket.body_preview else "",
+                   changes=[{"path": c["path"]} for c in ticket.changes])
 
 
 def ticket_json(t: Ticket) -> dict[str, object]:
@@ -228,12 +255,17 @@ def ticket_json(t: Ticket) -> dict[str, object]:
                         "body": t.body_preview, "changes": t.changes}}
 
 
-def preview(body: bytes, decoded: Any) -> str:
-    """A body as an approver reads it: its decoded form as indented JSON, else its text, cut."""
+def preview(body: bytes, decoded: Any, resource: str = "", subresource: str = "") -> str:
+    """A body as an approver reads it: its decoded form, redacted as the audit log redacts it (a
+    Secret's values never: by resource, whatever the body's shape), as indented JSON; else its
+    text; cut."""
     if decoded is not None:
-        text = json.dumps(decoded, indent=2, sort_keys=True, default=str)
+        text = json.dumps(redact.redact(decoded, resource=resource, subresource=subresource), indent=2,
+                          sort_keys=True, default=str)
     elif not body:
         return ""
+    elif redact.secret_bearing(resource, subresource):
+        return f"(a body that cannot be read, on {resource}: not shown; sha256 {hashlib.sha256(body).hexdigest()} binds it)"
     else:
         text = body.decode("utf-8", errors="replace")
     if len(text) > PREVIEW_BYTES:

@@ -24,7 +24,7 @@ import aiohttp
 
 from ..request import bodies, patches
 from . import lookups
-from .approvals import ApprovalError, ApprovalService, Request, preview, ticket_json
+from .approvals import ApprovalError, ApprovalService, Request, preview, redacted_changes, ticket_json
 from .change_policy import ChangePolicy, FreezeWindow, Rule, Webhook
 from ..context import GateContext
 from ..errors import Answer, Denial
@@ -388,11 +388,14 @@ class ApprovalGate:
         """The canonical request the ticket binds, with what the approver needs to read it."""
         body = _body(ctx)
         result = await judged(ctx, self.client)
+        info = ctx.info
+        resource, subresource = (info.resource, info.subresource) if info else ("", "")
         changes = (patches.changes(ctx.patched_live or {}, result.obj)
                    if body.kind in patches.PATCH_KINDS and result.readable else [])
         return Request(ctx.request.method, ctx.path, ctx.query.encode(), ctx.request.headers.get("Content-Type", ""),
-                       ctx.request.body, preview(ctx.request.body, body.data if body.data is not None else body.obj),
-                       changes)
+                       ctx.request.body, preview(ctx.request.body, body.data if body.data is not None else body.obj,
+                                                 resource, subresource),
+                       redacted_changes(changes, resource, subresource))
 
     async def __call__(self, ctx: GateContext) -> None:
         if not ctx.approval_reasons:

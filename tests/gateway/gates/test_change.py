@@ -522,9 +522,13 @@ def test_an_approved_body_admits_no_other_body_or_content_type(env: Env) -> None
     ns = env.namespace("wh-approve-body")
     path = f"/api/v1/namespaces/{ns}/configmaps"
     body = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}})
-    ticket = _approve_ticket_of(env, _raw(env, "POST", path, body=body.encode()))
+    refused = _raw(env, "POST", path, body=body.encode())
+    pending = env.approvals("sam", "approvals", "show", ticket_of(json.loads(refused.body)["message"]),
+                            groups=("kubegate:sre",)).stdout
+    assert '"k": "v"' in pending  # the approver reads the body, not only its digest
+    ticket = _approve_ticket_of(env, refused)
     shown = env.approvals("sam", "approvals", "show", ticket, groups=("kubegate:sre",)).stdout
-    assert '"k": "v"' in shown  # the approver reads the body, not only its digest
+    assert '"k": "v"' not in shown and "not kept once the ticket is approved" in shown  # decided: the body goes
     other = body.replace('"v"', '"w"').encode()
     resp = _raw(env, "POST", path, body=other)
     assert resp.status == 403 and ticket_of(json.loads(resp.body)["message"]) != ticket
