@@ -19,6 +19,15 @@ one keep-alive connection each, rounds interleaved; median latency as a ratio to
 audit off (an audit policy of level None). Rows: off; Metadata (the default: hash-chained local
 file); RequestResponse (request and response objects recorded); Metadata + audit center (the
 center unreachable, so every event also goes to the disk spool).
+
+    .venv/bin/python bench/audit.py --write-ahead [--requests 1000] [--rounds 5]
+
+What a change's write-ahead record costs (docs/audit.md#write-ahead): one kubegate per
+`audit.sync` mode, sequential PATCHes (a label, alternating, so each changes the object) over one
+keep-alive connection; median latency as a ratio to the same PATCH with audit off (no record at
+all, written ahead or not), with the write-ahead record's own share printed beside it: the rows'
+difference from "Metadata, no write-ahead" — kubegate before write-ahead, kept as a hidden
+setting for this measurement alone.
 """
 
 from __future__ import annotations
@@ -101,15 +110,86 @@ def end_to_end(requests: int, rounds: int) -> int:
         stack.stop()
 
 
+class Patcher:
+    """PATCHes of one ConfigMap over one keep-alive HTTPS connection, timed."""
+
+    def __init__(self, port: int, ca: Path, token: str) -> None:
+        self.token, self.flip = token, 0
+        self.conn = http.client.HTTPSConnection("127.0.0.1", port, context=ssl.create_default_context(cafile=str(ca)))
+
+    def patch(self) -> float:
+        import time
+
+        self.flip ^= 1
+        body = json.dumps({"metadata": {"labels": {"bench": str(self.flip)}}})
+        start = time.perf_counter()
+        self.conn.request("PATCH", "/api/v1/namespaces/default/configmaps/bench", body=body,
+                          headers={"Authorization": f"Bearer {self.token}",
+                                   "Content-Type": "application/merge-patch+json"})
+        resp = self.conn.getresponse()
+        data = resp.read()
+        elapsed = time.perf_counter() - start
+        if resp.status != 200:
+            raise SystemExit(f"PATCH: {resp.status} {data[:300]!r}")
+        return elapsed
+
+
+def write_ahead(requests: int, rounds: int) -> int:
+    work = Path(tempfile.mkdtemp(prefix="kubegate-bench-write-ahead-"))
+    stack = Stack(work)
+    try:
+        stack.start_emulator()
+        emu = http.client.HTTPSConnection("127.0.0.1", int(stack.upstream_url.rsplit(":", 1)[1]),
+                                          context=ssl.create_default_context(cafile=str(stack.upstream_ca)))
+        emu.request("POST", "/api/v1/namespaces/default/configmaps",
+                    body=json.dumps({"metadata": {"name": "bench"}, "data": {"k": "v"}}),
+                    headers={"Authorization": f"Bearer {stack.admin_token}", "Content-Type": "application/json"})
+        assert emu.getresponse().status == 201
+        off = work / "policy-None.yaml"
+        off.write_text(yaml.safe_dump({"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": [{"level": "None"}]}))
+        variants = {"audit off": ({"policy_file": str(off)}, {}),
+                    "Metadata, no write-ahead": ({}, {"KUBEGATE_BENCH_NO_WRITE_AHEAD": "1"}),
+                    "write-ahead, sync none": ({"sync": "none"}, {}),
+                    "write-ahead, sync batch": ({"sync": "batch"}, {}),
+                    "write-ahead, sync always": ({"sync": "always"}, {})}
+        targets = []
+        for n, (name, (audit, env)) in enumerate(variants.items()):
+            port = stack.start_gateway(f"gw{n}", audit=audit, env=env)
+            targets.append((name, Patcher(port, stack.gateway_ca, stack.token("bench", ["kubegate:cluster-admins"]))))
+        for _, client in targets:
+            for _ in range(100):
+                client.patch()
+        samples: dict[str, list[float]] = {name: [] for name, _ in targets}
+        for _ in range(rounds):
+            for name, client in targets:
+                samples[name] += [client.patch() for _ in range(max(1, requests // rounds))]
+        base = statistics.median(samples["audit off"])
+        before = statistics.median(samples["Metadata, no write-ahead"])
+        print(f"{'audit setting':26} {'median ms':>10} {'p99 ms':>8} {'x off':>7} {'x before':>9} {'write-ahead ms':>15}")
+        for name, values in samples.items():
+            values.sort()
+            med = statistics.median(values)
+            print(f"{name:26} {med * 1e3:10.3f} {values[int(len(values) * .99)] * 1e3:8.3f} {med / base:7.2f} "
+                  f"{med / before:9.2f} {(med - before) * 1e3:15.3f}")
+        print(f"\n{len(samples['audit off'])} PATCHes per setting in {rounds} interleaved rounds; the audit log on "
+              f"{work} (TMPDIR chooses the filesystem: fdatasync costs what its disk costs)")
+        return 0
+    finally:
+        stack.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=1.5)
     parser.add_argument("--e2e", action="store_true", help="whole gateways, audit off/on, over HTTPS")
+    parser.add_argument("--write-ahead", action="store_true", help="PATCH latency per audit.sync mode")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     if args.e2e:
         return end_to_end(args.requests, args.rounds)
+    if args.write_ahead:
+        return write_ahead(args.requests, args.rounds)
     with tempfile.TemporaryDirectory() as tmp:
         plain = open(Path(tmp) / "plain.jsonl", "a", encoding="utf-8")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import os
 import subprocess
 import sys
 import time
@@ -30,10 +31,11 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def spawn(args: list[str], marker: str, log: Path) -> tuple[subprocess.Popen[str], str]:
-    """Start a process and wait for the stdout line that starts with `marker`."""
+def spawn(args: list[str], marker: str, log: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
+    """Start a process (with ENV added to ours) and wait for the stdout line that starts with `marker`."""
     with open(log, "wb") as err:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True)
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True,
+                                env={**os.environ, **env} if env else None)
     assert proc.stdout is not None
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -66,7 +68,7 @@ class Stack:
         self.upstream_ca = self.work / "emu" / "ca.crt"
         self.admin_token = yaml.safe_load((self.work / "emu" / "kubeconfig").read_text())["users"][0]["user"]["token"]
 
-    def start_gateway(self, name: str = "gw", workers: int = 1, **extra: Any) -> int:
+    def start_gateway(self, name: str = "gw", workers: int = 1, env: dict[str, str] | None = None, **extra: Any) -> int:
         """kubegate with the starter policies, every gate on; only the per-user QPS limit is lifted,
         since a benchmark is one user calling as fast as it can. `workers`: `serve --workers N` (N > 1
         needs a Redis store in `extra`). `extra`: more config keys. Its port."""
@@ -85,7 +87,7 @@ class Stack:
             "clusters": [{"name": "bench", "server": self.upstream_url, "ca_file": str(self.upstream_ca),
                           "token": self.admin_token}]}))
         gw, line = spawn([sys.executable, "-m", "kubegate", "serve", "-c", str(config), "--log-level", "warning",
-                          "--workers", str(workers)], "kubegate serving on", self.work / f"{name}.log")
+                          "--workers", str(workers)], "kubegate serving on", self.work / f"{name}.log", env)
         self.procs.append(gw)
         self.gateway_port = int(line.split("https://127.0.0.1:")[1].split(",")[0])
         self.gateway_pid = gw.pid

@@ -176,10 +176,11 @@ class Audit:
     """Where exec/attach sessions are recorded (asciicast v2; what is typed too). Default: state_dir/recordings."""
     record_sessions: bool = True
     """Record every exec/attach session over WebSocket."""
-    sync: str = "batch"
-    """How far each write to the log goes before kubegate goes on: `none` (the file: survives the process),
-    `batch` (also fdatasync once per batch of completions), `always` (fdatasync after every write, each
-    write-ahead record too: survives the machine before a change is forwarded). docs/audit.md#write-ahead."""
+    sync: str = "none"
+    """How far each write to the log goes before kubegate goes on: `none` (the file: survives the process, as
+    kube-apiserver's log backend), `batch` (also fdatasync once per batch of completions), `always` (fdatasync
+    after every write, each write-ahead record too: survives the machine before a change is forwarded).
+    docs/audit.md#write-ahead has what each costs."""
 
 
 @dataclass
