@@ -19,6 +19,9 @@ from .clusters.upstreams import Upstream
 METADATA_KEY = "kubegate"
 
 
+OWN_API = "/kubegate"  # kubegate's own API lives under it, on every path: answered here, never forwarded
+
+
 @dataclass
 class RequestView:
     """What the stages see of an HTTP request, independent of the proxy engine."""
@@ -33,6 +36,14 @@ class RequestView:
     @property
     def user_agent(self) -> str:
         return self.headers.get("User-Agent", "")
+
+    @property
+    def own_path(self) -> str:
+        """The path as kubegate's own API reads it: under /kubegate/, without trailing slashes (one
+        rule for every call: `/kubegate/v1/freeze/` is `/kubegate/v1/freeze`); other paths as received."""
+        if self.raw_path == OWN_API or self.raw_path.startswith(OWN_API + "/"):
+            return self.raw_path.rstrip("/") or OWN_API
+        return self.raw_path
 
 
 @dataclass

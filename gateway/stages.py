@@ -19,7 +19,7 @@ from .identity.sessions import SessionError, SessionService
 from .authz import reviews
 from .authz.authorizer import PolicyHolder, describe_refusal
 from .clusters.client import UpstreamClient, UpstreamError
-from .context import GateContext
+from .context import OWN_API, GateContext
 from .errors import Answer, Denial
 from .request import bodies, deleteoptions
 from .request.info import RequestInfo, classify
@@ -37,7 +37,8 @@ class Stage(Protocol):
 
 
 class Ingress:
-    """No request is served while its audit event could not be written."""
+    """No request is served while its audit event could not be written; none whose header block a
+    proxy must not pass on (RFC 9112 §5.2: a header folded over lines, obs-fold, is refused)."""
 
     name = "ingress"
 
@@ -48,6 +49,14 @@ class Ingress:
         if not self.audit_ready():
             raise Denial(503, "kubegate: the audit log cannot be written, so no request is served "
                               "until it can; tell the gateway's operators", "ServiceUnavailable", retry_after=5)
+        # The HTTP/1 parser keeps a folded header's continuation lines in its value (CR LF, then
+        # the line): passed on, the cluster would read them as it chooses. Refused here, whoever sent it.
+        folded = sorted({name.lower() for name, value in ctx.request.headers.items()
+                         if "\r" in value or "\n" in value})
+        if folded:
+            raise Denial(400, f"kubegate: header {', '.join(folded)} is folded over several lines (obs-fold), which "
+                              "HTTP/1.1 deprecates and a proxy must not pass on; send each header on one line. "
+                              "Nothing was forwarded", "BadRequest")
 
 
 class NoImpersonation:
@@ -108,7 +117,7 @@ MAX_API_BODY = 64 * 1024  # kubegate's own API takes small JSON documents
 
 def api_parts(ctx: GateContext, prefix: str) -> list[str] | None:
     """The path segments after PREFIX of one of kubegate's own APIs, or None for another path."""
-    path = ctx.request.raw_path
+    path = ctx.request.own_path
     if not (path == prefix or path.startswith(prefix + "/")):
         return None
     assert ctx.identity is not None  # kubegate's APIs run after authentication
@@ -129,7 +138,7 @@ class AccessApi:
         if parts is None:
             return
         assert ctx.identity is not None
-        path, method = ctx.request.raw_path, ctx.request.method
+        path, method = ctx.request.own_path, ctx.request.method
         try:
             if not parts and method == "GET":
                 visible = [a for a in await self.access.all() if self.access.may_see(ctx.identity, a)]
@@ -177,7 +186,7 @@ class SessionsApi:
         if parts is None:
             return
         assert ctx.identity is not None
-        path, method = ctx.request.raw_path, ctx.request.method
+        path, method = ctx.request.own_path, ctx.request.method
         try:
             if not parts and method == "POST":
                 try:
@@ -218,6 +227,20 @@ class Commit:
     async def __call__(self, ctx: GateContext) -> None:
         for commit in ctx.commits:
             await commit()
+
+
+class OwnApiEnd:
+    """What is under /kubegate/ and none of kubegate's APIs answered is no API at all: 404 here, never
+    forwarded (a cluster has no /kubegate, and a mistyped call must not reach one)."""
+
+    name = "own-api"
+
+    async def __call__(self, ctx: GateContext) -> None:
+        path = ctx.request.own_path
+        if path == OWN_API or path.startswith(OWN_API + "/"):
+            raise Denial(404, f"kubegate: no such kubegate API call: {ctx.request.method} {path} (kubegate's API: "
+                              "/kubegate/v1/sessions, accessrequests, approvals, breakers, freeze); nothing was "
+                              "forwarded", "NotFound")
 
 
 class Route:
@@ -397,6 +420,7 @@ def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, ups
         AccessApi(access),            # /kubegate/v1/accessrequests: answered here, never forwarded
         gates.breaker_api,            # /kubegate/v1/breakers: list and reset circuit breakers
         gates.approval_api,           # /kubegate/v1/approvals, /kubegate/v1/freeze
+        OwnApiEnd(),                  # anything else under /kubegate/: 404, never forwarded
         Route(upstreams),             # /clusters/<name>/ → cluster, or 404
         Classify(),                   # method + path + query → RequestInfo, or 400
         *([admission] if admission else []),  # a seat in the user's fair turn (overload protection), or 429

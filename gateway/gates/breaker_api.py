@@ -59,7 +59,7 @@ class BreakerApi:
         return decision.allowed, decision.reason
 
     async def __call__(self, ctx: GateContext) -> None:
-        path = ctx.request.raw_path
+        path = ctx.request.own_path
         if not (path == self.PREFIX or path.startswith(self.PREFIX + "/")):
             return
         assert ctx.identity is not None

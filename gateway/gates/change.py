@@ -442,7 +442,7 @@ class ApprovalApi:
         self.approvals, self.policy, self.clock = approvals, policy, clock
 
     async def __call__(self, ctx: GateContext) -> None:
-        path, method = ctx.request.raw_path, ctx.request.method
+        path, method = ctx.request.own_path, ctx.request.method
         if path == self.FREEZE and method == "GET":
             raise Answer(200, "", body={"kind": "FreezeStatus", "now": self.clock(),
                                         "windows": freeze_status(self.policy().freeze, self.clock())})

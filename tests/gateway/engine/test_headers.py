@@ -107,3 +107,20 @@ def test_a_request_with_trailers_is_400_and_the_gateway_serves_on(isolated: Isol
         assert time.monotonic() < deadline, "the refused request was not audited"
         time.sleep(0.05)
     assert isolated.send("GET", PODS, token=token).status == 200
+
+
+@pytest.mark.parametrize("fold", [" ", "\t", "  \t "])
+@pytest.mark.parametrize("header", ["X-Note", "Content-Type", "Authorization"])
+def test_a_folded_header_is_400_and_nothing_is_forwarded(isolated: Isolated, fold: str, header: str) -> None:
+    """RFC 9112 §5.2: a proxy refuses obs-fold (or unfolds it); kubegate refuses it, raw, before any stage acts."""
+    token = isolated.gw.token("ada", ["kubegate:cluster-admins"])
+    lines = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", "X-Note": "a"}
+    folded = "\r\n".join(f"{name}: {value}" + (f"\r\n{fold}continued" if name == header else "")
+                         for name, value in lines.items())
+    body = b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"folded"}}'
+    request = (f"POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{folded}\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    answer = _raw(isolated, request)
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"obs-fold" in answer, answer[:300]
+    assert isolated.upstream.requests == []
+    assert isolated.send("GET", PODS, token=token).status == 200  # the gateway serves on
