@@ -221,13 +221,18 @@ class Gateway:
                 review = await self.counter.create(upstream, probe, "/apis/authentication.k8s.io/v1/selfsubjectreviews",
                                                    {"apiVersion": "authentication.k8s.io/v1",
                                                     "kind": "SelfSubjectReview"}, "readiness-probe")
-                seen = ((review.get("status") or {}).get("userInfo") or {}).get("username") \
-                    if isinstance(review, dict) else None
-                ok, why = seen == probe.user, "" if seen == probe.user else \
-                    f"the cluster sees the gateway as {seen!r}, not as the user it impersonates"
+                seen = _reviewed_username(review)
+                if seen is None:
+                    ok, why = False, (f"the cluster's SelfSubjectReview answer has no status.userInfo.username: "
+                                      f"{json.dumps(review, default=str)[:200]}")
+                else:
+                    ok, why = seen == probe.user, "" if seen == probe.user else \
+                        f"the cluster sees the gateway as {seen!r}, not as the user it impersonates"
             except UpstreamError as e:
                 ok = False
                 why = ("the gateway's credential was refused" if e.status in (401, 403) else e.message)[:300]
+            except Exception as e:  # noqa: BLE001 - any answer the probe did not expect is the cluster's problem
+                ok, why = False, f"the cluster's answer to the readiness probe cannot be read: {type(e).__name__}: {e}"[:300]
             self.metrics.cluster_reachable.labels(upstream.name).set(1 if ok else 0)
             if ok != self.cluster_health.get(upstream.name) and not ok:
                 log.error("cluster %s does not answer the gateway: %s", upstream.name, why)
@@ -429,6 +434,14 @@ class Gateway:
             await self.drain(self.settings.listen.drain_seconds)
         finally:
             await self.stop()
+
+
+def _reviewed_username(review: Any) -> str | None:
+    """status.userInfo.username of a SelfSubjectReview answer, or None where the answer has none."""
+    status = review.get("status") if isinstance(review, dict) else None
+    info = status.get("userInfo") if isinstance(status, dict) else None
+    name = info.get("username") if isinstance(info, dict) else None
+    return name if isinstance(name, str) else None
 
 
 # Test-only: terminals run any kubectl arguments, so the containment tests show the sandbox holds alone.
