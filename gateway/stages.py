@@ -197,7 +197,7 @@ class SessionsApi:
                 _, _, bearer = ctx.request.headers.get("Authorization", "").partition(" ")
                 expires = float(jwt.decode(bearer.strip(), options={"verify_signature": False}).get("exp") or 0)
                 try:
-                    session = self.sessions.mint(ctx.identity, expires, ttl)
+                    session = await self.sessions.mint(ctx.identity, expires, ttl)
                 except ValueError as e:
                     raise SessionError(400, str(e)) from e
                 ctx.annotations["kubegate.io/session-started"] = str(session["id"])

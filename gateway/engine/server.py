@@ -262,6 +262,7 @@ class Gateway:
                 if ticks % PURGE_EVERY_TICKS == 0:
                     await self.access.purge()
                     await self.approvals.purge()
+                    await self.sessions.purge()
             except StoreUnavailable as e:
                 log.warning("cannot expire access grants or purge old records now: %s", e)
 

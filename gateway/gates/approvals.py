@@ -27,7 +27,7 @@ from ..identity.identity import Identity
 from ..request.info import RequestInfo
 from kubegate.audit import redact
 
-from ..state.store import StateStore
+from ..state.store import StateStore, room_for
 
 KIND = "approvals"
 INDEX = "approvals-by-request"  # fingerprint -> ids of the tickets for that request
@@ -144,6 +144,7 @@ class ApprovalService:
                 pending = ticket
         if pending is not None:
             return None, pending
+        await room_for(self.store, KIND, "approval tickets")
         ticket = Ticket(secrets.token_hex(5), kind, identity.user, cluster, info.verb, info.object_ref, info.namespace,
                         info.name, digest, fp, reasons, now, now + TICKET_TTL_SECONDS,
                         method=request.method.upper(), path=request.path, query=request.query,

@@ -23,9 +23,13 @@ class Records(Protocol):
 
     async def put(self, kind: str, id: str, value: str) -> None: ...
     async def get(self, kind: str, id: str) -> str | None: ...
+    async def items(self, kind: str) -> dict[str, str]: ...
+    async def swap(self, kind: str, id: str, expected: str | None, value: str | None) -> bool: ...
+    async def count(self, kind: str) -> int: ...
 
 MAX_SECONDS = 12 * 3600
-ENDED = "sessions-ended"  # store record kind: session id -> when its tokens expire
+ENDED = "sessions-ended"  # store record kind: session id -> when its tokens expire (then purged)
+MAX_ENDED = 10_000
 
 
 class SessionError(Exception):
@@ -39,9 +43,14 @@ class SessionService:
         self.store, self.issuer, self.clock = store, issuer, clock
         self._ended: set[str] = set()  # known ended here: a positive answer never changes
 
-    def mint(self, identity: Identity, presented_expires: float, ttl_seconds: int) -> dict[str, object]:
+    async def mint(self, identity: Identity, presented_expires: float, ttl_seconds: int) -> dict[str, object]:
         if identity.session:
             raise SessionError(403, "a session token cannot start another session")
+        # Every session started may end up as a record (its logout): bounded before it starts, so a
+        # logout is never refused for room.
+        if await self.store.count(ENDED) >= MAX_ENDED:
+            raise SessionError(429, f"{MAX_ENDED} sessions ended in the last {MAX_SECONDS // 3600} hours are on "
+                                    "record, the most kept; new sessions start again as those records lapse")
         now = self.clock()
         ttl = int(min(ttl_seconds, MAX_SECONDS, presented_expires - now, self.issuer.cfg.max_ttl_seconds))
         if ttl < 60:
@@ -57,6 +66,18 @@ class SessionService:
             raise SessionError(403, "only the session's own token ends it")
         await self.store.put(ENDED, sid, str(self.clock() + MAX_SECONDS))
         self._ended.add(sid)
+
+    async def purge(self) -> int:
+        """Forget ended sessions whose tokens have expired anyway (the record's value: when)."""
+        now, gone = self.clock(), 0
+        for sid, until in (await self.store.items(ENDED)).items():
+            try:
+                lapsed = float(until) <= now
+            except ValueError:
+                lapsed = True
+            if lapsed and await self.store.swap(ENDED, sid, until, None):
+                gone += 1
+        return gone
 
     async def ended(self, sid: str) -> bool:
         if sid in self._ended:

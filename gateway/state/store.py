@@ -28,6 +28,21 @@ class StoreUnavailable(Exception):
     """The store cannot be reached or did not answer in time; gates decide what that means."""
 
 
+class StoreFull(StoreUnavailable):
+    """A kind of record is at its bound (MAX_RECORDS): nothing more of it is kept until records are
+    purged. Whatever needed the record is refused, as when the store is away."""
+
+
+MAX_RECORDS = 10_000  # of each kind any signed-in user's actions create (access requests, tickets, ended sessions)
+
+
+async def room_for(store: "StateStore", kind: str, what: str, limit: int | None = None) -> None:
+    """Raise StoreFull when KIND holds LIMIT (default MAX_RECORDS) records already (WHAT names them)."""
+    limit = MAX_RECORDS if limit is None else limit
+    if await store.count(kind) >= limit:
+        raise StoreFull(f"{limit} {what} are on record, the most kept; older ones are purged as they lapse")
+
+
 # The time (time.monotonic) by which the request being served must be done with the store. The
 # pipeline sets it once per request, so a hung store costs a request one timeout in all, not one
 # per store call.
