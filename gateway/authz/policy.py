@@ -136,6 +136,33 @@ class PolicyError(Exception):
 
 # -- matching (shared by the Casbin matcher functions and by the checks) ------------------------
 
+# What mints a credential (or reads someone else's standing): a token or certificate made through
+# the gateway works against the apiserver directly, past every gate and the audit. Break-glass only.
+CREDENTIAL_MINTING = (("serviceaccounts/token", "create"), ("certificatesigningrequests.certificates.k8s.io", "create"),
+                      ("certificatesigningrequests.certificates.k8s.io/approval", "update"),
+                      ("tokenreviews.authentication.k8s.io", "create"),
+                      ("subjectaccessreviews.authorization.k8s.io", "create"))
+BREAK_GLASS = "role:break-glass"
+
+
+def _credential_grants(allows: list["Rule"], denies: list["Rule"]) -> list[str]:
+    """Warnings for allow rules that let a subject other than break-glass mint credentials, where no
+    deny rule (everywhere, `*:*`) takes it back."""
+    out = []
+    for rule in allows:
+        if rule.subject == BREAK_GLASS:
+            continue
+        granted = [f"{verb} {obj}" for obj, verb in CREDENTIAL_MINTING
+                   if object_match(obj, rule.obj) and verb_match(verb, rule.verbs)
+                   and not any(d.scope == "*:*" and object_match(obj, d.obj) and verb_match(verb, d.verbs)
+                               and subject_in(frozenset({rule.subject}), d.subject) for d in denies)]
+        if granted:
+            out.append(f"{rule.source}: {rule.subject} may {', '.join(granted)}: that mints a credential that works "
+                       "against the apiserver directly, past every gate and the audit; grant it through "
+                       f"{BREAK_GLASS} only (docs/security.md#minting-credentials)")
+    return out
+
+
 @functools.lru_cache(maxsize=65536)  # pure, called per rule per decision on few distinct values
 def expand_verbs(pattern: str) -> frozenset[str]:
     out: set[str] = set()
@@ -390,6 +417,7 @@ def check(ps: PolicySet) -> None:
             ps.warnings.append(f"{rule.source}: {rule.subject} gets every resource from '**' but no non-resource "
                                "URL (/healthz, /metrics, /logs/...): add a rule with a '/...' object (e.g. '/*') "
                                "if that was meant")
+    ps.warnings += _credential_grants(allows, denies)
     for i, rule in enumerate(allows):
         for other in allows[:i]:
             if rule.subject == other.subject and _covers(other, rule):

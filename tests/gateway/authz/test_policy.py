@@ -65,7 +65,34 @@ def test_missing_model_is_reported(tmp_path: Path) -> None:
 
 
 def test_the_starter_policy_is_clean() -> None:
-    assert policy.load(POLICY_DIR).problems == []
+    loaded = policy.load(POLICY_DIR)
+    assert loaded.problems == [] and loaded.warnings == []
+
+
+@pytest.mark.parametrize(("rules", "warned"), [
+    pytest.param("p, role:ops, *:*, *, write, *, allow, ops-write\n",
+                 "role:ops may create certificatesigningrequests.certificates.k8s.io", id="wildcard"),
+    pytest.param("p, role:ops, *:*, */*, *, *, allow, ops-subresources\n",
+                 "role:ops may create serviceaccounts/token", id="wildcard-subresources"),
+    pytest.param("p, role:ops, *:*, serviceaccounts/token, create, *, allow, ops-tokens\n",
+                 "role:ops may create serviceaccounts/token", id="named"),
+    pytest.param("p, role:ops, *:*, certificatesigningrequests.certificates.k8s.io/approval, update, *, allow, x\n",
+                 "update certificatesigningrequests.certificates.k8s.io/approval", id="csr-approval"),
+    pytest.param("p, role:ops, *:*, *, write, *, allow, ops-write\n"
+                 "p, !role:break-glass, *:*, serviceaccounts/token, create, *, deny, no-tokens\n",
+                 "role:ops may create certificatesigningrequests", id="one-taken-back-the-others-not"),
+])
+def test_a_grant_of_credential_minting_is_a_warning(tmp_path: Path, rules: str, warned: str) -> None:
+    loaded = policy.load(policy_dir(tmp_path, rules + "g, group:ops, role:ops, *:*\n"))
+    assert any(warned in w and "past every gate and the audit" in w for w in loaded.warnings), loaded.warnings
+    if "no-tokens" in rules:
+        assert not any("serviceaccounts/token" in w for w in loaded.warnings)
+
+
+def test_break_glass_may_mint_without_a_warning(tmp_path: Path) -> None:
+    loaded = policy.load(policy_dir(tmp_path, "p, role:break-glass, *:*, **, *, *, allow, bg\n"
+                                              "g, group:ops, role:break-glass, *:*\n"))
+    assert not [w for w in loaded.warnings if "mints a credential" in w]
 
 
 def kubegate(*args: str) -> subprocess.CompletedProcess[str]:
