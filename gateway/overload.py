@@ -7,7 +7,13 @@ every seat is taken a request waits in its user's own queue (at most `queue_leng
 user), and freed seats go to the users' queues in turn (round-robin), so one user's flood waits
 behind itself, never in front of anyone else. A request that finds its user's queue full, or
 waits longer than `queue_wait_seconds`, is refused with 429 and Retry-After — shed before the event
-loop saturates, never dropped without an answer. A full long-running budget refuses at once.
+loop saturates, never dropped without an answer.
+
+Long-running requests do not queue (a seat is held for as long as the stream lasts, so a waiter
+could wait forever): a full budget refuses at once. So that one user cannot hold the budget — a
+viewer's thousand watches would leave an admin's watch a 429 — each user holds at most
+`long_running_user_share` of it, and at most `max_watches_per_user` watches and
+`max_streams_per_user` exec/attach/port-forward sessions; past any of these, 429 naming the limit.
 """
 
 from __future__ import annotations
@@ -25,12 +31,17 @@ class Overloaded(Exception):
         self.message, self.retry_after, self.reason = message, retry_after, reason  # reason: a metric label
 
 
+Kind = str  # of a long-running request: "watch", "session" (exec, attach, port-forward), "stream" (logs, proxy)
+
+
 @dataclass
 class Seat:
     """What an admitted request holds until it completes."""
 
     pool: "Admission"
     long_running: bool
+    user: str = ""
+    kind: Kind = ""
     waited: float = 0.0  # seconds in its queue
     admitted_after: int = 0  # other users' requests admitted while it waited (fairness, observable)
     _released: bool = field(default=False, repr=False)
@@ -51,8 +62,13 @@ class _Waiter:
 
 class Admission:
     def __init__(self, *, max_inflight: int, max_long_running: int, queue_length: int, queue_wait_seconds: float,
+                 long_running_user_share: float = 1.0, max_watches_per_user: int = 0, max_streams_per_user: int = 0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.max_inflight, self.max_long_running = max_inflight, max_long_running
+        # A user's most long-running seats (at least one), and per kind (0: no cap of its own).
+        self.user_long_running = max(1, int(max_long_running * long_running_user_share))
+        self.per_user_kind = {"watch": max_watches_per_user, "session": max_streams_per_user}
+        self._held: dict[str, dict[Kind, int]] = {}  # user -> kind -> long-running seats held
         self.queue_length, self.queue_wait = queue_length, queue_wait_seconds
         self.clock = clock
         self.inflight = 0
@@ -64,13 +80,25 @@ class Admission:
     def queued(self) -> int:
         return sum(len(q) for q in self._queues.values())
 
-    async def admit(self, flow: str, long_running: bool) -> Seat:
+    async def admit(self, flow: str, long_running: bool, kind: Kind = "stream") -> Seat:
         if long_running:
+            held = self._held.get(flow, {})
+            mine, of_kind, cap = sum(held.values()), held.get(kind, 0), self.per_user_kind.get(kind, 0)
+            if cap and of_kind >= cap:
+                what = "watches" if kind == "watch" else "exec, attach and port-forward sessions"
+                raise Overloaded(f"kubegate: you have {of_kind} {what} open, the most one user may "
+                                 f"(overload.max_{'watches' if kind == 'watch' else 'streams'}_per_user); close one "
+                                 "first", 5, f"user-{kind}s")
+            if mine >= self.user_long_running:
+                raise Overloaded(f"kubegate: you hold {mine} long-running requests (watches, exec, logs), your share "
+                                 f"of the gateway's {self.max_long_running} (overload.long_running_user_share); "
+                                 "close some first", 5, "user-share")
             if self.long_running >= self.max_long_running:
                 raise Overloaded(f"kubegate: {self.long_running} long-running requests (watches, exec, logs) are "
                                  "open, its limit; try again shortly", 5, "long-running")
             self.long_running += 1
-            return Seat(self, True)
+            self._held.setdefault(flow, {})[kind] = of_kind + 1
+            return Seat(self, True, user=flow, kind=kind)
         if self.inflight < self.max_inflight and not self._queues:
             self.inflight += 1
             return Seat(self, False)
@@ -95,7 +123,8 @@ class Admission:
                 self._dispatch()
             self._forget(waiter)
             raise
-        return Seat(self, False, self.clock() - waiter.since, self.admitted - waiter.admitted_before - 1)
+        return Seat(self, False, waited=self.clock() - waiter.since,
+                    admitted_after=self.admitted - waiter.admitted_before - 1)
 
     def _forget(self, waiter: _Waiter) -> None:
         queue = self._queues.get(waiter.flow)
@@ -107,6 +136,12 @@ class Admission:
     def _release(self, seat: Seat) -> None:
         if seat.long_running:
             self.long_running -= 1
+            held = self._held.get(seat.user, {})
+            held[seat.kind] = held.get(seat.kind, 1) - 1
+            if not held[seat.kind]:
+                del held[seat.kind]
+            if not held:
+                self._held.pop(seat.user, None)
             return
         self.inflight -= 1
         self._dispatch()

@@ -287,6 +287,15 @@ class Classify:
             deleteoptions.from_query(ctx.query)  # dryRun and propagationPolicy values are checked for all
 
 
+def long_running_kind(info: RequestInfo) -> str:
+    """Which per-user cap a long-running request counts against (overload.py)."""
+    if info.verb == "watch":
+        return "watch"
+    if info.subresource in ("exec", "attach", "portforward"):
+        return "session"
+    return "stream"
+
+
 class Admit:
     """Overload protection: a seat to be worked on, in the user's fair turn, or 429 (overload.py)."""
 
@@ -303,7 +312,7 @@ class Admit:
         if ctx.identity is None or ctx.info is None:
             raise Denial(500, "kubegate: admission ran before authentication and classification", "InternalError")
         try:
-            seat = await self.admission.admit(ctx.identity.user, ctx.info.long_running)
+            seat = await self.admission.admit(ctx.identity.user, ctx.info.long_running, long_running_kind(ctx.info))
         except Overloaded as e:
             if self.metrics is not None:
                 self.metrics.overload_rejected.labels(e.reason).inc()

@@ -231,6 +231,12 @@ class Overload:
     """Requests worked on at once (watches and exec/logs/proxy streams apart); past it they queue per user."""
     max_long_running: int = 2000
     """Watches and exec/attach/port-forward/log/proxy streams open at once; past it: 429 at once."""
+    long_running_user_share: float = 0.25
+    """The fraction of max_long_running one user may hold (so one user cannot take every seat); past it: 429."""
+    max_watches_per_user: int = 250
+    """Watches one user may have open at once (0: no cap of its own); past it: 429 naming the limit."""
+    max_streams_per_user: int = 20
+    """exec, attach and port-forward sessions one user may have open at once (0: no cap); past it: 429."""
     queue_length: int = 50
     """Requests one user may have waiting; past it: 429. Freed seats go to the users in turn."""
     queue_wait_seconds: float = 10.0
@@ -470,6 +476,9 @@ def validate(s: Settings) -> list[str]:
     if s.audit.sync not in ("none", "batch", "always"):
         problems.append(f"audit.sync: {s.audit.sync!r}; one of none, batch, always")
     ov = s.overload
+    if not 0 < ov.long_running_user_share <= 1 or ov.max_watches_per_user < 0 or ov.max_streams_per_user < 0:
+        problems.append("overload: long_running_user_share above 0 and at most 1; max_watches_per_user and "
+                        "max_streams_per_user at least 0")
     if ov.max_inflight < 1 or ov.max_long_running < 1 or ov.queue_length < 0 or ov.queue_wait_seconds <= 0:
         problems.append("overload: max_inflight and max_long_running at least 1, queue_length at least 0, "
                         "queue_wait_seconds positive")

@@ -139,7 +139,10 @@ class Gateway:
         self.sessions = SessionService(self.store, self.authenticator.own, clock=clock)
         o = settings.overload
         self.admission = Admission(max_inflight=o.max_inflight, max_long_running=o.max_long_running,
-                                   queue_length=o.queue_length, queue_wait_seconds=o.queue_wait_seconds)
+                                   queue_length=o.queue_length, queue_wait_seconds=o.queue_wait_seconds,
+                                   long_running_user_share=o.long_running_user_share,
+                                   max_watches_per_user=o.max_watches_per_user,
+                                   max_streams_per_user=o.max_streams_per_user)
         stages = default_stages(audit_ready=self.sink.healthy, authenticator=self.authenticator,
                                 upstreams=self.upstreams, policy=self.policy, access=self.access, gates=gates,
                                 can_i=can_i, sessions=self.sessions, admission=Admit(self.admission, self.metrics),

@@ -20,7 +20,8 @@ from tests.conftest import GatewayHandle, start_gateway
 
 
 def _admission(**kw: float) -> Admission:
-    return Admission(**{"max_inflight": 1, "max_long_running": 2, "queue_length": 10, "queue_wait_seconds": 30, **kw})
+    return Admission(**{"max_inflight": 1, "max_long_running": 2, "queue_length": 10, "queue_wait_seconds": 30,
+                        **kw})  # type: ignore[arg-type]
 
 
 def test_freed_seats_go_to_the_users_in_turn() -> None:
@@ -83,6 +84,25 @@ def test_long_running_requests_have_their_own_budget() -> None:
     asyncio.run(scenario())
 
 
+def test_one_user_cannot_hold_every_long_running_seat() -> None:
+    async def scenario() -> None:
+        pool = _admission(max_long_running=8, long_running_user_share=0.5, max_watches_per_user=0,
+                          max_streams_per_user=2)
+        viewer = [await pool.admit("viewer", True, "watch") for _ in range(4)]
+        with pytest.raises(Overloaded) as share:
+            await pool.admit("viewer", True, "watch")
+        assert share.value.reason == "user-share" and "your share" in share.value.message
+        admin = await pool.admit("admin", True, "watch")  # seats are left for everyone else
+        sessions = [await pool.admit("admin", True, "session") for _ in range(2)]
+        with pytest.raises(Overloaded) as cap:
+            await pool.admit("admin", True, "session")
+        assert cap.value.reason == "user-sessions" and "max_streams_per_user" in cap.value.message
+        for seat in (*viewer, admin, *sessions):
+            seat.release()
+        assert pool.long_running == 0 and await pool.admit("viewer", True, "watch")
+    asyncio.run(scenario())
+
+
 @pytest.fixture(scope="module")
 def small(upstream: harness.RunningEmulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayHandle]:
     gw = start_gateway(tmp_path_factory.mktemp("overload"), upstream,
@@ -123,3 +143,32 @@ def test_one_users_flood_gets_429s_another_user_is_served(small: GatewayHandle, 
     stages = {e["annotations"].get("kubegate.io/stage") for e in small.audit_events()
               if e["user"]["username"] == "flo" and (e.get("responseStatus") or {}).get("code") == 429}
     assert stages == {"overload"}
+
+
+def test_a_viewers_watches_leave_an_admin_a_watch(upstream: harness.RunningEmulator, tmp_path: Path) -> None:
+    """Real watches over HTTPS: a viewer opens as many as the gateway takes from one user; the next is
+    429 naming the limit, and an admin's watch is still served."""
+    gw = start_gateway(tmp_path / "gw", upstream, overload={"max_long_running": 12, "long_running_user_share": 0.25,
+                                                             "max_watches_per_user": 10})
+    http = urllib3.PoolManager(ca_certs=str(gw.ca_file), retries=False, maxsize=16)
+    opened: list[urllib3.BaseHTTPResponse] = []
+    try:
+        viewer, admin = gw.token("vic", ["kubegate:viewers"]), gw.token("ada")
+        url = f"{gw.url}/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=60"
+        for _ in range(3):  # 12 * 0.25: the viewer's share
+            watch = http.request("GET", url, headers={"Authorization": f"Bearer {viewer}"}, preload_content=False,
+                                 timeout=30)
+            assert watch.status == 200
+            opened.append(watch)
+        refused = http.request("GET", url, headers={"Authorization": f"Bearer {viewer}"}, timeout=30)
+        status = json.loads(refused.data)
+        assert refused.status == 429 and refused.headers["Retry-After"] == "5"
+        assert status["reason"] == "TooManyRequests" and "long_running_user_share" in status["message"]
+        mine = http.request("GET", url, headers={"Authorization": f"Bearer {admin}"}, preload_content=False, timeout=30)
+        assert mine.status == 200
+        opened.append(mine)
+    finally:
+        for watch in opened:
+            watch.release_conn()
+            watch.close()
+        gw.stop()
