@@ -40,6 +40,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -62,6 +63,32 @@ EVENT = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
          "requestReceivedTimestamp": "2026-11-29T12:00:00.000000Z", "stageTimestamp": "2026-11-29T12:00:00.001000Z",
          "annotations": {"kubegate.io/decision": "allow", "authorization.k8s.io/decision": "allow",
                          "authorization.k8s.io/reason": "p, role:developer, *:shop, deployments.apps, *, *, allow"}}
+
+
+def _interleaved(timers: list[tuple[str, Callable[[], float]]], warm: int, requests: int,
+                 rounds: int) -> dict[str, list[float]]:
+    """Each timer called WARM times, then REQUESTS times in ROUNDS interleaved rounds: name -> seconds."""
+    for _, call in timers:
+        for _ in range(warm):
+            call()
+    samples: dict[str, list[float]] = {name: [] for name, _ in timers}
+    for _ in range(rounds):
+        for name, call in timers:
+            samples[name] += [call() for _ in range(max(1, requests // rounds))]
+    return samples
+
+
+def _report(samples: dict[str, list[float]], base_name: str, before_name: str | None) -> None:
+    """Median, p99, ratio to BASE_NAME and the time added over it (or over BEFORE_NAME, with its ratio)."""
+    base = statistics.median(samples[base_name])
+    before = statistics.median(samples[before_name]) if before_name else base
+    print(f"{'audit setting':26} {'median ms':>10} {'p99 ms':>8} {'x off':>7}"
+          + (f" {'x before':>9} {'added over before ms':>21}" if before_name else f" {'added ms':>9}"))
+    for name, values in samples.items():
+        values.sort()
+        med = statistics.median(values)
+        print(f"{name:26} {med * 1e3:10.3f} {values[int(len(values) * .99)] * 1e3:8.3f} {med / base:7.2f}"
+              + (f" {med / before:9.2f} {(med - before) * 1e3:21.3f}" if before_name else f" {(med - base) * 1e3:9.3f}"))
 
 
 def end_to_end(requests: int, rounds: int) -> int:
@@ -90,20 +117,8 @@ def end_to_end(requests: int, rounds: int) -> int:
         for n, (name, audit) in enumerate(variants.items()):
             port = stack.start_gateway(f"gw{n}", audit=audit)
             targets.append((name, GetTimer(name, port, stack.gateway_ca, stack.token("bench", ["kubegate:viewers"]))))
-        for _, client in targets:
-            for _ in range(200):
-                client.get()
-        samples: dict[str, list[float]] = {name: [] for name, _ in targets}
-        for _ in range(rounds):
-            for name, client in targets:
-                samples[name] += [client.get() for _ in range(max(1, requests // rounds))]
-        base = statistics.median(samples["audit off"])
-        print(f"{'audit setting':26} {'median ms':>10} {'p99 ms':>8} {'x off':>7} {'added ms':>9}")
-        for name, values in samples.items():
-            values.sort()
-            med = statistics.median(values)
-            print(f"{name:26} {med * 1e3:10.3f} {values[int(len(values) * .99)] * 1e3:8.3f} {med / base:7.2f} "
-                  f"{(med - base) * 1e3:9.3f}")
+        samples = _interleaved([(name, client.get) for name, client in targets], 200, requests, rounds)
+        _report(samples, "audit off", None)
         print(f"\n{len(samples['audit off'])} GETs per setting in {rounds} interleaved rounds")
         return 0
     finally:
@@ -156,21 +171,8 @@ def write_ahead(requests: int, rounds: int) -> int:
         for n, (name, (audit, env)) in enumerate(variants.items()):
             port = stack.start_gateway(f"gw{n}", audit=audit, env=env)
             targets.append((name, Patcher(port, stack.gateway_ca, stack.token("bench", ["kubegate:cluster-admins"]))))
-        for _, client in targets:
-            for _ in range(100):
-                client.patch()
-        samples: dict[str, list[float]] = {name: [] for name, _ in targets}
-        for _ in range(rounds):
-            for name, client in targets:
-                samples[name] += [client.patch() for _ in range(max(1, requests // rounds))]
-        base = statistics.median(samples["audit off"])
-        before = statistics.median(samples["Metadata, no write-ahead"])
-        print(f"{'audit setting':26} {'median ms':>10} {'p99 ms':>8} {'x off':>7} {'x before':>9} {'write-ahead ms':>15}")
-        for name, values in samples.items():
-            values.sort()
-            med = statistics.median(values)
-            print(f"{name:26} {med * 1e3:10.3f} {values[int(len(values) * .99)] * 1e3:8.3f} {med / base:7.2f} "
-                  f"{med / before:9.2f} {(med - before) * 1e3:15.3f}")
+        samples = _interleaved([(name, client.patch) for name, client in targets], 100, requests, rounds)
+        _report(samples, "audit off", "Metadata, no write-ahead")
         print(f"\n{len(samples['audit off'])} PATCHes per setting in {rounds} interleaved rounds; the audit log on "
               f"{work} (TMPDIR chooses the filesystem: fdatasync costs what its disk costs)")
         return 0
