@@ -27,9 +27,13 @@ T = TypeVar("T")
 
 _MAX_BATCH = 256  # takes per pipeline
 
-# After Redis failed to answer in time (hung, not refusing), calls fail at once for this long
-# instead of each waiting a timeout: reads (which pass without the store) stay fast meanwhile.
+# After Redis failed to answer in time (hung, not refusing), it is remembered away for this long:
+# calls do not each wait a timeout, reads (which pass without the store) stay fast meanwhile. A call
+# made while it is away waits at most PROBE_WAIT_SECONDS for one probe (a PING, one at a time per
+# process) and goes on the moment Redis answers: a Redis that is back is used at once by every
+# process, instead of some refusing until their memory runs out while others already succeed.
 AWAY_SECONDS = 2.0
+PROBE_WAIT_SECONDS = 0.1
 
 # Idle buckets expire this long after they would be full again (a missing bucket reads as full).
 _IDLE_GRACE_SECONDS = 600
@@ -210,8 +214,9 @@ class RedisStore:
         self.prefix = prefix
         self.url = url
         self.timeout = timeout_seconds
-        self._away_until = 0.0  # until then Redis is known to be away: calls fail at once
+        self._away_until = 0.0  # until then Redis is known to be away: calls only await a probe
         self._away_since = 0.0
+        self._probe: asyncio.Task[bool] | None = None  # the one PING asking whether it is back
         self._take = self.redis.register_script(_TAKE)
         self._queue: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
         self._flushing = False
@@ -403,14 +408,33 @@ class RedisStore:
 
     # -- every operation: within the request's deadline, and not at all while Redis is known away --
 
+    async def _back(self) -> bool:
+        """While Redis is remembered away: is it back? One PING at a time per process, awaited for at
+        most PROBE_WAIT_SECONDS by each caller (it goes on in the background, bounded by the timeout)."""
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.create_task(self._ping_quietly())
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._probe), PROBE_WAIT_SECONDS)
+        except asyncio.TimeoutError:
+            return False
+
+    async def _ping_quietly(self) -> bool:
+        try:
+            await self.ping()
+        except StoreUnavailable:
+            return False
+        return True
+
     async def _guarded(self, what: Awaitable[T]) -> T:
         now = time.monotonic()
-        if now < self._away_until:
+        if now < self._away_until and not await self._back():
             close = getattr(what, "close", None)
             if close is not None:
                 close()  # never started: no "never awaited" warning
-            raise StoreUnavailable(f"Redis at {self._where()} did not answer {now - self._away_since:.1f}s ago; "
-                                   f"it is asked again in {self._away_until - now:.1f}s")
+            now = time.monotonic()
+            raise StoreUnavailable(f"Redis at {self._where()} did not answer {now - self._away_since:.1f}s ago, nor a "
+                                   f"probe since; it is asked again in {max(0.0, self._away_until - now):.1f}s")
+        now = time.monotonic()
         deadline = DEADLINE.get()
         budget = self.timeout if deadline is None else min(self.timeout, deadline - now)
         if budget <= 0:
@@ -474,9 +498,13 @@ class RedisStore:
         try:
             await asyncio.wait_for(self.redis.ping(), self.timeout)
         except (RedisError, OSError, asyncio.TimeoutError) as e:
+            if self._away_until > time.monotonic():  # still away: the memory is renewed, not forgotten
+                self._away_until = time.monotonic() + AWAY_SECONDS
             raise StoreUnavailable(f"Redis at {self._where()} did not answer: {e or 'timeout'}") from e
         self._away_until = 0.0
 
     async def close(self) -> None:
+        if self._probe is not None and not self._probe.done():
+            self._probe.cancel()
         await self.redis.aclose()
         await self._pool.disconnect()  # a pool handed to Redis() is not closed by it

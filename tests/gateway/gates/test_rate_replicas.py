@@ -8,6 +8,8 @@ request log, run after run.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import ssl
 import time
 import uuid
@@ -45,8 +47,8 @@ qps:
 
 class Pair:
     def __init__(self, a: GatewayHandle, b: GatewayHandle, upstream: harness.RunningEmulator,
-                 workers: int = 1) -> None:
-        self.a, self.b, self.upstream, self.workers = a, b, upstream, workers
+                 workers: int = 1, redis: RedisServer | None = None) -> None:
+        self.a, self.b, self.upstream, self.workers, self.redis = a, b, upstream, workers, redis
         self.direct = k8s.CoreV1Api(python_client(upstream.url, upstream.ca_file, upstream.admin_token))
 
     def seed(self, namespace: str, count: int) -> list[str]:
@@ -75,7 +77,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
                       tls={"cert_file": str(tls / "serving.crt"), "key_file": str(tls / "serving.key")},
                       issuer={"signing_key_file": str(tls / "token-signing.key")})
     try:
-        yield Pair(a, b, upstream, workers)
+        yield Pair(a, b, upstream, workers, redis)
     finally:
         b.stop()
         a.stop()
@@ -197,3 +199,31 @@ def test_kubectl_waits_out_retry_after_and_succeeds(pair: Pair, kubectl_path: st
     refused = [e for e in lists if e.get("responseStatus", {}).get("code") == 429]
     assert refused, "the burst never reached the limit"
     assert len(lists) - len(refused) == runs  # each run's list passed exactly once in the end
+
+
+def test_a_hung_redis_that_answers_again_serves_deletes_again_everywhere(pair: Pair) -> None:
+    """Redis stopped (SIGSTOP) under both replicas (and their workers), then resumed: deletes are
+    refused while it hangs, and once one passes, every one after it passes, on every replica and
+    worker — recovery does not flap."""
+    import requests
+
+    assert pair.redis is not None and pair.redis.proc is not None
+    names = pair.seed("flap", 20)
+    token = pair.a.token("ada")
+
+    def delete(n: int) -> int:
+        gw = (pair.a, pair.b)[n % 2]
+        with requests.Session() as http:  # a new connection each: spread over the workers
+            return http.delete(f"{gw.url}/api/v1/namespaces/flap/pods/{names[n]}", verify=str(pair.a.ca_file),
+                               headers={"Authorization": f"Bearer {token}"}, timeout=30).status_code
+
+    os.kill(pair.redis.proc.pid, signal.SIGSTOP)  # started by the fixture, stopped by its PID
+    try:
+        hung = [delete(n) for n in range(4)]
+    finally:
+        os.kill(pair.redis.proc.pid, signal.SIGCONT)
+    assert hung == [503] * 4
+    after = [delete(n) for n in range(4, 20)]
+    first = after.index(200) if 200 in after else None
+    assert first is not None, after
+    assert after[first:] == [200] * (len(after) - first), after  # no refusal after the first success
