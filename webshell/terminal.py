@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import errno
 import json
 import logging
 import os
