@@ -230,7 +230,7 @@ class Terminal:
             self._waiting = asyncio.create_task(self._answer(message, self._new_tickets()))
         elif kind == "await":
             ids = [str(t) for t in message.get("tickets") or []]
-            self._waiting = asyncio.create_task(self._answer(message, self._decision(ids, line)))
+            self._waiting = asyncio.create_task(self._answer(message, self._decision(ids)))
         elif kind == "withdraw":
             if self._waiting is not None:
                 self._waiting.cancel()
@@ -269,7 +269,7 @@ class Terminal:
         self._offered = [str(t["id"]) for t in fresh]
         return {"tickets": [{"id": t["id"], "reasons": t.get("reasons") or []} for t in fresh]}
 
-    async def _decision(self, ids: list[str], line: str) -> dict[str, Any]:
+    async def _decision(self, ids: list[str]) -> dict[str, Any]:
         """Wait until every ticket in IDS is decided: approved (all of them) or why not."""
         while not self._closed:
             by_id = {t.get("id"): t for t in await self._tickets()}
