@@ -91,17 +91,22 @@ def _report(samples: dict[str, list[float]], base_name: str, before_name: str | 
               + (f" {med / before:9.2f} {(med - before) * 1e3:21.3f}" if before_name else f" {(med - base) * 1e3:9.3f}"))
 
 
+def _emulator_with_bench_configmap(stack: Stack) -> None:
+    """Start the stack's emulator and create default/bench, the object the rows read or patch."""
+    stack.start_emulator()
+    emu = http.client.HTTPSConnection("127.0.0.1", int(stack.upstream_url.rsplit(":", 1)[1]),
+                                      context=ssl.create_default_context(cafile=str(stack.upstream_ca)))
+    emu.request("POST", "/api/v1/namespaces/default/configmaps",
+                body=json.dumps({"metadata": {"name": "bench"}, "data": {"k": "v"}}),
+                headers={"Authorization": f"Bearer {stack.admin_token}", "Content-Type": "application/json"})
+    assert emu.getresponse().status == 201
+
+
 def end_to_end(requests: int, rounds: int) -> int:
     work = Path(tempfile.mkdtemp(prefix="kubegate-bench-audit-"))
     stack = Stack(work)
     try:
-        stack.start_emulator()
-        emu = http.client.HTTPSConnection("127.0.0.1", int(stack.upstream_url.rsplit(":", 1)[1]),
-                                          context=ssl.create_default_context(cafile=str(stack.upstream_ca)))
-        emu.request("POST", "/api/v1/namespaces/default/configmaps",
-                    body=json.dumps({"metadata": {"name": "bench"}, "data": {"k": "v"}}),
-                    headers={"Authorization": f"Bearer {stack.admin_token}", "Content-Type": "application/json"})
-        assert emu.getresponse().status == 201
+        _emulator_with_bench_configmap(stack)
         policies = {}
         for level in ("None", "RequestResponse"):
             policies[level] = work / f"policy-{level}.yaml"
@@ -153,13 +158,7 @@ def write_ahead(requests: int, rounds: int) -> int:
     work = Path(tempfile.mkdtemp(prefix="kubegate-bench-write-ahead-"))
     stack = Stack(work)
     try:
-        stack.start_emulator()
-        emu = http.client.HTTPSConnection("127.0.0.1", int(stack.upstream_url.rsplit(":", 1)[1]),
-                                          context=ssl.create_default_context(cafile=str(stack.upstream_ca)))
-        emu.request("POST", "/api/v1/namespaces/default/configmaps",
-                    body=json.dumps({"metadata": {"name": "bench"}, "data": {"k": "v"}}),
-                    headers={"Authorization": f"Bearer {stack.admin_token}", "Content-Type": "application/json"})
-        assert emu.getresponse().status == 201
+        _emulator_with_bench_configmap(stack)
         off = work / "policy-None.yaml"
         off.write_text(yaml.safe_dump({"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "rules": [{"level": "None"}]}))
         variants = {"audit off": ({"policy_file": str(off)}, {}),
