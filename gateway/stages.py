@@ -100,7 +100,8 @@ class Authenticate:
         self.authenticator, self.sessions = authenticator, sessions
 
     async def __call__(self, ctx: GateContext) -> None:
-        identity = await self.authenticator.authenticate(ctx.request.headers.get("Authorization"))
+        identity, ctx.credential_expires = await self.authenticator.authenticate_expiring(
+            ctx.request.headers.get("Authorization"))
         if identity.session and self.sessions is not None:
             try:
                 ended = await self.sessions.ended(identity.session)

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from mitmproxy import connection, http, tcp, tls
 from multidict import CIMultiDict
@@ -89,6 +89,9 @@ class GatewayAddon:
         # drain waits for them too, or a connection accepted just before the listener closed is cut.
         self.unheard: set[str] = set()
         self.served = 0  # requests completed by this process
+        # Long-running requests streaming now (watches, logs, exec/attach/port-forward, proxy): their
+        # client connection and context, so that a logout or an expired token or grant can end them.
+        self.streams: dict[str, tuple[str, GateContext]] = {}
         # Set when this process stops taking connections (a worker draining): each answer closes
         # its connection, so a client's next request goes to a process that serves on.
         self.draining = False
@@ -206,6 +209,7 @@ class GatewayAddon:
                 self._close_if_draining(flow.response)
             if ctx.forwarded and audit_record.long_running(ctx):
                 self._record(ctx, "ResponseStarted", code)
+                self.streams[ctx.request_id] = (flow.client_conn.id, ctx)
             elif code != 101 and not held and not wants_body:
                 # The apiserver has answered: its event is written now, before the body is relayed.
                 # (A response recorded in full but streamed, being unsized or large, is written when
@@ -312,6 +316,7 @@ class GatewayAddon:
     def _complete(self, ctx: GateContext, code: int, message: str = "", reason: str = "") -> None:
         """The request's last event (ResponseComplete, or Panic for a failure inside the gateway),
         once, and its metrics."""
+        self.streams.pop(ctx.request_id, None)
         if _finished(ctx):
             return
         if ctx.denial is not None and not message:
@@ -455,6 +460,19 @@ class GatewayAddon:
         if ctx is not None and flow.error is not None and "kubegate.io/recording-stopped" not in ctx.annotations:
             ctx.annotations.setdefault("kubegate.io/stream-ended", flow.error.msg[:300])
         self.tcp_end(flow)
+
+    def end_stream(self, proxyserver: Any, request_id: str, why: str) -> bool:
+        """Close a streaming request's client connection (mitmproxy cannot kill a flow in transit:
+        its connection handler is cancelled, as its own idle timeout does). Its ResponseComplete
+        event, written as the connection goes, carries `kubegate.io/stream-closed`."""
+        found = self.streams.get(request_id)
+        handler = proxyserver.connections.get(found[0]) if found is not None and proxyserver is not None else None
+        io = getattr(handler, "transports", {}).get(getattr(handler, "client", None)) if handler else None
+        if found is None or io is None or io.handler is None:
+            return False
+        found[1].annotations["kubegate.io/stream-closed"] = why
+        io.handler.cancel(f"kubegate: {why}")
+        return True
 
     def client_connected(self, client: connection.Client) -> None:
         self.unheard.add(client.id)

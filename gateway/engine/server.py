@@ -36,7 +36,7 @@ from .addon import GatewayAddon
 from kubegate.audit import events
 
 from ..authz.access import AccessRequest, AccessService
-from ..identity.authn import Authenticator
+from ..identity.authn import LEEWAY_SECONDS, Authenticator
 from ..authz.authorizer import PolicyHolder
 from ..gates.approvals import ApprovalService, Ticket
 from ..gates.breaker_api import BreakerApi
@@ -57,6 +57,7 @@ from ..overload import Admission
 from ..stages import Admit, GateStages, SelfReviews, Stage, default_stages
 
 log = logging.getLogger("kubegate.server")
+STREAM_SWEEP_SECONDS = 1.0  # how soon a logout, an expired token or a lapsed grant ends the streams it opened
 PURGE_EVERY_TICKS = 12  # with the 5 s expiry tick: once a minute
 
 
@@ -241,6 +242,49 @@ class Gateway:
                 log.error("cluster %s does not answer the gateway: %s", upstream.name, why)
             self.cluster_health[upstream.name], self.cluster_problems[upstream.name] = ok, why
 
+    async def _end_revoked_streams(self, interval: float) -> None:
+        """Streams opened with a session that has ended (on any replica: the store says), a token
+        that has expired, or access that no longer allows them (a grant lapsed or revoked, a policy
+        changed) are ended, each with an audit event saying why."""
+        while True:
+            await asyncio.sleep(interval)
+            if not self.addon.streams:
+                continue
+            try:
+                for request_id, why in await self._revoked_streams():
+                    if self.addon.end_stream(self.master.addons.get("proxyserver") if self.master else None,
+                                             request_id, why):
+                        log.info("stream %s ended: %s", request_id, why)
+            except Exception:  # noqa: BLE001 - the sweep must go on; the next round tries again
+                log.exception("cannot sweep open streams for revocation")
+
+    async def _revoked_streams(self) -> list[tuple[str, str]]:
+        now = self.clock()
+        authorizer = self.policy.current
+        await self.access.sync(authorizer)  # approved grants in, expired ones out
+        ended: dict[str, bool] = {}
+        out = []
+        for request_id, (_, ctx) in list(self.addon.streams.items()):
+            identity, info, upstream = ctx.identity, ctx.info, ctx.upstream
+            if identity is None or info is None or upstream is None:
+                continue
+            if ctx.credential_expires and now > ctx.credential_expires + LEEWAY_SECONDS:
+                out.append((request_id, "the token it was opened with has expired"))
+                continue
+            if identity.session:
+                if identity.session not in ended:
+                    try:
+                        ended[identity.session] = await self.sessions.ended(identity.session)
+                    except StoreUnavailable:
+                        ended[identity.session] = False  # asked again next round
+                if ended[identity.session]:
+                    out.append((request_id, f"its session {identity.session} has ended (logged out)"))
+                    continue
+            decision = authorizer.decide(identity, upstream.name, info)
+            if not decision.allowed:
+                out.append((request_id, f"access to it has ended: {decision.reason}"))
+        return out
+
     def _later_gates(self, cluster: str, info: RequestInfo) -> list[str]:
         """The gates that may still refuse or hold a request the policy allows (for can-i answers)."""
         gates = self.gates.current
@@ -327,7 +371,8 @@ class Gateway:
                        asyncio.create_task(self.gates.watch(interval), name="gate-policy-watch"),
                        asyncio.create_task(self._expire_grants(5.0), name="grant-expiry"),
                        asyncio.create_task(self._probe_clusters(self.settings.metrics.cluster_probe_seconds),
-                                           name="cluster-probe")]
+                                           name="cluster-probe"),
+                       asyncio.create_task(self._end_revoked_streams(STREAM_SWEEP_SECONDS), name="stream-revocation")]
         if self.worker is not None:
             self._tasks.append(asyncio.create_task(self._report_status(), name="worker-status"))
         self.metrics.ready.set(1)

@@ -258,6 +258,10 @@ class Authenticator:
         return cls(own, [OidcIssuer(o, settings.path, clock) for o in settings.oidc], clock)
 
     async def authenticate(self, authorization: str | None) -> Identity:
+        return (await self.authenticate_expiring(authorization))[0]
+
+    async def authenticate_expiring(self, authorization: str | None) -> tuple[Identity, float]:
+        """The caller, and when the token it presented expires (its `exp`)."""
         if not authorization:
             raise unauthorized("no bearer token: every request needs one (kubegate kubeconfig prints a kubeconfig)", "missing")
         scheme, _, token = authorization.partition(" ")
@@ -267,12 +271,12 @@ class Authenticator:
         cached = self._cache.get(token)
         if cached is not None and self.clock() <= cached[1] + LEEWAY_SECONDS:
             self._cache.move_to_end(token)
-            return cached[0]
+            return cached
         identity, exp = await self._verify(token)
         self._cache[token] = (identity, exp)
         if len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
-        return identity
+        return identity, exp
 
     async def _verify(self, token: str) -> tuple[Identity, float]:
         try:
