@@ -85,6 +85,7 @@ class GateContext:
     # The request read for its audit record only, when it was refused before classify read it (a
     # 401, a refused header): kube-apiserver records the verb and object of those too.
     record_info: RequestInfo | None = None
+    client_id: str = ""  # the client connection's id (the engine's): connection limits, ending streams
     credential_expires: float = 0.0  # when the token it came with expires (a stream opened with it ends then)
     audited_stages: set[str] = field(default_factory=set)
     response_body: bytearray | None = None

@@ -44,6 +44,14 @@ class Listen:
     """On SIGTERM, how long a gateway process goes on serving the requests in flight after it stops
     taking connections (watches and exec sessions are closed, not waited for). Keep it under the
     pod's terminationGracePeriodSeconds."""
+    request_seconds: float = 30.0
+    """A connection that has not delivered a whole request this long after it was accepted (its TLS
+    handshake, its request head and body) is closed: slow or half-sent clients hold nothing."""
+    idle_seconds: float = 120.0
+    """A kept-alive connection with no request for this long is closed (Go clients idle out at 90 s)."""
+    max_unauthenticated_per_source: int = 64
+    """Connections one source address may hold before any of them has delivered a request; past it
+    new ones are closed at once."""
 
 
 @dataclass
@@ -473,6 +481,8 @@ def validate(s: Settings) -> list[str]:
         bad = [a for a in o.algorithms if a not in OIDC_ALGORITHMS]
         if bad or not o.algorithms:
             problems.append(f"{where}.algorithms: {bad or 'empty'}; allowed: {', '.join(OIDC_ALGORITHMS)}")
+    if s.listen.request_seconds <= 0 or s.listen.idle_seconds <= 0 or s.listen.max_unauthenticated_per_source < 1:
+        problems.append("listen: request_seconds and idle_seconds positive, max_unauthenticated_per_source at least 1")
     if s.audit.sync not in ("none", "batch", "always"):
         problems.append(f"audit.sync: {s.audit.sync!r}; one of none, batch, always")
     ov = s.overload

@@ -87,7 +87,10 @@ class GatewayAddon:
         self.in_flight = 0  # requests between arrival and their last audit event (a drain waits on it)
         # Connections accepted whose first request has not arrived yet (in TLS, or being read): a
         # drain waits for them too, or a connection accepted just before the listener closed is cut.
-        self.unheard: set[str] = set()
+        self.unheard: dict[str, tuple[float, str]] = {}  # client id -> (accepted at, source address)
+        self.idle: dict[str, float] = {}  # kept-alive connections between requests: client id -> since
+        # Connection limits (listen.*): see `sweep_connections`.
+        self.request_seconds, self.idle_seconds, self.max_unheard_per_source = 30.0, 120.0, 64
         self.served = 0  # requests completed by this process
         # Long-running requests streaming now (watches, logs, exec/attach/port-forward, proxy): their
         # client connection and context, so that a logout or an expired token or grant can end them.
@@ -113,7 +116,9 @@ class GatewayAddon:
             flow.metadata[METADATA_KEY] = ctx
             ctx.in_flight = True
             self.in_flight += 1
-            self.unheard.discard(flow.client_conn.id)
+            self.unheard.pop(flow.client_conn.id, None)
+            self.idle.pop(flow.client_conn.id, None)
+            ctx.client_id = flow.client_conn.id
             self.metrics.inflight.inc()
         return ctx
 
@@ -317,6 +322,8 @@ class GatewayAddon:
         """The request's last event (ResponseComplete, or Panic for a failure inside the gateway),
         once, and its metrics."""
         self.streams.pop(ctx.request_id, None)
+        if ctx.client_id and ctx.client_id not in self._upgraded:
+            self.idle[ctx.client_id] = time.monotonic()  # kept alive, waiting for its next request
         if _finished(ctx):
             return
         if ctx.denial is not None and not message:
@@ -461,6 +468,24 @@ class GatewayAddon:
             ctx.annotations.setdefault("kubegate.io/stream-ended", flow.error.msg[:300])
         self.tcp_end(flow)
 
+    def sweep_connections(self, proxyserver: Any, now: float) -> int:
+        """Close connections that hold the gateway without using it: accepted but without a whole
+        request after `request_seconds` (a half-sent TLS handshake or request head: slowloris),
+        over the per-source count of such connections, or kept alive and idle past `idle_seconds`.
+        A connection with a request in flight (a watch, an exec session) is never touched."""
+        closing = [cid for cid, (since, _) in self.unheard.items() if now - since > self.request_seconds]
+        closing += [cid for cid, since in self.idle.items() if now - since > self.idle_seconds]
+        closed = 0
+        for cid in closing:
+            handler = proxyserver.connections.get(cid) if proxyserver is not None else None
+            io = getattr(handler, "transports", {}).get(getattr(handler, "client", None)) if handler else None
+            self.unheard.pop(cid, None)
+            self.idle.pop(cid, None)
+            if io is not None and io.handler is not None:
+                io.handler.cancel("kubegate: connection limit")
+                closed += 1
+        return closed
+
     def end_stream(self, proxyserver: Any, request_id: str, why: str) -> bool:
         """Close a streaming request's client connection (mitmproxy cannot kill a flow in transit:
         its connection handler is cancelled, as its own idle timeout does). Its ResponseComplete
@@ -475,10 +500,17 @@ class GatewayAddon:
         return True
 
     def client_connected(self, client: connection.Client) -> None:
-        self.unheard.add(client.id)
+        source = client.peername[0] if client.peername else ""
+        if sum(1 for _, s in self.unheard.values() if s == source) >= self.max_unheard_per_source:
+            # Too many connections from one address that have sent no request yet: this one is closed
+            # once its handler runs (the next sweep), before it can hold anything.
+            self.unheard[client.id] = (float("-inf"), source)
+            return
+        self.unheard[client.id] = (time.monotonic(), source)
 
     def client_disconnected(self, client: connection.Client) -> None:
-        self.unheard.discard(client.id)
+        self.unheard.pop(client.id, None)
+        self.idle.pop(client.id, None)
         ctx = self._upgraded.pop(client.id, None)  # upgraded, but no TCP flow ever started
         if ctx is not None:
             self._complete(ctx, 101)

@@ -57,6 +57,7 @@ from ..overload import Admission
 from ..stages import Admit, GateStages, SelfReviews, Stage, default_stages
 
 log = logging.getLogger("kubegate.server")
+CONNECTION_SWEEP_SECONDS = 0.5  # how often slow, idle and surplus connections are looked for
 STREAM_SWEEP_SECONDS = 1.0  # how soon a logout, an expired token or a lapsed grant ends the streams it opened
 PURGE_EVERY_TICKS = 12  # with the 5 s expiry tick: once a minute
 
@@ -152,6 +153,9 @@ class Gateway:
         recordings = (settings.path(audit.recordings_dir) if audit.recordings_dir else settings.state / "recordings") \
             if audit.record_sessions else None
         self.addon = GatewayAddon(self.stages, self.upstreams, self.sink, self.metrics, recorder, recordings)
+        listen = settings.listen
+        self.addon.request_seconds, self.addon.idle_seconds, self.addon.max_unheard_per_source = \
+            listen.request_seconds, listen.idle_seconds, listen.max_unauthenticated_per_source
         self.master: Master | None = None
         self.webshell: Any = None  # kubegate.webshell.app.Webshell, when settings.webshell.enabled
         self.port = 0
@@ -241,6 +245,16 @@ class Gateway:
             if ok != self.cluster_health.get(upstream.name) and not ok:
                 log.error("cluster %s does not answer the gateway: %s", upstream.name, why)
             self.cluster_health[upstream.name], self.cluster_problems[upstream.name] = ok, why
+
+    async def _sweep_connections(self, interval: float) -> None:
+        """Connection limits (listen.request_seconds, idle_seconds, max_unauthenticated_per_source)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.addon.sweep_connections(self.master.addons.get("proxyserver") if self.master else None,
+                                             time.monotonic())
+            except Exception:  # noqa: BLE001 - the sweep must go on
+                log.exception("cannot sweep connections")
 
     async def _end_revoked_streams(self, interval: float) -> None:
         """Streams opened with a session that has ended (on any replica: the store says), a token
@@ -372,7 +386,8 @@ class Gateway:
                        asyncio.create_task(self._expire_grants(5.0), name="grant-expiry"),
                        asyncio.create_task(self._probe_clusters(self.settings.metrics.cluster_probe_seconds),
                                            name="cluster-probe"),
-                       asyncio.create_task(self._end_revoked_streams(STREAM_SWEEP_SECONDS), name="stream-revocation")]
+                       asyncio.create_task(self._end_revoked_streams(STREAM_SWEEP_SECONDS), name="stream-revocation"),
+                       asyncio.create_task(self._sweep_connections(CONNECTION_SWEEP_SECONDS), name="connection-limits")]
         if self.worker is not None:
             self._tasks.append(asyncio.create_task(self._report_status(), name="worker-status"))
         self.metrics.ready.set(1)
