@@ -44,6 +44,17 @@ STREAM_ABOVE_BYTES = 1024 * 1024
 NO_WRITE_AHEAD = "KUBEGATE_BENCH_NO_WRITE_AHEAD"
 
 
+def _cancel(proxyserver: Any, client_id: str, why: str) -> bool:
+    """Close a client connection from outside its handler, as mitmproxy's own idle timeout does
+    (cancel the task reading it); False when it is gone already."""
+    handler = proxyserver.connections.get(client_id) if proxyserver is not None else None
+    io = handler.transports.get(handler.client) if handler is not None else None
+    if io is None or io.handler is None:
+        return False
+    io.handler.cancel(why)
+    return True
+
+
 def _answer(denial: Denial, path: str) -> http.Response:
     """A refusal as the client gets it: a Status, and a Warning too on discovery paths."""
     return http.Response.make(denial.code, k8s_status.encode(denial.to_status()),
@@ -88,6 +99,7 @@ class GatewayAddon:
         # Connections accepted whose first request has not arrived yet (in TLS, or being read): a
         # drain waits for them too, or a connection accepted just before the listener closed is cut.
         self.unheard: dict[str, tuple[float, str]] = {}  # client id -> (accepted at, source address)
+        self._unheard_from: dict[str, int] = {}  # source address -> its connections in `unheard`
         self.idle: dict[str, float] = {}  # kept-alive connections between requests: client id -> since
         # Connection limits (listen.*): see `sweep_connections`.
         self.request_seconds, self.idle_seconds, self.max_unheard_per_source = 30.0, 120.0, 64
@@ -116,7 +128,7 @@ class GatewayAddon:
             flow.metadata[METADATA_KEY] = ctx
             ctx.in_flight = True
             self.in_flight += 1
-            self.unheard.pop(flow.client_conn.id, None)
+            self._heard(flow.client_conn.id)
             self.idle.pop(flow.client_conn.id, None)
             ctx.client_id = flow.client_conn.id
             self.metrics.inflight.inc()
@@ -477,13 +489,9 @@ class GatewayAddon:
         closing += [cid for cid, since in self.idle.items() if now - since > self.idle_seconds]
         closed = 0
         for cid in closing:
-            handler = proxyserver.connections.get(cid) if proxyserver is not None else None
-            io = getattr(handler, "transports", {}).get(getattr(handler, "client", None)) if handler else None
-            self.unheard.pop(cid, None)
+            self._heard(cid)
             self.idle.pop(cid, None)
-            if io is not None and io.handler is not None:
-                io.handler.cancel("kubegate: connection limit")
-                closed += 1
+            closed += _cancel(proxyserver, cid, "kubegate: connection limit")
         return closed
 
     def end_stream(self, proxyserver: Any, request_id: str, why: str) -> bool:
@@ -491,25 +499,32 @@ class GatewayAddon:
         its connection handler is cancelled, as its own idle timeout does). Its ResponseComplete
         event, written as the connection goes, carries `kubegate.io/stream-closed`."""
         found = self.streams.get(request_id)
-        handler = proxyserver.connections.get(found[0]) if found is not None and proxyserver is not None else None
-        io = getattr(handler, "transports", {}).get(getattr(handler, "client", None)) if handler else None
-        if found is None or io is None or io.handler is None:
+        if found is None:
             return False
         found[1].annotations["kubegate.io/stream-closed"] = why
-        io.handler.cancel(f"kubegate: {why}")
-        return True
+        return _cancel(proxyserver, found[0], f"kubegate: {why}")
+
+    def _heard(self, client_id: str) -> None:
+        """CLIENT_ID is no longer a connection without a request (it sent one, or it is gone)."""
+        gone = self.unheard.pop(client_id, None)
+        if gone is not None:
+            left = self._unheard_from.get(gone[1], 1) - 1
+            if left > 0:
+                self._unheard_from[gone[1]] = left
+            else:
+                self._unheard_from.pop(gone[1], None)
 
     def client_connected(self, client: connection.Client) -> None:
         source = client.peername[0] if client.peername else ""
-        if sum(1 for _, s in self.unheard.values() if s == source) >= self.max_unheard_per_source:
-            # Too many connections from one address that have sent no request yet: this one is closed
-            # once its handler runs (the next sweep), before it can hold anything.
-            self.unheard[client.id] = (float("-inf"), source)
-            return
-        self.unheard[client.id] = (time.monotonic(), source)
+        count = self._unheard_from.get(source, 0)
+        # Past the per-source count of connections that have sent no request yet, a connection is
+        # closed at the next sweep (accepted "forever ago"), before it can hold anything.
+        since = float("-inf") if count >= self.max_unheard_per_source else time.monotonic()
+        self.unheard[client.id] = (since, source)
+        self._unheard_from[source] = count + 1
 
     def client_disconnected(self, client: connection.Client) -> None:
-        self.unheard.pop(client.id, None)
+        self._heard(client.id)
         self.idle.pop(client.id, None)
         ctx = self._upgraded.pop(client.id, None)  # upgraded, but no TCP flow ever started
         if ctx is not None:

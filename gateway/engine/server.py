@@ -246,13 +246,15 @@ class Gateway:
                 log.error("cluster %s does not answer the gateway: %s", upstream.name, why)
             self.cluster_health[upstream.name], self.cluster_problems[upstream.name] = ok, why
 
+    def _proxyserver(self) -> Any:
+        return self.master.addons.get("proxyserver") if self.master is not None else None
+
     async def _sweep_connections(self, interval: float) -> None:
         """Connection limits (listen.request_seconds, idle_seconds, max_unauthenticated_per_source)."""
         while True:
             await asyncio.sleep(interval)
             try:
-                self.addon.sweep_connections(self.master.addons.get("proxyserver") if self.master else None,
-                                             time.monotonic())
+                self.addon.sweep_connections(self._proxyserver(), time.monotonic())
             except Exception:  # noqa: BLE001 - the sweep must go on
                 log.exception("cannot sweep connections")
 
@@ -266,8 +268,7 @@ class Gateway:
                 continue
             try:
                 for request_id, why in await self._revoked_streams():
-                    if self.addon.end_stream(self.master.addons.get("proxyserver") if self.master else None,
-                                             request_id, why):
+                    if self.addon.end_stream(self._proxyserver(), request_id, why):
                         log.info("stream %s ended: %s", request_id, why)
             except Exception:  # noqa: BLE001 - the sweep must go on; the next round tries again
                 log.exception("cannot sweep open streams for revocation")
@@ -445,7 +446,7 @@ class Gateway:
         another worker or replica), as when kube-apiserver shuts down."""
         self.addon.draining = True
         self.metrics.ready.set(0)
-        proxy = self.master.addons.get("proxyserver") if self.master is not None else None
+        proxy = self._proxyserver()
         if proxy is not None:
             for instance in list(proxy.servers):
                 await instance.stop()
