@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import json
 import logging
 import os
 import threading
@@ -211,16 +210,21 @@ class JsonlSink:
         self._write_lines([event])
         self._flush_files()
 
-    def _write_lines(self, events: list[dict[str, Any]]) -> None:
-        """Seal EVENTS onto the chain and write them, all or nothing: the chain moves on only once
-        every byte is in the file; a failed write is cut back off."""
-        seq, prev, lines = self._seq, self._prev, []
+    def _write_lines(self, events: list[dict[str, Any]]) -> int:
+        """Seal EVENTS onto the chain — all of them, or up to the one that brings the file to its
+        rotation size — and write those, all or nothing: the chain moves on only once every byte is
+        in the file; a failed write is cut back off. How many were written."""
+        seq, prev, lines, start = self._seq, self._prev, [], self._size
+        size = start
         for event in events:
             line, prev = chain.seal(event, seq, prev)
             lines.append(line)
             seq += 1
+            size += len(line.encode("utf-8")) + 1
+            if self.rotate_bytes and size >= self.rotate_bytes:
+                break
         data = ("\n".join(lines) + "\n").encode("utf-8")
-        fd, start = self._file.fileno(), self._size
+        fd = self._file.fileno()
         try:
             view, done = memoryview(data), 0
             while done < len(data):
@@ -234,6 +238,7 @@ class JsonlSink:
                 log.error("cannot cut a failed audit write back off %s: %s", self.path, e)
             raise
         self._seq, self._prev, self._size = seq, prev, start + len(data)
+        return len(lines)
 
     def _flush_files(self) -> None:
         if self.sync == "batch":
@@ -277,26 +282,12 @@ class JsonlSink:
             while self._pending:
                 if self._rotate_due():
                     self._rotate()
-                chunk = self._chunk()
-                self._write_lines(self._pending[:chunk])
-                del self._pending[:chunk]  # committed: written whole
+                del self._pending[:self._write_lines(self._pending)]  # committed: written whole
                 if not self._pending or self._rotate_due():
                     self._flush_files()
         except OSError:
             log.error("cannot write audit events to %s (%d pending)", self.path, len(self._pending))
             raise
-
-    def _chunk(self) -> int:
-        """How many pending events go in the next write: all, unless the file reaches its rotation
-        size on the way (then up to and including the event that reaches it)."""
-        if not self.rotate_bytes:
-            return len(self._pending)
-        size = self._size
-        for i, event in enumerate(self._pending):
-            size += len(json.dumps(event, separators=(",", ":"))) + 100  # about the line the chain makes of it
-            if size >= self.rotate_bytes:
-                return i + 1
-        return len(self._pending)
 
     def reopen(self) -> None:
         """Start a new file at the next write (SIGHUP, after an outside rotation)."""
