@@ -91,6 +91,7 @@ class Terminal:
         self._waiting: asyncio.Task[None] | None = None  # a command waiting for its approver
         self._seen: set[str] = set()  # tickets already shown in this terminal
         self._offered: list[str] = []  # the tickets last given to the shell to show
+        self._withdrawing: set[asyncio.Task[None]] = set()
         self.watchers: set[web.WebSocketResponse] = set()  # auditors watching it live
 
     def _audit(self, kind: str, **annotations: str) -> None:
@@ -234,7 +235,9 @@ class Terminal:
         elif kind == "withdraw":
             if self._waiting is not None:
                 self._waiting.cancel()
-            asyncio.create_task(self._withdraw([str(t) for t in message.get("tickets") or []], line))
+            task = asyncio.create_task(self._withdraw([str(t) for t in message.get("tickets") or []], line))
+            self._withdrawing.add(task)  # held until done: the loop keeps only weak references to tasks
+            task.add_done_callback(self._withdrawing.discard)
 
     def _reply(self, **message: Any) -> None:
         try:
