@@ -9,11 +9,15 @@ behind itself, never in front of anyone else. A request that finds its user's qu
 waits longer than `queue_wait_seconds`, is refused with 429 and Retry-After — shed before the event
 loop saturates, never dropped without an answer.
 
-Long-running requests do not queue (a seat is held for as long as the stream lasts, so a waiter
-could wait forever): a full budget refuses at once. So that one user cannot hold the budget — a
-viewer's thousand watches would leave an admin's watch a 429 — each user holds at most
-`long_running_user_share` of it, and at most `max_watches_per_user` watches and
-`max_streams_per_user` exec/attach/port-forward sessions; past any of these, 429 naming the limit.
+Long-running requests hold a seat for as long as they stream, so the budget is shared out as
+APF shares seats among flows. Each user holds at most `long_running_user_share` of it, at most
+`max_watches_per_user` watches and `max_streams_per_user` exec/attach/port-forward sessions; past
+any of these, 429 naming the limit at once (a viewer's thousand watches cannot leave an admin's
+watch a 429). When the whole budget is taken, a request waits (at most `queue_wait_seconds`, and at
+most `queue_length` per user) and each freed seat goes to the waiting user who holds the fewest
+seats (max-min fairness; the longest waiting among equals): a user with nothing open is served
+before a user who already streams, whoever asked first. A stream is never preempted; a waiter
+whose wait runs out gets 429 with Retry-After.
 """
 
 from __future__ import annotations
@@ -68,7 +72,9 @@ class Admission:
         # A user's most long-running seats (at least one), and per kind (0: no cap of its own).
         self.user_long_running = max(1, int(max_long_running * long_running_user_share))
         self.per_user_kind = {"watch": max_watches_per_user, "session": max_streams_per_user}
-        self._held: dict[str, dict[Kind, int]] = {}  # user -> kind -> long-running seats held
+        self._held: dict[str, dict[Kind, int]] = {}  # user -> kind -> long-running seats held or waited for
+        self._lr_waiters: list[_Waiter] = []  # long-running requests waiting for a seat (few: bounded per user)
+        self._lr_waiting: dict[str, int] = {}  # user -> its requests in _lr_waiters
         self.queue_length, self.queue_wait = queue_length, queue_wait_seconds
         self.clock = clock
         self.inflight = 0
@@ -78,27 +84,11 @@ class Admission:
 
     @property
     def queued(self) -> int:
-        return sum(len(q) for q in self._queues.values())
+        return sum(len(q) for q in self._queues.values()) + len(self._lr_waiters)
 
     async def admit(self, flow: str, long_running: bool, kind: Kind = "stream") -> Seat:
         if long_running:
-            held = self._held.get(flow, {})
-            mine, of_kind, cap = sum(held.values()), held.get(kind, 0), self.per_user_kind.get(kind, 0)
-            if cap and of_kind >= cap:
-                what = "watches" if kind == "watch" else "exec, attach and port-forward sessions"
-                raise Overloaded(f"kubegate: you have {of_kind} {what} open, the most one user may "
-                                 f"(overload.max_{'watches' if kind == 'watch' else 'streams'}_per_user); close one "
-                                 "first", 5, f"user-{kind}s")
-            if mine >= self.user_long_running:
-                raise Overloaded(f"kubegate: you hold {mine} long-running requests (watches, exec, logs), your share "
-                                 f"of the gateway's {self.max_long_running} (overload.long_running_user_share); "
-                                 "close some first", 5, "user-share")
-            if self.long_running >= self.max_long_running:
-                raise Overloaded(f"kubegate: {self.long_running} long-running requests (watches, exec, logs) are "
-                                 "open, its limit; try again shortly", 5, "long-running")
-            self.long_running += 1
-            self._held.setdefault(flow, {})[kind] = of_kind + 1
-            return Seat(self, True, user=flow, kind=kind)
+            return await self._admit_long_running(flow, kind)
         if self.inflight < self.max_inflight and not self._queues:
             self.inflight += 1
             return Seat(self, False)
@@ -126,6 +116,76 @@ class Admission:
         return Seat(self, False, waited=self.clock() - waiter.since,
                     admitted_after=self.admitted - waiter.admitted_before - 1)
 
+    async def _admit_long_running(self, user: str, kind: Kind) -> Seat:
+        held = self._held.get(user, {})  # seats held and waited for, per kind
+        mine, of_kind, cap = sum(held.values()), held.get(kind, 0), self.per_user_kind.get(kind, 0)
+        if cap and of_kind >= cap:
+            what = "watches" if kind == "watch" else "exec, attach and port-forward sessions"
+            raise Overloaded(f"kubegate: you have {of_kind} {what} open, the most one user may "
+                             f"(overload.max_{'watches' if kind == 'watch' else 'streams'}_per_user); close one "
+                             "first", 5, f"user-{kind}s")
+        if mine >= self.user_long_running:
+            raise Overloaded(f"kubegate: you hold {mine} long-running requests (watches, exec, logs), your share "
+                             f"of the gateway's {self.max_long_running} (overload.long_running_user_share); "
+                             "close some first", 5, "user-share")
+        self._held.setdefault(user, {})[kind] = of_kind + 1  # counted from now on: its share includes waiters
+        if self.long_running < self.max_long_running and not self._lr_waiters:
+            self.long_running += 1
+            return Seat(self, True, user=user, kind=kind)
+        if self._lr_waiting.get(user, 0) >= self.queue_length:
+            self._unhold(user, kind)
+            raise Overloaded(f"kubegate: too many of your long-running requests are waiting ({self.queue_length}); "
+                             "try again shortly", 5, "queue-full")
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), user, self.clock(), self.admitted)
+        self._lr_waiters.append(waiter)
+        self._lr_waiting[user] = self._lr_waiting.get(user, 0) + 1
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter.future), self.queue_wait)
+        except (asyncio.TimeoutError, asyncio.CancelledError) as e:
+            if waiter.future.done() and not waiter.future.cancelled():
+                self.long_running -= 1  # admitted just as the wait ran out: give the seat back
+            else:
+                self._lr_waiters.remove(waiter)
+                self._unwait(user)
+            self._unhold(user, kind)
+            self._dispatch_long_running()
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            raise Overloaded(f"kubegate: {self.long_running} long-running requests (watches, exec, logs) are open, "
+                             f"its limit; yours waited {self.queue_wait:g}s for one to close; try again shortly", 5,
+                             "long-running") from None
+        return Seat(self, True, user=user, kind=kind, waited=self.clock() - waiter.since,
+                    admitted_after=self.admitted - waiter.admitted_before - 1)
+
+    def _dispatch_long_running(self) -> None:
+        """Give free long-running seats to the waiting user who holds the fewest (the earliest among equals)."""
+        while self.long_running < self.max_long_running and self._lr_waiters:
+            def holds(w: _Waiter) -> int:
+                return sum(self._held.get(w.flow, {}).values()) - self._lr_waiting.get(w.flow, 0)
+            waiter = min(self._lr_waiters, key=lambda w: (holds(w), w.since))
+            self._lr_waiters.remove(waiter)
+            self._unwait(waiter.flow)
+            if waiter.future.done():
+                continue
+            self.long_running += 1
+            self.admitted += 1
+            waiter.future.set_result(None)
+
+    def _unwait(self, user: str) -> None:
+        left = self._lr_waiting.get(user, 1) - 1
+        if left:
+            self._lr_waiting[user] = left
+        else:
+            self._lr_waiting.pop(user, None)
+
+    def _unhold(self, user: str, kind: Kind) -> None:
+        held = self._held.get(user, {})
+        held[kind] = held.get(kind, 1) - 1
+        if not held[kind]:
+            del held[kind]
+        if not held:
+            self._held.pop(user, None)
+
     def _forget(self, waiter: _Waiter) -> None:
         queue = self._queues.get(waiter.flow)
         if queue is not None and waiter in queue:
@@ -136,12 +196,8 @@ class Admission:
     def _release(self, seat: Seat) -> None:
         if seat.long_running:
             self.long_running -= 1
-            held = self._held.get(seat.user, {})
-            held[seat.kind] = held.get(seat.kind, 1) - 1
-            if not held[seat.kind]:
-                del held[seat.kind]
-            if not held:
-                self._held.pop(seat.user, None)
+            self._unhold(seat.user, seat.kind)
+            self._dispatch_long_running()
             return
         self.inflight -= 1
         self._dispatch()

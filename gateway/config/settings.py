@@ -45,8 +45,12 @@ class Listen:
     taking connections (watches and exec sessions are closed, not waited for). Keep it under the
     pod's terminationGracePeriodSeconds."""
     request_seconds: float = 30.0
-    """A connection that has not delivered a whole request this long after it was accepted (its TLS
-    handshake, its request head and body) is closed: slow or half-sent clients hold nothing."""
+    """A connection that has not delivered a request head this long after it was accepted (its TLS
+    handshake and the head) is closed: slow or half-sent clients hold nothing. A request's body then
+    has as long again, plus a second per min_body_bytes_per_second received."""
+    min_body_bytes_per_second: int = 1024
+    """The slowest a request body may arrive on average (after its first request_seconds): a body
+    trickled slower is cut, a large upload at any reasonable speed takes as long as it needs."""
     idle_seconds: float = 120.0
     """A kept-alive connection with no request for this long is closed (Go clients idle out at 90 s)."""
     max_unauthenticated_per_source: int = 64
@@ -238,7 +242,8 @@ class Overload:
     max_inflight: int = 400
     """Requests worked on at once (watches and exec/logs/proxy streams apart); past it they queue per user."""
     max_long_running: int = 2000
-    """Watches and exec/attach/port-forward/log/proxy streams open at once; past it: 429 at once."""
+    """Watches and exec/attach/port-forward/log/proxy streams open at once; past it a new one waits (at most
+    queue_wait_seconds) and each freed seat goes to the waiting user holding fewest; then 429."""
     long_running_user_share: float = 0.25
     """The fraction of max_long_running one user may hold (so one user cannot take every seat); past it: 429."""
     max_watches_per_user: int = 250
@@ -481,8 +486,10 @@ def validate(s: Settings) -> list[str]:
         bad = [a for a in o.algorithms if a not in OIDC_ALGORITHMS]
         if bad or not o.algorithms:
             problems.append(f"{where}.algorithms: {bad or 'empty'}; allowed: {', '.join(OIDC_ALGORITHMS)}")
-    if s.listen.request_seconds <= 0 or s.listen.idle_seconds <= 0 or s.listen.max_unauthenticated_per_source < 1:
-        problems.append("listen: request_seconds and idle_seconds positive, max_unauthenticated_per_source at least 1")
+    if s.listen.request_seconds <= 0 or s.listen.idle_seconds <= 0 or s.listen.max_unauthenticated_per_source < 1 \
+            or s.listen.min_body_bytes_per_second < 1:
+        problems.append("listen: request_seconds and idle_seconds positive, max_unauthenticated_per_source and "
+                        "min_body_bytes_per_second at least 1")
     if s.audit.sync not in ("none", "batch", "always"):
         problems.append(f"audit.sync: {s.audit.sync!r}; one of none, batch, always")
     ov = s.overload

@@ -32,6 +32,7 @@ from .. import audit_record, pipeline
 from ..context import METADATA_KEY, GateContext, RequestView, context_of
 from ..errors import Denial, internal
 from ..metrics import Metrics
+from . import mitm_patches
 from .mitm_patches import status_for_proxy_error
 from ..request.info import is_discovery
 from ..stages import Stage
@@ -103,6 +104,10 @@ class GatewayAddon:
         self.idle: dict[str, float] = {}  # kept-alive connections between requests: client id -> since
         # Connection limits (listen.*): see `sweep_connections`.
         self.request_seconds, self.idle_seconds, self.max_unheard_per_source = 30.0, 120.0, 64
+        self.min_body_rate = 1024  # bytes per second
+        # Requests whose head has arrived and whose body is being read: flow id -> (head at, client id,
+        # flow). Their body must keep up with min_body_rate (the bytes read so far are on the flow).
+        self.uploading: dict[str, tuple[float, str, http.HTTPFlow]] = {}
         self.served = 0  # requests completed by this process
         # Long-running requests streaming now (watches, logs, exec/attach/port-forward, proxy): their
         # client connection and context, so that a logout or an expired token or grant can end them.
@@ -130,9 +135,16 @@ class GatewayAddon:
             self.in_flight += 1
             self._heard(flow.client_conn.id)
             self.idle.pop(flow.client_conn.id, None)
+            self.uploading.pop(flow.id, None)
             ctx.client_id = flow.client_conn.id
             self.metrics.inflight.inc()
         return ctx
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        # The head is in: from here the connection's deadline is its body's (see sweep_connections).
+        # It stays among the connections without a request (the per-source cap) until the body is in.
+        self.idle.pop(flow.client_conn.id, None)
+        self.uploading[flow.id] = (time.monotonic(), flow.client_conn.id, flow)
 
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
@@ -481,11 +493,26 @@ class GatewayAddon:
         self.tcp_end(flow)
 
     def sweep_connections(self, proxyserver: Any, now: float) -> int:
-        """Close connections that hold the gateway without using it: accepted but without a whole
-        request after `request_seconds` (a half-sent TLS handshake or request head: slowloris),
-        over the per-source count of such connections, or kept alive and idle past `idle_seconds`.
-        A connection with a request in flight (a watch, an exec session) is never touched."""
-        closing = [cid for cid, (since, _) in self.unheard.items() if now - since > self.request_seconds]
+        """Close connections that hold the gateway without using it: accepted but without a request
+        head after `request_seconds` (a half-sent TLS handshake or request head: slowloris), over the
+        per-source count of such connections, kept alive and idle past `idle_seconds`, or sending a
+        body slower than `min_body_rate` on average once its first `request_seconds` have passed (a
+        large upload at a usable speed takes as long as it needs). A connection with a request in
+        flight (a watch, an exec session, a request waiting for an approval) is never touched."""
+        closing: list[str] = []
+        reading_body: set[str] = set()
+        for fid, (since, cid, flow) in list(self.uploading.items()):
+            if not flow.live or flow.error is not None:
+                del self.uploading[fid]  # gone or failed while its body was read: no request came of it
+                continue
+            received = int(flow.metadata.get(mitm_patches.BODY_BYTES_READ, 0))
+            if now - since > self.request_seconds + received / self.min_body_rate:
+                del self.uploading[fid]
+                closing.append(cid)
+            else:
+                reading_body.add(cid)
+        closing += [cid for cid, (since, _) in self.unheard.items()
+                    if now - since > self.request_seconds and (cid not in reading_body or since == float("-inf"))]
         closing += [cid for cid, since in self.idle.items() if now - since > self.idle_seconds]
         closed = 0
         for cid in closing:

@@ -8,7 +8,9 @@ for workers, one for memory.
    hard-codes text/html).
 2. Body limits. `body_size_limit` must cap request bodies (the gateway never streams a request
    body: a streamed body reaches the upstream before the `request` hook runs) but not responses,
-   which the gateway streams itself and which may legitimately be large (lists).
+   which the gateway streams itself and which may legitimately be large (lists). The check runs on
+   every piece of a request body read, so it also notes on the flow how much has been read
+   (`BODY_BYTES_READ`): the connection limits cut a body that arrives too slowly.
 3. Header blocks. mitmproxy buffers a request's header block without limit ("FIXME: protect
    against header size DoS"): a client could make it read megabytes before any stage runs. A block
    past MAX_HEADER_BYTES is answered 431 (a Status) and the connection closed, before reading on.
@@ -89,10 +91,15 @@ def _status_error_response(status_code: int, message: str = "") -> bytes:
     return http1.assemble_response(resp)
 
 
+BODY_BYTES_READ = "kubegate.body-bytes-read"  # flow.metadata: bytes of the request body read so far
+
+
 def _requests_only(original: Any) -> Any:
     def check_body_size(self: Any, request: bool) -> Generator[Any, Any, bool]:
         if not request:
             return False
+        if self.request_body_buf:
+            self.flow.metadata[BODY_BYTES_READ] = len(self.request_body_buf)
         return (yield from original(self, request))
     return check_body_size
 

@@ -156,6 +156,7 @@ class Gateway:
         listen = settings.listen
         self.addon.request_seconds, self.addon.idle_seconds, self.addon.max_unheard_per_source = \
             listen.request_seconds, listen.idle_seconds, listen.max_unauthenticated_per_source
+        self.addon.min_body_rate = listen.min_body_bytes_per_second
         self.master: Master | None = None
         self.webshell: Any = None  # kubegate.webshell.app.Webshell, when settings.webshell.enabled
         self.port = 0

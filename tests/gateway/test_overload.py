@@ -72,15 +72,67 @@ def test_a_full_queue_and_a_long_wait_are_refused_with_retry_after() -> None:
 
 def test_long_running_requests_have_their_own_budget() -> None:
     async def scenario() -> None:
-        pool = _admission()
+        pool = _admission(queue_wait_seconds=0.05)
         ordinary = await pool.admit("a", False)
         watches = [await pool.admit("a", True) for _ in range(2)]  # the ordinary seat is taken: no matter
         with pytest.raises(Overloaded) as refused:
-            await pool.admit("b", True)
-        assert refused.value.reason == "long-running"
+            await pool.admit("b", True)  # the budget is taken: it waits, and no stream closes in time
+        assert refused.value.reason == "long-running" and refused.value.retry_after == 5
+        assert "waited 0.05s" in refused.value.message
         for seat in (ordinary, *watches):
             seat.release()
-        assert (pool.inflight, pool.long_running) == (0, 0)
+        assert (pool.inflight, pool.long_running, pool.queued) == (0, 0, 0)
+    asyncio.run(scenario())
+
+
+def test_freed_long_running_seats_go_to_the_user_who_holds_fewest() -> None:
+    """Fair queuing for the rest of the budget: a seat freed while several users wait goes to the one
+    holding fewest streams, not to the one who asked first; equals are served in arrival order."""
+    async def scenario() -> list[str]:
+        pool = _admission(max_long_running=4, long_running_user_share=0.75)
+        streamer = [await pool.admit("streamer", True, "watch") for _ in range(3)]
+        other = await pool.admit("other", True, "watch")  # the budget is now taken
+        served: list[str] = []
+        seats: list[Seat] = []
+
+        async def one(user: str) -> None:
+            seats.append(await pool.admit(user, True, "watch"))
+            served.append(user)
+        waiting = [asyncio.create_task(one("other"))]  # holds one, asks first
+        await asyncio.sleep(0)
+        waiting.append(asyncio.create_task(one("newcomer")))  # holds none, asks second
+        await asyncio.sleep(0)
+        waiting.append(asyncio.create_task(one("late")))  # holds none, asks third
+        await asyncio.sleep(0)
+        assert pool.queued == 3 and served == []
+        for seat in streamer:  # three streams close, one after the other
+            seat.release()
+            await asyncio.sleep(0)
+        await asyncio.gather(*waiting)
+        for seat in (*seats, other):
+            seat.release()
+        assert (pool.long_running, pool.queued) == (0, 0)
+        return served
+
+    assert asyncio.run(scenario()) == ["newcomer", "late", "other"]
+
+
+def test_a_waiting_long_running_request_counts_towards_its_users_share() -> None:
+    async def scenario() -> None:
+        pool = _admission(max_long_running=2, long_running_user_share=1.0, queue_wait_seconds=5)
+        held = [await pool.admit("a", True), await pool.admit("a", True)]
+        with pytest.raises(Overloaded) as share:
+            await pool.admit("a", True)  # 2 of 2 already: its share, whether or not a seat frees
+        assert share.value.reason == "user-share"
+        waiter = asyncio.create_task(pool.admit("b", True))
+        await asyncio.sleep(0)
+        waiter.cancel()  # the client went away while it waited
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert pool.queued == 0
+        for seat in held:
+            seat.release()
+        assert pool.long_running == 0 and not pool._held
     asyncio.run(scenario())
 
 
