@@ -81,6 +81,11 @@ BUILTINS: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "secrets", "Secret", True),
     ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
     ResourceType("", "v1", "events", "Event", True, ("ev",)),
+    # Stored as given; a claim's delete releases its bound volume as the volume's reclaim policy says.
+    ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",),
+                 subresources=(STATUS,)),
+    ResourceType("", "v1", "persistentvolumes", "PersistentVolume", False, ("pv",), subresources=(STATUS,)),
+    ResourceType("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True),
     ResourceType("apps", "v1", "deployments", "Deployment", True, ("deploy",), categories=_ALL,
                  runs=True, subresources=_WORKLOAD),
     ResourceType("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",), categories=_ALL,

@@ -21,7 +21,8 @@ from kubegate import status as k8s_status
 from . import commands, discovery, patch, selectors, spdy_exec
 from .identity import Credential, UserInfo, authenticate
 from .resources import Registry, ResourceType, types_from_crd
-from .store import ApiError, Event, Obj, Store
+from .controllers import Controllers
+from .store import ApiError, Event, Obj, Store, object_selector_matches, pod_ready
 
 log = logging.getLogger("kubegate.emulator")
 
@@ -111,6 +112,14 @@ def _flag(query: Mapping[str, str], name: str) -> bool:
     return query[name].lower() not in ("0", "false")
 
 
+def _propagation(options: Obj) -> str:
+    """The propagation policy a delete runs with (DeleteOptions; orphanDependents is its old form)."""
+    policy = options.get("propagationPolicy")
+    if policy in ("Orphan", "Background", "Foreground"):
+        return str(policy)
+    return "Orphan" if options.get("orphanDependents") is True else "Background"
+
+
 def _dry_run(values: list[str] | None) -> bool:
     if not values:
         return False
@@ -122,11 +131,13 @@ def _dry_run(values: list[str] | None) -> bool:
 class Emulator:
     def __init__(self, *, tokens: Mapping[str, Credential], cert_impersonators: frozenset[str] = frozenset(),
                  history: int = 1000, bookmark_interval: float = 5.0,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None, controllers: bool = False) -> None:
         self.tokens = dict(tokens)
         self.cert_impersonators = cert_impersonators
         self.registry = Registry.with_builtins()
         self.store = Store(self.registry, history=history, clock=clock)
+        if controllers:  # workloads own ReplicaSets and pods (controllers.py)
+            self.store.controllers = Controllers(self.store)
         self.requests: list[RequestRecord] = []
         self.faults: list[Fault] = []
         self.deny_users: set[str] = set()
@@ -291,7 +302,9 @@ class Emulator:
         if t.subresource == "eviction" and m == "POST":
             # The eviction REST's propagateDryRun: the Eviction's deleteOptions.dryRun, else the query's.
             inner = (self._body(request, record) if record.body else {}).get("deleteOptions") or {}
-            self.store.delete(t.rt, t.namespace, t.name, dry_run=dry_run or _dry_run(inner.get("dryRun")))
+            self._within_disruption_budgets(t.namespace, t.name)
+            self.store.delete(t.rt, t.namespace, t.name, dry_run=dry_run or _dry_run(inner.get("dryRun")),
+                              propagation=_propagation(inner))
             return _json(k8s_status.success(), 201)
         if t.subresource == "portforward":
             raise ApiError(400, "port-forward is not emulated", "BadRequest")
@@ -315,13 +328,14 @@ class Emulator:
             opts = self._delete_options(request, record)
             pre = opts.get("preconditions") or {}
             obj = self.store.delete(t.rt, t.namespace, t.name, uid=pre.get("uid"),
-                                    rv=pre.get("resourceVersion"), dry_run=_dry_run(opts.get("dryRun")))
+                                    rv=pre.get("resourceVersion"), dry_run=_dry_run(opts.get("dryRun")),
+                                    propagation=_propagation(opts))
             return _json(obj)
         if m == "DELETE" and not t.name:
             labels, fields = self._selectors(q)
             opts = self._delete_options(request, record)
             gone = self.store.delete_collection(t.rt, t.namespace or None, labels, fields,
-                                                dry_run=_dry_run(opts.get("dryRun")))
+                                                dry_run=_dry_run(opts.get("dryRun")), propagation=_propagation(opts))
             return _json({"kind": f"{t.rt.kind}List", "apiVersion": t.rt.api_version,
                           "metadata": {"resourceVersion": str(self.store.rv)}, "items": gone})
         raise ApiError(405, f"the server does not allow this method on the requested resource",
@@ -345,10 +359,30 @@ class Emulator:
             raise ApiError(400, "the body of the request must be an object", "BadRequest")
         return body  # type: ignore[return-value]
 
+    def _within_disruption_budgets(self, ns: str, pod_name: str) -> None:
+        """The eviction REST's check: a Ready pod covered by a budget that allows no disruption stays."""
+        pods, pdbs = self.store.registry.lookup("", "v1", "pods"), self.store.registry.lookup("policy", "v1",
+                                                                                              "poddisruptionbudgets")
+        if pods is None or pdbs is None:
+            return
+        pod = self.store.get(pods, ns, pod_name)
+        if not pod_ready(pod):
+            return
+        for pdb in self.store.list_objects(pdbs, ns):
+            if object_selector_matches((pdb.get("spec") or {}).get("selector"), pod["metadata"].get("labels")) \
+                    and pdb["status"]["disruptionsAllowed"] < 1:
+                raise ApiError(429, "Cannot evict pod as it would violate the pod's disruption budget.",
+                               "TooManyRequests", {"causes": [{"reason": "DisruptionBudget", "message":
+                                   f"The disruption budget {pdb['metadata']['name']} needs "
+                                   f"{pdb['status']['desiredHealthy']} healthy pods and has "
+                                   f"{pdb['status']['currentHealthy']} currently"}]})
+
     def _delete_options(self, request: web.Request, record: RequestRecord) -> Obj:
         """As kube-apiserver's delete.go: from the body when there is one, the query only otherwise."""
         if not record.body:
-            return {"dryRun": request.query.getall("dryRun", None)}
+            return {"dryRun": request.query.getall("dryRun", None),
+                    "propagationPolicy": request.query.get("propagationPolicy"),
+                    "orphanDependents": request.query.get("orphanDependents") == "true" or None}
         body = self._body(request, record)
         if not isinstance(body, dict) or body.get("kind") not in (None, "", "DeleteOptions"):
             raise ApiError(400, "the body of a delete must be DeleteOptions", "BadRequest")

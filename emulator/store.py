@@ -79,6 +79,11 @@ class Store:
         self.objects: dict[tuple[str, str], dict[tuple[str, str], Obj]] = {}
         self.logs: dict[tuple[str, str, str], list[str]] = {}
         self.log_followers: dict[tuple[str, str, str], set[asyncio.Queue[str | None]]] = {}
+        self.controllers: Any = None  # controllers.Controllers, when workloads are to own pods
+
+    def _settle(self, rt: ResourceType, ns: str) -> None:
+        if self.controllers is not None:
+            self.controllers.settle(rt.plural, ns)
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -120,6 +125,8 @@ class Store:
     def _present(self, rt: ResourceType, obj: Obj) -> Obj:
         out = copy.deepcopy(obj)
         out["apiVersion"], out["kind"] = rt.api_version, rt.kind
+        if rt.plural == "poddisruptionbudgets":
+            out["status"] = self.disruption_status(out)
         return out
 
     # -- reads ---------------------------------------------------------------------------------
@@ -215,6 +222,7 @@ class Store:
                 self.append_log(ns, name, c.get("name", ""),
                                 f"container {c.get('name')} started (image {c.get('image')})")
         self._emit("ADDED", rt, obj)
+        self._settle(rt, ns)
         return self._present(rt, obj)
 
     def update(self, rt: ResourceType, ns: str, name: str, obj: Obj, *,
@@ -268,10 +276,14 @@ class Store:
         new["metadata"]["resourceVersion"] = self._bump()
         self._table(rt)[key] = new
         self._emit("MODIFIED", rt, new, copy.deepcopy(old))
+        self._settle(rt, key[0])
         return self._present(rt, new), False
 
     def delete(self, rt: ResourceType, ns: str, name: str, *, uid: str | None = None,
-               rv: str | None = None, dry_run: bool = False) -> Obj:
+               rv: str | None = None, dry_run: bool = False, propagation: str | None = None) -> Obj:
+        """Delete an object; its dependents (ownerReferences) go with it unless PROPAGATION is Orphan.
+        The garbage collector's work is done at once: Foreground and Background differ only in when
+        the owner disappears, which nothing here can observe."""
         key = (ns if rt.namespaced else "", name)
         old = self._table(rt).get(key)
         if old is None:
@@ -292,13 +304,93 @@ class Store:
         if rt.plural == "pods":
             self._close_logs(ns, name)
         self._emit("DELETED", rt, gone)
+        self._collect_dependents(gone, propagation or "Background")
+        if rt.plural == "persistentvolumeclaims":
+            self._release_volume(gone)
+        self._settle(rt, key[0])
         return self._present(rt, gone)
+
+    def _collect_dependents(self, owner: Obj, propagation: str) -> None:
+        """What the garbage collector does after OWNER is deleted: dependents whose only remaining
+        owner it was are deleted (with the same propagation), others (and every dependent, when
+        orphaning) lose their reference to it."""
+        uid, ns = owner["metadata"].get("uid"), owner["metadata"].get("namespace", "")
+        for rt in list(self.registry.all()):
+            if rt.virtual or (ns and not rt.namespaced):
+                continue  # a cluster-scoped object cannot be owned by a namespaced one
+            for key, obj in list(self._table(rt).items()):
+                if ns and key[0] != ns:
+                    continue  # a namespaced owner's dependents live in its namespace
+                refs = obj["metadata"].get("ownerReferences") or []
+                if not any(isinstance(r, dict) and r.get("uid") == uid for r in refs):
+                    continue
+                rest = [r for r in refs if not (isinstance(r, dict) and r.get("uid") == uid)]
+                if propagation != "Orphan" and not any(self._owner_exists(r, key[0]) for r in rest):
+                    self.delete(rt, key[0], key[1], propagation=propagation)
+                    continue
+                old = copy.deepcopy(obj)
+                if rest:
+                    obj["metadata"]["ownerReferences"] = rest
+                else:
+                    obj["metadata"].pop("ownerReferences", None)
+                obj["metadata"]["resourceVersion"] = self._bump()
+                self._emit("MODIFIED", rt, obj, old)
+
+    def _owner_exists(self, ref: Any, ns: str) -> bool:
+        if not isinstance(ref, dict):
+            return False
+        for rt in self.registry.all():
+            if rt.kind == ref.get("kind") and not rt.virtual:
+                found = self._table(rt).get((ns if rt.namespaced else "", str(ref.get("name", ""))))
+                if found is not None and found["metadata"].get("uid") == ref.get("uid"):
+                    return True
+        return False
+
+    def _release_volume(self, claim: Obj) -> None:
+        """The volume bound to a deleted claim: deleted with its data (reclaim policy Delete, the
+        default of dynamically provisioned volumes) or kept as Released (Retain)."""
+        pv_type = self.registry.lookup("", "v1", "persistentvolumes")
+        if pv_type is None:
+            return
+        uid = claim["metadata"].get("uid")
+        for (_, name), pv in list(self._table(pv_type).items()):
+            if ((pv.get("spec") or {}).get("claimRef") or {}).get("uid") != uid:
+                continue
+            if (pv.get("spec") or {}).get("persistentVolumeReclaimPolicy", "Delete") == "Delete":
+                self.delete(pv_type, "", name)
+            else:
+                old = copy.deepcopy(pv)
+                pv["status"] = {"phase": "Released"}
+                pv["metadata"]["resourceVersion"] = self._bump()
+                self._emit("MODIFIED", pv_type, pv, old)
+
+    def disruption_status(self, pdb: Obj) -> Obj:
+        """A PodDisruptionBudget's status as the disruption controller computes it from the pods its
+        selector selects in its namespace: how many are healthy (Ready), how many must stay."""
+        pods_type = self.registry.lookup("", "v1", "pods")
+        ns = pdb["metadata"].get("namespace", "")
+        spec = pdb.get("spec") or {}
+        selected = [p for (pns, _), p in (self._table(pods_type).items() if pods_type else ())
+                    if pns == ns and object_selector_matches(spec.get("selector"), p["metadata"].get("labels"))]
+        expected = len(selected)
+        healthy = sum(1 for p in selected if pod_ready(p))
+        if "minAvailable" in spec:
+            desired = _scaled(spec["minAvailable"], expected, up=True)
+        elif "maxUnavailable" in spec:
+            desired = max(0, expected - _scaled(spec["maxUnavailable"], expected, up=True))
+        else:
+            desired = expected
+        return {"observedGeneration": pdb["metadata"].get("generation", 1), "expectedPods": expected,
+                "currentHealthy": healthy, "desiredHealthy": desired,
+                "disruptionsAllowed": max(0, healthy - desired)}
 
     def delete_collection(self, rt: ResourceType, ns: str | None,
                           labels: selectors.LabelSelector | None,
-                          fields: selectors.FieldSelector | None, *, dry_run: bool = False) -> list[Obj]:
+                          fields: selectors.FieldSelector | None, *, dry_run: bool = False,
+                          propagation: str | None = None) -> list[Obj]:
         keys = [k for k, _ in self.iter_matching(rt, ns, labels, fields)]
-        return [self.delete(rt, k[0], k[1], dry_run=dry_run) for k in keys]
+        return [self.delete(rt, k[0], k[1], dry_run=dry_run, propagation=propagation)
+                for k in keys if k in self._table(rt)]  # a dependent of an earlier one may be gone
 
     def _cascade_namespace(self, ns: str) -> None:
         for rt in list(self.registry.all()):
@@ -393,3 +485,40 @@ class Store:
             if key[:2] == (ns, pod):
                 for q in followers:
                     q.put_nowait(None)  # the container is gone: end the stream
+
+
+def pod_ready(pod: Obj) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def object_selector_matches(selector: Any, labels: dict[str, str] | None) -> bool:
+    """A metav1.LabelSelector (matchLabels, matchExpressions) against LABELS. An empty selector
+    selects everything; a missing one (None) selects nothing, as for PodDisruptionBudgets."""
+    if not isinstance(selector, dict):
+        return False
+    labels = labels or {}
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e.get("key"), e.get("operator"), e.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def _scaled(value: Any, total: int, *, up: bool) -> int:
+    """An IntOrString of a PodDisruptionBudget: a count, or a percentage of TOTAL rounded up."""
+    if isinstance(value, str) and value.endswith("%"):
+        try:
+            pct = int(value[:-1])
+        except ValueError:
+            return total
+        return -(-pct * total // 100) if up else pct * total // 100
+    return int(value) if isinstance(value, int) else total
