@@ -152,7 +152,8 @@ class Emulator:
             self.store.create(ns, "", {"metadata": {"name": name}})
         for i in (1, 2):
             self.store.create(nodes, "", {
-                "metadata": {"name": f"emu-node-{i}", "labels": {"kubernetes.io/hostname": f"emu-node-{i}"}},
+                "metadata": {"name": f"emu-node-{i}", "labels": {"kubernetes.io/hostname": f"emu-node-{i}",
+                                                                 "topology.kubernetes.io/zone": "emu-a"}},
                 "spec": {},
                 "status": {"conditions": [{"type": "Ready", "status": "True"}],
                            "nodeInfo": {"kubeletVersion": discovery.VERSION["gitVersion"]}},

@@ -73,6 +73,7 @@ class GateContext:
     judged: Any = None
     patched_live: Any = None  # for a patch: the live object it was applied to (None: absent)
     lookups: dict[tuple[str, ...], Any] = field(default_factory=dict)  # gates.lookups: read once per request
+    blast_radius: Any = None  # what the change takes with it (consequences.radius.BlastRadius), once assessed
     # What gates take only once the request is sure to be forwarded (delete budgets, approval
     # tickets), run in order by the last stage; each may still refuse.
     commits: list[Callable[[], Awaitable[None]]] = field(default_factory=list)

@@ -9,7 +9,8 @@ judged the same way (`--against OLD`), or else what the gateway recorded (its
 `authorization.k8s.io/decision` and `kubegate.io/rule.*` / `kubegate.io/freeze` annotations).
 
 What an event does not carry is not guessed: a rule that needs the live object (`object_labels`,
-a patch's result) or the number of objects a selector selects is left out of that request's
+a patch's result), the number of objects a selector selects or a blast radius (`consequence`:
+what the cluster held at the time) is left out of that request's
 replay, on both sides, and counted as not replayed, per rule, with the reason. Rule counters
 (`more_than`) are replayed in the log's order, on each request's own time. Budgets, QPS limits,
 webhooks and approvals depend on state and on outside parties: they are not replayed. Requests
@@ -164,6 +165,8 @@ def missing_input(rule: Rule, request: Recorded) -> str:
     """Why `rule` cannot be replayed for this request ("" when it can)."""
     if rule.object_labels:
         return "the live object's labels are not in audit events"
+    if rule.consequence is not None:
+        return "a blast radius is read from the cluster at the time; audit events carry its summary only"
     if rule.no_selector and _has_selector(request.query):
         return "how many objects the selector selects is not in audit events"
     if rule.body:

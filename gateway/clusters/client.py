@@ -47,17 +47,20 @@ class UpstreamClient:
         return ctx
 
     async def _get(self, upstream: Upstream, identity: Identity, path: str, query: str,
-                   request_id: str, post: Any = None) -> Any:
+                   request_id: str, post: Any = None, *, method: str = "", data: bytes | None = None,
+                   content_type: str = "") -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
         forward = plan(upstream, identity, path, query, "127.0.0.1", request_id)
         headers = CIMultiDict(forward.add_headers)  # repeated names (Impersonate-Group) kept
         headers["Accept"] = "application/json"
+        if content_type:
+            headers["Content-Type"] = content_type
         url = f"https://{upstream.host}:{upstream.port}{forward.path}"
-        method = "GET" if post is None else "POST"
+        method = method or ("GET" if post is None else "POST")
         try:
             async with self._session.request(method, url, headers=headers, ssl=self._ssl(upstream), json=post,
-                                             server_hostname=upstream.server_name) as response:
+                                             data=data, server_hostname=upstream.server_name) as response:
                 body = await response.json(content_type=None)
                 if response.status not in (200, 201):
                     message = body.get("message") if isinstance(body, dict) else None
@@ -95,6 +98,18 @@ class UpstreamClient:
                      request_id: str) -> Any:
         """POST `body` to `path` as the caller (a review the cluster answers about them)."""
         return await self._get(upstream, identity, path, "", request_id, post=body)
+
+    async def list_page(self, upstream: Upstream, identity: Identity, path: str, params: list[tuple[str, str]],
+                        request_id: str) -> Any:
+        """One page of a list of `path` (the caller picks selectors, limit and continue)."""
+        return await self._get(upstream, identity, path, urlencode(params), request_id)
+
+    async def dry_run(self, upstream: Upstream, identity: Identity, method: str, path: str, query: str,
+                      body: bytes, content_type: str, request_id: str) -> Any:
+        """The request as the caller sent it, with `dryRun=All` added to QUERY by the caller: the
+        object the cluster would store (validation, defaulting, admission) and nothing stored."""
+        return await self._get(upstream, identity, path, query, request_id, method=method, data=body,
+                               content_type=content_type)
 
     async def close(self) -> None:
         if self._session is not None:

@@ -223,6 +223,13 @@ class Store:
 class Gates:
     policy_dir: str = "policies/gates"
     """Directory of the risk-gate policy (limits.yaml: delete budgets, breakers, QPS limits). Missing files: no such gates."""
+    blast_radius_reads: int = 40
+    """Calls to a cluster one change's blast radius may make (as the requester); past it the radius
+    says "at least" and every availability check applies."""
+    blast_radius_objects: int = 20000
+    """Objects one change's blast radius may list; past it, as past blast_radius_reads."""
+    blast_radius_seconds: float = 3.0
+    """Wall time one change's blast radius may take; past it, as past blast_radius_reads."""
 
 
 @dataclass
@@ -486,6 +493,10 @@ def validate(s: Settings) -> list[str]:
         bad = [a for a in o.algorithms if a not in OIDC_ALGORITHMS]
         if bad or not o.algorithms:
             problems.append(f"{where}.algorithms: {bad or 'empty'}; allowed: {', '.join(OIDC_ALGORITHMS)}")
+    g = s.gates
+    if g.blast_radius_reads < 1 or g.blast_radius_objects < 1 or not 0 < g.blast_radius_seconds <= 60:
+        problems.append("gates: blast_radius_reads and blast_radius_objects at least 1, blast_radius_seconds above 0 "
+                        "and at most 60")
     if s.listen.request_seconds <= 0 or s.listen.idle_seconds <= 0 or s.listen.max_unauthenticated_per_source < 1 \
             or s.listen.min_body_bytes_per_second < 1:
         problems.append("listen: request_seconds and idle_seconds positive, max_unauthenticated_per_source and "

@@ -47,6 +47,7 @@ from ..identity.identity import Identity
 from ..gates.rate import ApiRate, RateGate
 from ..state.store import BreakerState, MemoryStore, StateStore, StoreUnavailable
 from ..state.redis_store import RedisStore
+from ..consequences.reader import ReadLimits
 from ..clusters.client import UpstreamClient, UpstreamError
 from ..metrics import Metrics
 from .probes import serve_probes
@@ -124,19 +125,21 @@ class Gateway:
                                     clusters=lambda: self.upstreams.by_name)
         self.approvals = ApprovalService(self.store, self.policy, clock=clock, audit=self._audit_approval)
         change = lambda: self.gates.current.change  # noqa: E731 - the set in force at each request
-        self.webhooks = WebhookGate(change, clock=clock, metrics=self.metrics, client=self.counter)
+        g = settings.gates
+        reads = ReadLimits(g.blast_radius_reads, g.blast_radius_objects, g.blast_radius_seconds)
+        self.webhooks = WebhookGate(change, clock=clock, metrics=self.metrics, client=self.counter, limits=reads)
         gates = GateStages(
             api_limits=ApiRate(self.gates, self.store, clock=clock, metrics=self.metrics),
             breaker_api=BreakerApi(self.store, self.policy, clock=clock, metrics=self.metrics,
                                    on_reset=self._audit_breaker_reset),
             approval_api=ApprovalApi(self.approvals, change, clock),
             freeze=FreezeGate(change, clock),
-            rules=RulesGate(change, self.store, self.counter, clock=clock, metrics=self.metrics),
+            rules=RulesGate(change, self.store, self.counter, clock=clock, metrics=self.metrics, limits=reads),
             limits=RateGate(self.gates, self.store, self.counter, clock=clock, metrics=self.metrics,
                             on_trip=self._audit_breaker_trip),
             webhooks=self.webhooks,
             approvals=ApprovalGate(self.approvals, public_url=settings.url, metrics=self.metrics,
-                                   client=self.counter))
+                                   client=self.counter, limits=reads))
         can_i = SelfReviews(self.policy, self.counter, self.access, self._later_gates)
         self.sessions = SessionService(self.store, self.authenticator.own, clock=clock)
         o = settings.overload

@@ -68,6 +68,8 @@ class Ticket:
     body_preview: str = ""  # the body, readable (decoded protobuf as JSON), cut at PREVIEW_BYTES
     changes: list[dict[str, Any]] = field(default_factory=list)  # for a patch: the fields it changes
     session: str = ""  # the requester's session (a webshell terminal waits for the tickets its commands open)
+    # What the change takes with it (consequences.radius.BlastRadius.to_json: counts and names).
+    blast_radius: dict[str, Any] | None = None
 
     def live(self, now: float) -> bool:
         return now < self.expires_at
@@ -84,6 +86,7 @@ class Request:
     body: bytes
     body_preview: str = ""
     changes: list[dict[str, Any]] = field(default_factory=list)
+    blast_radius: dict[str, Any] | None = None
 
 
 def fingerprint(user: str, cluster: str, kind: str, info: RequestInfo, request: Request) -> tuple[str, str]:
@@ -149,7 +152,7 @@ class ApprovalService:
                         info.name, digest, fp, reasons, now, now + TICKET_TTL_SECONDS,
                         method=request.method.upper(), path=request.path, query=request.query,
                         content_type=request.content_type, body_preview=request.body_preview,
-                        changes=request.changes, session=identity.session)
+                        changes=request.changes, session=identity.session, blast_radius=request.blast_radius)
         await self.store.put(KIND, ticket.id, _dump(ticket))
         await self.store.put(INDEX, fp, json.dumps([*current, ticket.id]))
         self.audit("requested", ticket, identity.user)
@@ -253,7 +256,8 @@ def ticket_json(t: Ticket) -> dict[str, object]:
             "bodyDigest": t.body_digest, "reasons": t.reasons, "status": t.status, "decidedBy": t.decided_by,
             "created": t.created, "expiresAt": t.expires_at, "session": t.session,
             "request": {"method": t.method, "path": t.path, "query": t.query, "contentType": t.content_type,
-                        "body": t.body_preview, "changes": t.changes}}
+                        "body": t.body_preview, "changes": t.changes},
+            "blastRadius": t.blast_radius}
 
 
 def preview(body: bytes, decoded: Any, resource: str = "", subresource: str = "") -> str:

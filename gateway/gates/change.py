@@ -22,8 +22,10 @@ from typing import Any, Awaitable, Callable
 
 import aiohttp
 
+from ..consequences import checks
+from ..consequences.reader import ReadLimits
 from ..request import bodies, patches
-from . import lookups
+from . import blast, lookups
 from .approvals import ApprovalError, ApprovalService, Request, preview, redacted_changes, ticket_json
 from .change_policy import ChangePolicy, FreezeWindow, Rule, Webhook
 from ..context import GateContext
@@ -129,8 +131,10 @@ class RulesGate:
     name = "rules"
 
     def __init__(self, policy: PolicySource, store: StateStore, counter: UpstreamClient, *,
-                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
+                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None,
+                 limits: ReadLimits = ReadLimits()) -> None:
         self.policy, self.store, self.counter, self.clock, self.metrics = policy, store, counter, clock, metrics
+        self.limits = limits
 
     async def __call__(self, ctx: GateContext) -> None:
         identity, cluster, info = _ready(ctx)
@@ -144,7 +148,9 @@ class RulesGate:
             ctx.annotations[f"kubegate.io/rule.{rule.id}"] = rule.outcome
             if rule.outcome == "deny":
                 _refuse(self.metrics, "rules", "deny", rule.id)
-                raise Denial(403, f"kubegate: refused by {text}", "Forbidden")
+                radius = await blast.radius_of(ctx, self.counter, self.limits)
+                raise Denial(403, f"kubegate: refused by {text}" + (f". Blast radius: {radius.summary()}"
+                                                                     if radius is not None else ""), "Forbidden")
             if rule.outcome == "require-approval":
                 ctx.approval_reasons.append(text)
 
@@ -172,6 +178,14 @@ class RulesGate:
         if rule.no_selector and await self._narrowed(ctx):
             return False, ""
         note = ""
+        if rule.consequence is not None:
+            if rule.consequence.check == "below-disruption-budget" and info.subresource == "eviction":
+                return False, ""  # the apiserver enforces disruption budgets for evictions itself (429)
+            radius = await blast.radius_of(ctx, self.counter, self.limits)
+            found = checks.findings(rule.consequence, radius) if radius is not None else []
+            if not found:
+                return False, ""
+            note = f" [{'; '.join(found)}]"
         if rule.body:
             body = await judged(ctx, self.counter)
             if not body.readable:
@@ -260,8 +274,9 @@ class WebhookGate:
     name = "webhooks"
 
     def __init__(self, policy: PolicySource, *, clock: Callable[[], float] = time.time,
-                 metrics: Metrics | None = None, client: UpstreamClient | None = None) -> None:
-        self.policy, self.clock, self.metrics, self.client = policy, clock, metrics, client
+                 metrics: Metrics | None = None, client: UpstreamClient | None = None,
+                 limits: ReadLimits = ReadLimits()) -> None:
+        self.policy, self.clock, self.metrics, self.client, self.limits = policy, clock, metrics, client, limits
         self._session: aiohttp.ClientSession | None = None
         self._contexts: dict[str, ssl.SSLContext] = {}
         self._cache: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
@@ -284,12 +299,16 @@ class WebhookGate:
             # As the apiserver will apply it: a delete's from its DeleteOptions (body first).
             "dryRun": ctx.delete_options.dry_run if ctx.delete_options is not None else ctx.query.dry_run,
             "bodyType": body.kind, "object": body.obj,
-            "bodyError": body.error or None}}
+            "bodyError": body.error or None,
+            # What the change takes with it, read from the cluster as the requester: counts and names.
+            "blastRadius": ctx.blast_radius.to_json() if ctx.blast_radius is not None else None}}
 
     async def __call__(self, ctx: GateContext) -> None:
         identity, cluster, info = _ready(ctx)
         hooks = [hook for hook in self.policy().webhooks if hook.match.matches(cluster, info)]
         body = await judged(ctx, self.client) if hooks else bodies.NONE
+        if hooks:
+            await blast.radius_of(ctx, self.client, self.limits)
         for hook in hooks:
             review = self.review(ctx, identity, cluster, info, body)
             try:
@@ -381,8 +400,9 @@ class ApprovalGate:
     name = "approvals"
 
     def __init__(self, approvals: ApprovalService, *, public_url: str, metrics: Metrics | None = None,
-                 client: UpstreamClient | None = None) -> None:
+                 client: UpstreamClient | None = None, limits: ReadLimits = ReadLimits()) -> None:
         self.approvals, self.public_url, self.metrics, self.client = approvals, public_url, metrics, client
+        self.limits = limits
 
     async def _request(self, ctx: GateContext) -> Request:
         """The canonical request the ticket binds, with what the approver needs to read it."""
@@ -392,10 +412,12 @@ class ApprovalGate:
         resource, subresource = (info.resource, info.subresource) if info else ("", "")
         changes = (patches.changes(ctx.patched_live or {}, result.obj)
                    if body.kind in patches.PATCH_KINDS and result.readable else [])
+        radius = await blast.radius_of(ctx, self.client, self.limits, fields=True)
         return Request(ctx.request.method, ctx.path, ctx.query.encode(), ctx.request.headers.get("Content-Type", ""),
                        ctx.request.body, preview(ctx.request.body, body.data if body.data is not None else body.obj,
                                                  resource, subresource),
-                       redacted_changes(changes, resource, subresource))
+                       redacted_changes(changes, resource, subresource),
+                       radius.to_json() if radius is not None else None)
 
     async def __call__(self, ctx: GateContext) -> None:
         if not ctx.approval_reasons:
@@ -415,8 +437,9 @@ class ApprovalGate:
             return
         ctx.annotations["kubegate.io/approval"] = f"{ticket.id} pending"
         _refuse(self.metrics, "approvals", "pending", kind)
+        radius = f" Blast radius: {ctx.blast_radius.summary()}." if ctx.blast_radius is not None else ""
         raise Denial(403, f"kubegate: this change needs {'break-glass ' if kind == 'break-glass' else ''}approval: "
-                          f"{'; '.join(ctx.approval_reasons)}. Approval ticket {ticket.id} is open: someone else "
+                          f"{'; '.join(ctx.approval_reasons)}.{radius} Approval ticket {ticket.id} is open: someone else "
                           f"who may approve runs `kubegate approvals approve {ticket.id}` (or POST "
                           f"{self.public_url}/kubegate/v1/approvals/{ticket.id}/approve); then retry exactly this "
                           "request, once, within the hour", "Forbidden")

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..config import yamlsrc
+from ..consequences.checks import CHECKS, WITH_THRESHOLD, Consequence
 from .cron import Cron, CronError
 from ..authz.policy import BUILTIN_GROUPS, BUILTIN_RESOURCES, RESOURCE_VERBS, VERB_GROUPS
 from ..request import bodies
@@ -114,6 +115,7 @@ class Rule:
     kubectl_command: str = ""
     more_than: tuple[int, float] | None = None  # (count, seconds): fires past `count` matches per window
     webshell_session: bool = False  # only requests made with a session token (every webshell terminal's)
+    consequence: Consequence | None = None  # an availability check on the change's blast radius
     example: str = ""
     source: str = ""
 
@@ -263,8 +265,10 @@ def _rule(r: _Reader, node: Any, i: int) -> Rule | None:
         outcome = "deny"
     when = node.get("when") or {}
     extra: dict[str, Any] = {}
-    if r.keys(when, {"no_selector", "body", "object_labels", "kubectl_command", "more_than", "webshell_session"},
-              f"{what}.when"):
+    if r.keys(when, {"no_selector", "body", "object_labels", "kubectl_command", "more_than", "webshell_session",
+                     "consequence"}, f"{what}.when"):
+        if "consequence" in when:
+            extra["consequence"] = _consequence(r, when, what)
         extra["no_selector"] = bool(when.get("no_selector", False))
         extra["webshell_session"] = bool(when.get("webshell_session", False))
         conditions = []
@@ -300,6 +304,30 @@ def _rule(r: _Reader, node: Any, i: int) -> Rule | None:
     return Rule(rule_id, str(node.get("description", "")), str(severity), outcome, r.match(node.get("match"), what),
                 r.strings(node, "exempt_groups", what, ()), example=str(node.get("example", "")),
                 source=yamlsrc.where(r.path, node), **extra)
+
+
+def _consequence(r: _Reader, when: dict[str, Any], what: str) -> Consequence | None:
+    """`consequence: CHECK` or `consequence: {check: CHECK, above: N, per: cluster|zone}`."""
+    node = when["consequence"]
+    spec = {"check": node} if isinstance(node, str) else node
+    if not isinstance(spec, dict) or not r.keys(spec, {"check", "above", "per"}, f"{what}.when.consequence"):
+        r.problem(when, f"{what}.when.consequence must be a check name or a mapping with check (and above, per)")
+        return None
+    check = spec.get("check")
+    if check not in CHECKS:
+        r.problem(when, f"{what}.when.consequence: unknown check {check!r}; the checks are {', '.join(sorted(CHECKS))}")
+        return None
+    above = spec.get("above", 0)
+    if isinstance(above, bool) or not isinstance(above, int) or above < 0:
+        r.problem(when, f"{what}.when.consequence.above must be a whole number (0 or more)")
+        return None
+    if "above" in spec and check not in WITH_THRESHOLD:
+        r.problem(when, f"{what}.when.consequence: {check} takes no `above` (only {', '.join(sorted(WITH_THRESHOLD))})")
+    per = spec.get("per", "cluster")
+    if per not in ("cluster", "zone") or ("per" in spec and check != "unschedulable-nodes"):
+        r.problem(when, f"{what}.when.consequence.per is cluster or zone, for unschedulable-nodes only")
+        return None
+    return Consequence(str(check), above, str(per))
 
 
 def _webhook(r: _Reader, node: Any, i: int, directory: Path) -> Webhook | None:

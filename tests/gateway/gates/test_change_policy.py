@@ -39,8 +39,15 @@ def test_the_starter_change_policy_loads() -> None:
     assert [r.id for r in policy.rules] == [
         "delete-namespace", "deletecollection-without-selector", "scale-to-zero-in-production",
         "cordon-many-nodes", "change-protected-object", "replace-force", "bind-cluster-admin",
-        "record-node-deletes", "webshell-delete", "webshell-eviction", "webshell-scale-to-zero",
-        "webshell-unschedulable-node", "webshell-noexecute-taint"]
+        "record-node-deletes", "below-disruption-budget", "last-ready-replica-behind-service",
+        "unschedulable-nodes-in-a-zone", "delete-crd-with-resources", "delete-volume-data",
+        "delete-namespace-with-workloads", "kruise-delete-protection", "gitops-managed-manual-change",
+        "webshell-delete", "webshell-eviction", "webshell-scale-to-zero", "webshell-unschedulable-node",
+        "webshell-noexecute-taint"]
+    checks = {r.id: (r.consequence.check, r.consequence.above, r.consequence.per) for r in policy.rules if r.consequence}
+    assert checks["unschedulable-nodes-in-a-zone"] == ("unschedulable-nodes", 1, "zone")
+    assert checks["delete-namespace-with-workloads"] == ("namespace-workloads", 10, "cluster")
+    assert len(checks) == 8
     assert [r.id for r in policy.rules if r.webshell_session] == [r.id for r in policy.rules if r.id.startswith("webshell-")]
     assert all(r.example and r.description for r in policy.rules)
     assert {w.name for w in policy.freeze} == {"weekend", "year-end"}
@@ -76,6 +83,16 @@ def test_the_starter_change_policy_loads() -> None:
     ("webhooks.yaml", "webhooks:\n  - name: w\n    url: https://checker/review\n    timeout: 5m\n",
      "webhook w.timeout must be a duration between 0 and 30s"),
     ("rules.yaml", "rules: [\n", "rules.yaml:2: not valid YAML"),
+    ("rules.yaml", "rules:\n  - id: r\n    outcome: deny\n    when: {consequence: doom}\n",
+     "rules.yaml:4: rule r.when.consequence: unknown check 'doom'; the checks are below-disruption-budget"),
+    ("rules.yaml", "rules:\n  - id: r\n    outcome: deny\n    when: {consequence: {check: namespace-workloads, above: -1}}\n",
+     "rule r.when.consequence.above must be a whole number"),
+    ("rules.yaml", "rules:\n  - id: r\n    outcome: deny\n    when: {consequence: {check: volume-deleted, above: 3}}\n",
+     "rule r.when.consequence: volume-deleted takes no `above`"),
+    ("rules.yaml", "rules:\n  - id: r\n    outcome: deny\n    when: {consequence: {check: namespace-workloads, per: zone}}\n",
+     "rule r.when.consequence.per is cluster or zone, for unschedulable-nodes only"),
+    ("rules.yaml", "rules:\n  - id: r\n    outcome: deny\n    when: {consequence: {check: unschedulable-nodes, by: x}}\n",
+     "rules.yaml:4: rule r.when.consequence: unknown key 'by'"),
 ])
 def test_each_mistake_is_reported_with_file_and_line(tmp_path: Path, name: str, text: str, expected: str) -> None:
     found = problems(tmp_path, name, text)
@@ -128,7 +145,7 @@ def test_policy_test_runs_the_gate_cases_and_fails_readably(tmp_path: Path) -> N
 
     ok = policy_test(GATES_DIR)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "24 passed, 0 failed" in ok.stdout
+    assert "40 passed, 0 failed" in ok.stdout
     shutil.copytree(GATES_DIR, tmp_path / "gates")
     (tmp_path / "gates" / "tests" / "wrong.yaml").write_text(
         "now: 2026-11-25T12:00:00+00:00\ncases:\n  - {name: namespaces go freely, user: ada, cluster: hz-1, verb: delete, resource: namespaces,"

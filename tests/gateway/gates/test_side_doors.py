@@ -179,7 +179,10 @@ def test_protected_objects_are_protected_from_every_side(env: Env, protected: st
     resp = env.send(method, path.format(ns=protected), SRE, body, content_type)
     status = assert_status(resp, 403, "Forbidden")
     assert "change-protected-object" in status["message"] and "Approval ticket" in status["message"]
-    assert [r for r in env.upstream.requests if r.method != "GET" and protected in r.path] == []
+    # Nothing but reads, and the dry run that shows the approver the fields an update changes.
+    executed = [r for r in env.upstream.requests if r.method != "GET" and protected in r.path]
+    assert [r for r in executed if r.query != "dryRun=All"] == []
+    assert all(r.user is not None and "kubegate:sre" in r.user.groups for r in executed)  # as the requester
 
 
 def test_a_collection_delete_that_spares_protected_objects_passes(env: Env, protected: str) -> None:
@@ -202,4 +205,9 @@ def test_the_live_object_is_read_once_however_many_rules_look(env: Env) -> None:
     resp = env.send("PATCH", path, SRE, {"spec": {"replicas": 0}}, "application/merge-patch+json")
     status = assert_status(resp, 403, "Forbidden")
     assert "scale-to-zero-in-production" in status["message"] and "change-protected-object" in status["message"]
-    assert [f"{r.method} {r.path}" for r in env.upstream.requests] == [f"GET {path}"]
+    seen = [f"{r.method} {r.path}" + (f"?{r.query}" if r.query else "") for r in env.upstream.requests]
+    assert seen.count(f"GET {path}") == 1, seen  # read once, by the rules and the blast radius alike
+    # The rest is the blast radius's: the namespace's pods (none: nothing scales them down here) and
+    # the dry run of the patch for the ticket's changed fields.
+    assert seen[0] == f"GET {path}" and f"PATCH {path}?dryRun=All" in seen
+    assert all(s.startswith("GET ") or s == f"PATCH {path}?dryRun=All" for s in seen), seen

@@ -1,0 +1,192 @@
+"""Blast radius and availability checks, end to end: real kubectl through a gateway with the
+starter rules, an emulated cluster whose workloads own ReplicaSets and pods. Each held change's
+refusal and ticket (`kubegate approvals show`) carry the numbers; a risk webhook receives them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import yaml
+
+from kubegate.emulator import harness
+from tests.conftest import GatewayHandle, Kubectl, start_gateway, unique
+from tests.gateway.gates.test_change import ReviewServer
+
+STARTER_RULES = (Path(__file__).resolve().parents[3] / "policies" / "gates" / "rules.yaml").read_text()
+
+
+class Cluster:
+    def __init__(self, gw: GatewayHandle, upstream: harness.RunningEmulator, tmp: Path, kubectl_path: str,
+                 checker: ReviewServer) -> None:
+        self.gw, self.upstream, self.tmp, self.checker = gw, upstream, tmp, checker
+        self.direct = Kubectl(kubectl_path, upstream.kubeconfig(tmp / "direct"))  # set-up, past every gate
+        self.ada = Kubectl(kubectl_path, gw.kubeconfig(tmp / "ada", "ada"))
+        self.sam_kubeconfig = gw.kubeconfig(tmp / "sam", "sam", ("kubegate:sre",))
+
+    def apply(self, *objects: dict[str, Any]) -> None:
+        self.direct("apply", "-f", "-", input=yaml.safe_dump_all(objects))
+
+    def shop(self, replicas: int = 3, min_available: int | None = 2, namespace: str = "") -> str:
+        """A namespace with Deployment web (REPLICAS pods) behind Service web, and PDB web."""
+        ns = namespace or unique("shop")
+        objects: list[dict[str, Any]] = [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns},
+             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                      "template": {"metadata": {"labels": {"app": "web"}},
+                                   "spec": {"containers": [{"name": "web", "image": "shop/web:1.7"}]}}}},
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns},
+             "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}]
+        if min_available is not None:
+            objects.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                            "metadata": {"name": "web", "namespace": ns},
+                            "spec": {"minAvailable": min_available, "selector": {"matchLabels": {"app": "web"}}}})
+        self.apply(*objects)
+        return ns
+
+    def show(self, ticket: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "kubegate", "approvals", "show", ticket, "--kubeconfig",
+                              str(self.sam_kubeconfig)], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    def ticket(self, ticket: str) -> dict[str, Any]:
+        out = subprocess.run([sys.executable, "-m", "kubegate", "approvals", "show", ticket, "-o", "json",
+                              "--kubeconfig", str(self.sam_kubeconfig)], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        found: dict[str, Any] = json.loads(out.stdout)
+        return found
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, kubectl_path: str) -> Iterator[Cluster]:
+    tmp = tmp_path_factory.mktemp("blast")
+    checker = ReviewServer(tmp)
+    upstream = harness.start(tmp / "emulator", controllers=True)
+    webhooks = f"""
+webhooks:
+  - name: inspection
+    url: https://127.0.0.1:{checker.port}/review
+    ca_file: {checker.ca_file}
+    failure_policy: Fail
+    match: {{namespaces: ["wh-ok*"]}}
+"""
+    gw = start_gateway(tmp / "gw", upstream, gate_files={"rules.yaml": STARTER_RULES, "webhooks.yaml": webhooks})
+    try:
+        yield Cluster(gw, upstream, tmp, kubectl_path, checker)
+    finally:
+        gw.stop()
+        upstream.stop()
+        checker.stop()
+
+
+def ticket_of(stderr: str) -> str:
+    assert "Approval ticket " in stderr, stderr
+    return stderr.split("Approval ticket ")[1].split()[0]
+
+
+def test_a_deployment_delete_takes_its_replicaset_and_pods_below_the_budget(cluster: Cluster) -> None:
+    ns = cluster.shop()
+    held = cluster.ada("delete", "deployment", "web", "-n", ns, check=False)
+    assert held.returncode == 1
+    assert "takes with it: 1 Deployment, 1 ReplicaSet, 3 Pods" in held.stderr
+    assert "PDB web: 3 → 0 available, minAvailable 2" in held.stderr
+    assert "rule below-disruption-budget" in held.stderr and "rule last-ready-replica-behind-service" in held.stderr
+    ticket = ticket_of(held.stderr)
+    shown = cluster.show(ticket)
+    assert f"delete deployments.apps {ns}/web (propagation Background)" in shown
+    assert "takes 3 Pod: web-" in shown and "takes 1 ReplicaSet: web-" in shown
+    assert f"PDB {ns}/web: 3 → 0 available, minAvailable 2  VIOLATED" in shown
+    assert f"Service {ns}/web: ready endpoints 3 → 0" in shown
+    radius = cluster.ticket(ticket)["blastRadius"]
+    assert {t["kind"]: t["count"] for t in radius["takes"]} == {"Deployment": 1, "ReplicaSet": 1, "Pod": 3}
+    assert cluster.direct.json("get", "pods", "-n", ns)["items"]  # held: nothing deleted
+
+
+def test_an_orphaning_delete_takes_the_deployment_alone(cluster: Cluster) -> None:
+    ns = cluster.shop()
+    done = cluster.ada("delete", "deployment", "web", "-n", ns, "--cascade=orphan")
+    assert 'deployment.apps "web" deleted' in done.stdout
+    (event,) = [e for e in cluster.gw.audit_events() if e["verb"] == "delete"
+                and e["objectRef"].get("namespace") == ns]
+    assert event["annotations"]["kubegate.io/blast-radius"] == "takes with it: 1 Deployment"
+    assert len(cluster.direct.json("get", "pods", "-n", ns)["items"]) == 3  # orphans keep running
+
+
+def test_a_scale_below_the_budget_names_the_numbers(cluster: Cluster) -> None:
+    ns = cluster.shop()
+    held = cluster.ada("scale", "deployment", "web", "-n", ns, "--replicas=1", check=False)
+    assert held.returncode == 1
+    assert "Deployment web: 3 → 1 replicas (3 → 1 ready)" in held.stderr
+    assert "PDB web: 3 → 1 available, minAvailable 2" in held.stderr
+    ok = cluster.ada("scale", "deployment", "web", "-n", ns, "--replicas=2")  # still at the budget: passes
+    assert "scaled" in ok.stdout
+
+
+def test_a_claim_whose_volume_is_deleted_with_it_needs_approval(cluster: Cluster) -> None:
+    ns = cluster.shop(min_available=None)
+    cluster.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": ns},
+                   "spec": {"volumeName": f"pv-{ns}", "accessModes": ["ReadWriteOnce"]}})
+    claim = cluster.direct.json("get", "pvc", "data", "-n", ns)
+    cluster.apply({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"pv-{ns}"},
+                   "spec": {"persistentVolumeReclaimPolicy": "Delete", "capacity": {"storage": "1Gi"},
+                            "claimRef": {"namespace": ns, "name": "data", "uid": claim["metadata"]["uid"]}}})
+    held = cluster.ada("delete", "pvc", "data", "-n", ns, check=False)
+    assert f"volume pv-{ns} of claim data is deleted with its data (reclaim policy Delete)" in held.stderr
+    assert "rule delete-volume-data" in held.stderr
+    assert f"volume pv-{ns} (claim data, reclaim Delete): DELETED with its data" in cluster.show(ticket_of(held.stderr))
+
+
+def test_a_crd_with_live_resources_needs_approval(cluster: Cluster) -> None:
+    cluster.apply({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                   "metadata": {"name": "widgets.example.com"},
+                   "spec": {"group": "example.com", "scope": "Namespaced",
+                            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                            "versions": [{"name": "v1", "served": True, "storage": True,
+                                          "schema": {"openAPIV3Schema": {"type": "object",
+                                                                         "x-kubernetes-preserve-unknown-fields": True}}}]}})
+    ns = cluster.shop(min_available=None)
+    cluster.apply(*({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": f"w{i}", "namespace": ns}}
+                    for i in range(2)))
+    held = cluster.ada("delete", "crd", "widgets.example.com", check=False)
+    assert "2 custom resources are deleted with it" in held.stderr and "rule delete-crd-with-resources" in held.stderr
+    assert "custom resources deleted with it: 2" in cluster.show(ticket_of(held.stderr))
+
+
+def test_a_namespace_delete_counts_everything_in_it(cluster: Cluster) -> None:
+    ns = cluster.shop()
+    held = cluster.ada("delete", "namespace", ns, check=False)
+    assert "rule delete-namespace" in held.stderr
+    radius = cluster.ticket(ticket_of(held.stderr))["blastRadius"]
+    taken = {t["kind"]: t["count"] for t in radius["takes"]}
+    assert taken["Namespace"] == 1 and taken["Deployment"] == 1 and taken["ReplicaSet"] == 1 and taken["Pod"] == 3
+    assert taken["Service"] == 1 and taken["PodDisruptionBudget"] == 1
+    assert radius["namespaceWorkloads"] == 1 and radius["complete"]
+
+
+def test_a_drain_that_leaves_a_zone_unschedulable_needs_approval(cluster: Cluster) -> None:
+    try:
+        cluster.ada("cordon", "emu-node-1")  # one of the zone's two: allowed
+        held = cluster.ada("drain", "emu-node-2", "--ignore-daemonsets", "--timeout=10s", check=False)
+        assert held.returncode != 0
+        assert "2 of 2 nodes of zone emu-a unschedulable (more than 1)" in held.stderr
+        assert "rule unschedulable-nodes-in-a-zone" in held.stderr
+        node = cluster.direct.json("get", "node", "emu-node-2")
+        assert not node["spec"].get("unschedulable")  # held: not cordoned
+    finally:
+        cluster.direct("uncordon", "emu-node-1")
+
+
+def test_a_risk_webhook_receives_the_blast_radius(cluster: Cluster) -> None:
+    ns = cluster.shop(namespace=unique("wh-ok"), min_available=None)
+    cluster.ada("scale", "deployment", "web", "-n", ns, "--replicas=2")
+    (review,) = [r for r in cluster.checker.reviews if r["request"]["requestInfo"]["namespace"] == ns]
+    radius = review["request"]["blastRadius"]
+    assert radius["replicas"] == {"kind": "Deployment", "namespace": ns, "name": "web", "replicas_before": 3,
+                                  "replicas_after": 2, "ready_before": 3, "ready_after": 2}
+    assert [t for t in radius["takes"] if t["kind"] == "Pod"][0]["count"] == 1
