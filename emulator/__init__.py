@@ -12,7 +12,16 @@ follow), scale, status and eviction subresources; exec and attach over WebSocket
 SelfSubjectRulesReview and SelfSubjectReview answered from the impersonated identity;
 protobuf request bodies; bearer-token and client-certificate authentication with
 impersonation limited to credentials allowed to impersonate; a request log; and injected
-faults (latency, error status, dropped connection). It reads requests as kube-apiserver does
+faults (latency, error status, dropped connection). What a change sets off, as the cluster's
+controllers would leave it once settled: the garbage collector by ownerReference (Background,
+Foreground and Orphan propagation; a dependent another live owner keeps loses only its reference),
+a claim's bound volume deleted or released by its reclaim policy, PodDisruptionBudget status
+computed from the Ready pods its selector selects, evictions refused (429) below a budget, and —
+opt-in (`controllers=True`, `--controllers`) — workload controllers: a Deployment owns a
+ReplicaSet per pod template, ReplicaSets and StatefulSets own their pods (scaled with `replicas`,
+a deleted pod replaced), a DaemonSet a pod per schedulable node; pods are spread over the two
+nodes (zone `emu-a`). Ready is what a pod's status says: tests make one unready through
+`pods/status`. `dryRun=All` is honoured on every write (nothing is stored, nothing cascades). It reads requests as kube-apiserver does
 where that decides what runs: boolean query options the apimachinery way (any value but `0` or
 `false` is true), DeleteOptions from the body when there is one (the query only otherwise, as in
 `handlers/delete.go`). In tests it sits behind a Go `net/http` front (tests/go/front), so the
@@ -22,10 +31,13 @@ What it does not emulate:
 - admission (no webhooks, no defaulting beyond replicas and Secret type, no schema validation:
   fieldValidation is accepted and ignored), RBAC (every authenticated user may do everything,
   except users listed in `deny_users`), quotas, API priority and fairness;
-- controllers and the kubelet: nothing creates pods for a Deployment; PodDisruptionBudgets,
-  HorizontalPodAutoscalers, NetworkPolicies and Ingresses are stored and served, never enforced; objects that run get a
-  synthetic all-ready status at once; finalizers and graceful deletion are ignored (deletion is
-  immediate); owner references do not cascade (only namespaces do); no scheduling;
+- the kubelet and most controllers: without `controllers=True` nothing creates pods for a
+  workload; rollouts are instant (no maxSurge/maxUnavailable pacing), Jobs and CronJobs make no
+  pods, no endpoints or EndpointSlices are made for Services; HorizontalPodAutoscalers,
+  NetworkPolicies and Ingresses are stored and served, never enforced; a workload's status is a
+  synthetic all-ready one (its pods' readiness does not feed back into readyReplicas);
+  finalizers and graceful deletion are ignored (deletion, and Foreground propagation, are
+  immediate); no real scheduling (no taints, no resources) and NoExecute taints evict nothing;
 - Table output (`as=Table`): lists are plain lists, which kubectl prints as NAME and AGE;
   protobuf responses (always JSON); aggregated discovery (clients fall back to the legacy form);
   HTTP/2; `/openapi/v2` (404 on purpose);

@@ -18,8 +18,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="where to write its CA, certificates and kubeconfig (default: a temp dir)")
     parser.add_argument("--kubeconfig", type=Path, default=None,
                         help="kubeconfig to write (default: DIR/kubeconfig), admin credentials")
+    parser.add_argument("--controllers", action="store_true",
+                        help="workloads own ReplicaSets and pods, as the controllers would leave them (controllers.py)")
     args = parser.parse_args(argv)
-    running = harness.start(args.dir, port=args.port)
+    running = harness.start(args.dir, port=args.port, controllers=args.controllers)
     kubeconfig = running.kubeconfig(args.kubeconfig or running.directory / "kubeconfig")
     print(f"emulator listening on {running.url}", flush=True)
     print(f"kubeconfig: {kubeconfig}", flush=True)

@@ -74,6 +74,10 @@ class GateContext:
     patched_live: Any = None  # for a patch: the live object it was applied to (None: absent)
     lookups: dict[tuple[str, ...], Any] = field(default_factory=dict)  # gates.lookups: read once per request
     blast_radius: Any = None  # what the change takes with it (consequences.radius.BlastRadius), once assessed
+    preview: str = ""  # the preview it belongs to (`kubegate preview`): mutations only dry-run, nothing is held
+    forward_body: bytes | None = None  # the body to forward instead of the client's (a preview's dry-run delete)
+    # Called once the stages have decided (the Denial, or None: it is forwarded), before forwarding.
+    on_decided: list[Callable[["GateContext", Denial | None], Awaitable[None]]] = field(default_factory=list)
     # What gates take only once the request is sure to be forwarded (delete budgets, approval
     # tickets), run in order by the last stage; each may still refuse.
     commits: list[Callable[[], Awaitable[None]]] = field(default_factory=list)

@@ -23,8 +23,22 @@ async def run(stages: Sequence[Stage], ctx: GateContext) -> None:
     deadline = store.DEADLINE.set(time.monotonic() + STORE_BUDGET_SECONDS)
     try:
         await _run(stages, ctx)
+    except Denial as d:
+        await _decided(ctx, d)
+        raise
+    else:
+        await _decided(ctx, None)
     finally:
         store.DEADLINE.reset(deadline)
+
+
+async def _decided(ctx: GateContext, denial: Denial | None) -> None:
+    """What wants to know the decision (a preview's report); a failure there is logged, never decides."""
+    for hook in ctx.on_decided:
+        try:
+            await hook(ctx, denial)
+        except Exception:  # noqa: BLE001 - reporting must not change what happens to the request
+            log.exception("request %s: a decision hook failed", ctx.request_id)
 
 
 async def _run(stages: Sequence[Stage], ctx: GateContext) -> None:

@@ -415,6 +415,9 @@ class GateStages:
     limits: Stage
     webhooks: Stage
     approvals: Stage
+    preview_prefix: Stage | None = None  # /kubegate/preview/<id>/...: `kubegate preview`
+    preview: Stage | None = None
+    preview_api: Stage | None = None
 
 
 def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, upstreams: Upstreams,
@@ -423,6 +426,7 @@ def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, ups
                    sessions: SessionService | None = None, admission: Stage | None = None) -> list[Stage]:
     return [
         Ingress(audit_ready),         # the audit log is writable, or 503
+        *([gates.preview_prefix] if gates.preview_prefix else []),  # /kubegate/preview/<id>/...: a preview
         Authenticate(authenticator, sessions),  # bearer JWT → Identity (not of an ended session), or 401
         NoImpersonation(),            # no client Impersonate-* headers (403)
         gates.api_limits,             # /kubegate/v1/...: per-user QPS on kubegate's own API (429)
@@ -430,9 +434,11 @@ def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, ups
         AccessApi(access),            # /kubegate/v1/accessrequests: answered here, never forwarded
         gates.breaker_api,            # /kubegate/v1/breakers: list and reset circuit breakers
         gates.approval_api,           # /kubegate/v1/approvals, /kubegate/v1/freeze
+        *([gates.preview_api] if gates.preview_api else []),  # /kubegate/v1/previews/<id>: a preview's report
         OwnApiEnd(),                  # anything else under /kubegate/: 404, never forwarded
         Route(upstreams),             # /clusters/<name>/ → cluster, or 404
         Classify(),                   # method + path + query → RequestInfo, or 400
+        *([gates.preview] if gates.preview else []),  # in a preview: mutations become dry runs, and are reported
         *([admission] if admission else []),  # a seat in the user's fair turn (overload protection), or 429
         AuditCapacity(audit_accepts_changes),  # the audit center's spool is full: changes 503
         Authorize(policy, access),    # Casbin policy (+ approved grants) allows it, or 403 naming the rule

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from html import escape
 
+from kubegate.blast_view import radius_lines
+
 from .history import ApiEvent, TerminalRecord
 from .sessions import WebSession
 
@@ -176,6 +178,15 @@ def _reasons(t: dict[str, object]) -> str:
     return "; ".join(str(r) for r in reasons) if isinstance(reasons, list) else ""
 
 
+def _radius(t: dict[str, object]) -> str:
+    """What the change takes with it: its summary, and each line on demand."""
+    radius = t.get("blastRadius")
+    if not isinstance(radius, dict):
+        return ""
+    lines = "".join(f"<li>{escape(line)}</li>" for line in radius_lines(radius))
+    return f'<details><summary>{escape(str(radius.get("summary", "")))}</summary><ul>{lines}</ul></details>'
+
+
 def approvals(session: WebSession, items: list[dict[str, object]], error: str = "", notice: str = "") -> str:
     def what(t: dict[str, object]) -> str:
         request = t.get("request") or {}
@@ -188,7 +199,7 @@ def approvals(session: WebSession, items: list[dict[str, object]], error: str = 
     rows = "".join(
         f'<tr><td><code>{escape(str(t["id"]))}</code></td><td>{escape(str(t["status"]))}</td><td>{escape(str(t["user"]))}</td>'
         f'<td>{escape(str(t["cluster"]))}</td><td>{what(t)}</td>'
-        f'<td>{escape(_reasons(t))}</td>'
+        f'<td>{escape(_reasons(t))}</td><td>{_radius(t)}</td>'
         f'<td>{escape(str(t.get("decidedBy") or ""))}</td><td>{actions(t)}</td></tr>' for t in items)
     alert = _alerts(error, notice)
     return _page("Approvals", f"""
@@ -196,6 +207,6 @@ def approvals(session: WebSession, items: list[dict[str, object]], error: str = 
 {alert}
 <p class="hint">Risky changes, from kubectl or a webshell terminal, wait here for a second person. Nobody approves their own.</p>
 <table><thead><tr><th scope="col">Ticket</th><th scope="col">Status</th><th scope="col">Requested by</th>
-<th scope="col">Cluster</th><th scope="col">Exactly this</th><th scope="col">Why</th><th scope="col">Decided by</th>
-<th scope="col"></th></tr></thead>
-<tbody>{rows or '<tr><td colspan="8">Nothing waits for a decision.</td></tr>'}</tbody></table>""", session)
+<th scope="col">Cluster</th><th scope="col">Exactly this</th><th scope="col">Why</th><th scope="col">What it takes</th>
+<th scope="col">Decided by</th><th scope="col"></th></tr></thead>
+<tbody>{rows or '<tr><td colspan="9">Nothing waits for a decision.</td></tr>'}</tbody></table>""", session)

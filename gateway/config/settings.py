@@ -223,7 +223,7 @@ class Store:
 class Gates:
     policy_dir: str = "policies/gates"
     """Directory of the risk-gate policy (limits.yaml: delete budgets, breakers, QPS limits). Missing files: no such gates."""
-    blast_radius_reads: int = 40
+    blast_radius_reads: int = 100
     """Calls to a cluster one change's blast radius may make (as the requester); past it the radius
     says "at least" and every availability check applies."""
     blast_radius_objects: int = 20000

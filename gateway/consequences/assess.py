@@ -61,6 +61,7 @@ class Change:
     propagation: str = ""  # a delete's DeleteOptions; "" = the default (Background)
     selectors: dict[str, str] = field(default_factory=dict)  # a collection's labelSelector/fieldSelector
     new: Obj | None = None  # the object the request leaves (its body; a patch applied to the live object)
+    unreadable: str = ""  # why the object a write leaves could not be worked out (then nothing is certain)
     # For the dry run that shows the fields an update changes: the request as sent.
     method: str = ""
     query: str = ""
@@ -87,6 +88,8 @@ async def assess(change: Change, reader: Reader, *, fields: bool = False) -> Bla
             await _deletes(change, reader, radius)
         elif info.verb in ("update", "patch", "create") and change.new is not None:
             await _writes(change, reader, radius, fields)
+        elif info.verb in ("update", "patch") and change.unreadable:
+            radius.incomplete.append(f"the object the {info.verb} leaves: {change.unreadable}")
     except Capped as e:
         radius.incomplete.append(str(e))
     except Unreadable as e:

@@ -17,7 +17,7 @@ PAGE = 500
 
 @dataclass(frozen=True)
 class ReadLimits:
-    max_reads: int = 40  # calls to the cluster per assessed request
+    max_reads: int = 100  # calls to the cluster per assessed request
     max_objects: int = 20_000  # objects listed per assessed request
     seconds: float = 3.0  # wall time per assessed request
 

@@ -196,6 +196,8 @@ class GatewayAddon:
             headers[name] = value
         flow.request.scheme, flow.request.host, flow.request.port = "https", plan.host, plan.port
         flow.request.path = plan.path
+        if ctx.forward_body is not None:  # a preview's delete, made a dry run in its DeleteOptions
+            flow.request.content = ctx.forward_body
         for name, value in plan.add_headers:
             headers.add(name, value)
         ctx.forwarded, ctx.forwarded_at = True, time.time()

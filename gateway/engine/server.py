@@ -43,6 +43,7 @@ from ..gates.breaker_api import BreakerApi
 from ..gates.change import ApprovalApi, ApprovalGate, FreezeGate, RulesGate, WebhookGate
 from ..context import GateContext
 from ..gates.policy import GatePolicyHolder
+from ..gates.preview import PreviewApi, PreviewDryRun, PreviewPrefix, PreviewService
 from ..identity.identity import Identity
 from ..gates.rate import ApiRate, RateGate
 from ..state.store import BreakerState, MemoryStore, StateStore, StoreUnavailable
@@ -124,6 +125,7 @@ class Gateway:
         self.access = AccessService(self.store, self.policy, clock=clock, audit=self._audit_access,
                                     clusters=lambda: self.upstreams.by_name)
         self.approvals = ApprovalService(self.store, self.policy, clock=clock, audit=self._audit_approval)
+        self.previews = PreviewService(self.store, clock=clock)
         change = lambda: self.gates.current.change  # noqa: E731 - the set in force at each request
         g = settings.gates
         reads = ReadLimits(g.blast_radius_reads, g.blast_radius_objects, g.blast_radius_seconds)
@@ -139,7 +141,9 @@ class Gateway:
                             on_trip=self._audit_breaker_trip),
             webhooks=self.webhooks,
             approvals=ApprovalGate(self.approvals, public_url=settings.url, metrics=self.metrics,
-                                   client=self.counter, limits=reads))
+                                   client=self.counter, limits=reads),
+            preview_prefix=PreviewPrefix(), preview=PreviewDryRun(self.previews, self.counter, reads),
+            preview_api=PreviewApi(self.previews))
         can_i = SelfReviews(self.policy, self.counter, self.access, self._later_gates)
         self.sessions = SessionService(self.store, self.authenticator.own, clock=clock)
         o = settings.overload
@@ -328,6 +332,7 @@ class Gateway:
                 if ticks % PURGE_EVERY_TICKS == 0:
                     await self.access.purge()
                     await self.approvals.purge()
+                    await self.previews.purge()
                     await self.sessions.purge()
             except StoreUnavailable as e:
                 log.warning("cannot expire access grants or purge old records now: %s", e)

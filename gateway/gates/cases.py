@@ -111,6 +111,10 @@ class _LiveObject(UpstreamClient):
         if path.startswith(("/api/v", "/apis/")) and path.count("/") <= 3 and kinds:  # discovery of a group version
             return {"resources": [{"name": _plural(o), "kind": o["kind"], "namespaced": bool(o["metadata"].get(
                 "namespace")), "verbs": ["list"]} for o in {o["kind"]: o for o in kinds}.values()]}
+        if path.endswith("/scale") and path[:-len("/scale")] in self.objects:  # as the apiserver serves it
+            parent = self.objects[path[:-len("/scale")]]
+            return {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": parent.get("metadata") or {},
+                    "spec": {"replicas": (parent.get("spec") or {}).get("replicas", 1)}}
         if path not in self.objects:
             raise UpstreamError(404, f"{path} not found")
         return self.objects[path]

@@ -26,6 +26,7 @@ from ..consequences import checks
 from ..consequences.reader import ReadLimits
 from ..request import bodies, patches
 from . import blast, lookups
+from .written import body_of as _body, judged
 from .approvals import ApprovalError, ApprovalService, Request, preview, redacted_changes, ticket_json
 from .change_policy import ChangePolicy, FreezeWindow, Rule, Webhook
 from ..context import GateContext
@@ -37,6 +38,8 @@ from ..state.store import Bucket, StateStore, StoreUnavailable
 from ..clusters.client import SELECTORS, UpstreamClient, UpstreamError
 
 log = logging.getLogger("kubegate.change")
+# A deny rule on consequences the blast radius could not read whole asks for approval instead.
+UNSEEN = " (the rule refuses; as its consequences could not be read whole, a person decides)"
 REVIEW_VERSION = "kubegate.io/v1"
 
 PolicySource = Callable[[], ChangePolicy]
@@ -44,41 +47,6 @@ PolicySource = Callable[[], ChangePolicy]
 
 def _exempt(identity: Identity, groups: tuple[str, ...]) -> bool:
     return any(g in groups for g in identity.groups)
-
-
-def _body(ctx: GateContext) -> bodies.Body:
-    """The request body as rules and webhooks read it, decoded once per request."""
-    if not isinstance(ctx.body_view, bodies.Body):
-        ctx.body_view = bodies.read(ctx.request.headers.get("Content-Type"), ctx.request.body)
-    return ctx.body_view
-
-
-async def judged(ctx: GateContext, client: UpstreamClient | None) -> bodies.Body:
-    """What rules and webhooks judge: the object the request writes. For a patch that is the live
-    object (read as the caller) with the patch applied: what the apiserver will store. What cannot
-    be modelled is unreadable, and rules take their conservative outcome."""
-    if isinstance(ctx.judged, bodies.Body):
-        return ctx.judged
-    body = _body(ctx)
-    if ctx.info is None or ctx.info.verb != "patch" or body.kind not in patches.PATCH_KINDS or not body.readable:
-        ctx.judged = body
-        return body
-    live: dict[str, Any] | None = None
-    try:
-        if client is None or ctx.upstream is None or ctx.identity is None:
-            raise UpstreamError(500, "no client to read the live object with")
-        found = await lookups.live_object(ctx, client, ctx.path)
-        live = found if isinstance(found, dict) else None
-    except UpstreamError as e:
-        if e.status != 404:
-            ctx.judged = bodies.Body(None, body.kind, f"the object to patch could not be read ({e.message})")
-            return ctx.judged
-    ctx.patched_live = live
-    try:
-        ctx.judged = bodies.Body(patches.apply(body.kind, live, body.data), body.kind)
-    except patches.PatchError as e:
-        ctx.judged = bodies.Body(None, body.kind, f"the patch's result cannot be modelled: {e}")
-    return ctx.judged
 
 
 def _refuse(metrics: Metrics | None, gate: str, reason: str, name: str) -> None:
@@ -145,13 +113,14 @@ class RulesGate:
             if not fired:
                 continue
             text = f"rule {rule.id} ({rule.severity}): {rule.description or rule.id}{why}"
-            ctx.annotations[f"kubegate.io/rule.{rule.id}"] = rule.outcome
-            if rule.outcome == "deny":
+            outcome = "require-approval" if why.endswith(UNSEEN) else rule.outcome
+            ctx.annotations[f"kubegate.io/rule.{rule.id}"] = outcome
+            if outcome == "deny":
                 _refuse(self.metrics, "rules", "deny", rule.id)
                 radius = await blast.radius_of(ctx, self.counter, self.limits)
                 raise Denial(403, f"kubegate: refused by {text}" + (f". Blast radius: {radius.summary()}"
                                                                      if radius is not None else ""), "Forbidden")
-            if rule.outcome == "require-approval":
+            if outcome == "require-approval":
                 ctx.approval_reasons.append(text)
 
     async def _narrowed(self, ctx: GateContext) -> bool:
@@ -175,6 +144,8 @@ class RulesGate:
             return False, ""
         if rule.webshell_session and not identity.session:
             return False, ""
+        if rule.groups and not any(g in rule.groups for g in identity.groups):
+            return False, ""
         if rule.no_selector and await self._narrowed(ctx):
             return False, ""
         note = ""
@@ -186,6 +157,9 @@ class RulesGate:
             if not found:
                 return False, ""
             note = f" [{'; '.join(found)}]"
+            if radius is not None and not radius.complete and rule.outcome == "deny":
+                # Not seen, only feared: a person decides rather than the rule refusing outright.
+                return True, note + UNSEEN
         if rule.body:
             body = await judged(ctx, self.counter)
             if not body.readable:
@@ -424,6 +398,12 @@ class ApprovalGate:
             return
         identity, cluster, info = _ready(ctx)
         kind = "break-glass" if ctx.break_glass else "change"
+        if ctx.preview:  # `kubegate preview`: say what it would need; open nothing
+            radius = await blast.radius_of(ctx, self.client, self.limits, fields=True)
+            raise Denial(403, f"kubegate preview: this change would need {'break-glass ' if ctx.break_glass else ''}"
+                              f"approval: {'; '.join(ctx.approval_reasons)}."
+                              + (f" Blast radius: {radius.summary()}." if radius is not None else "")
+                              + " No ticket was opened (a preview); nothing was changed", "Forbidden")
         try:
             use, ticket = await self.approvals.find_or_open(identity, cluster, info, await self._request(ctx), kind,
                                                             ctx.approval_reasons)
@@ -437,9 +417,9 @@ class ApprovalGate:
             return
         ctx.annotations["kubegate.io/approval"] = f"{ticket.id} pending"
         _refuse(self.metrics, "approvals", "pending", kind)
-        radius = f" Blast radius: {ctx.blast_radius.summary()}." if ctx.blast_radius is not None else ""
+        summary = f" Blast radius: {ctx.blast_radius.summary()}." if ctx.blast_radius is not None else ""
         raise Denial(403, f"kubegate: this change needs {'break-glass ' if kind == 'break-glass' else ''}approval: "
-                          f"{'; '.join(ctx.approval_reasons)}.{radius} Approval ticket {ticket.id} is open: someone else "
+                          f"{'; '.join(ctx.approval_reasons)}.{summary} Approval ticket {ticket.id} is open: someone else "
                           f"who may approve runs `kubegate approvals approve {ticket.id}` (or POST "
                           f"{self.public_url}/kubegate/v1/approvals/{ticket.id}/approve); then retry exactly this "
                           "request, once, within the hour", "Forbidden")

@@ -116,6 +116,7 @@ class Rule:
     more_than: tuple[int, float] | None = None  # (count, seconds): fires past `count` matches per window
     webshell_session: bool = False  # only requests made with a session token (every webshell terminal's)
     consequence: Consequence | None = None  # an availability check on the change's blast radius
+    groups: tuple[str, ...] = ()  # only for members of these groups (automation, AI agents)
     example: str = ""
     source: str = ""
 
@@ -266,7 +267,9 @@ def _rule(r: _Reader, node: Any, i: int) -> Rule | None:
     when = node.get("when") or {}
     extra: dict[str, Any] = {}
     if r.keys(when, {"no_selector", "body", "object_labels", "kubectl_command", "more_than", "webshell_session",
-                     "consequence"}, f"{what}.when"):
+                     "consequence", "groups"}, f"{what}.when"):
+        if "groups" in when:
+            extra["groups"] = r.strings(when, "groups", f"{what}.when", ())
         if "consequence" in when:
             extra["consequence"] = _consequence(r, when, what)
         extra["no_selector"] = bool(when.get("no_selector", False))

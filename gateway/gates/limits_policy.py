@@ -61,6 +61,7 @@ class Budget:
     windows: tuple[Window, ...]  # shortest first
     cooldown_seconds: float  # 0: the breaker stays open until reset
     source: str = ""
+    groups: tuple[str, ...] = ()  # only for members of these groups (and then instead of the general ones)
 
     def scope(self, cluster: str, info: RequestInfo, identity: Identity) -> str:
         """The budget instance a request is charged to, e.g. `pod-deletes/cluster=hz-1`."""
@@ -82,8 +83,11 @@ class QpsLimit:
     qps: float
     burst: int
     source: str = ""
+    groups: tuple[str, ...] = ()  # only for members of these groups (empty: everyone)
 
-    def matches(self, info: RequestInfo, user_agent: str) -> bool:
+    def matches(self, info: RequestInfo, user_agent: str, groups: tuple[str, ...] = ()) -> bool:
+        if self.groups and not any(g in self.groups for g in groups):
+            return False
         if not fnmatch.fnmatchcase(user_agent, self.user_agent):
             return False
         if self.verbs and info.verb not in self.verbs:
@@ -118,9 +122,17 @@ class LimitsPolicy:
     on_store_failure: StoreFailure = field(default_factory=StoreFailure)
     kubegate_api: ApiLimit = field(default_factory=ApiLimit)
 
-    def budget_for(self, resource: str) -> Budget | None:
-        named = next((b for b in self.budgets if resource in b.resources), None)
-        return named or next((b for b in self.budgets if "*" in b.resources), None)
+    def budget_for(self, resource: str, groups: tuple[str, ...] = ()) -> Budget | None:
+        """The budget a delete of RESOURCE is charged to: a budget of one of the caller's GROUPS
+        first (naming the resource, then `*`), else the general ones (naming it, then `*`)."""
+        mine = [b for b in self.budgets if b.groups and any(g in b.groups for g in groups)]
+        general = [b for b in self.budgets if not b.groups]
+        for candidates in (mine, general):
+            found = next((b for b in candidates if resource in b.resources), None) \
+                or next((b for b in candidates if "*" in b.resources), None)
+            if found is not None:
+                return found
+        return None
 
 
 class _Reader(yamlsrc.Reader):
@@ -159,7 +171,7 @@ class _Reader(yamlsrc.Reader):
 
 def _budget(r: _Reader, node: Any, i: int) -> Budget | None:
     what = f"budgets[{i}]"
-    if not r.keys(node, {"name", "description", "resources", "per", "windows", "breaker"}, what):
+    if not r.keys(node, {"name", "description", "resources", "per", "windows", "breaker", "groups"}, what):
         return None
     name = r.ident(node, "name", what, f"budget-{i}")
     what = f"budget {name}"
@@ -197,12 +209,14 @@ def _budget(r: _Reader, node: Any, i: int) -> Budget | None:
                 r.problem(breaker, f"{what}.breaker.cooldown: {value!r} is neither \"manual\" nor a duration > 0")
             else:
                 cooldown = seconds
-    return Budget(name, resources, per, tuple(windows), cooldown, yamlsrc.where(r.path, node))
+    return Budget(name, resources, per, tuple(windows), cooldown, yamlsrc.where(r.path, node),
+                  groups=r.names(node, "groups", what, ()))
 
 
 def _qps(r: _Reader, node: Any, i: int) -> QpsLimit | None:
     what = f"qps[{i}]"
-    if not r.keys(node, {"name", "description", "user_agent", "resources", "verbs", "per", "qps", "burst"}, what):
+    if not r.keys(node, {"name", "description", "user_agent", "resources", "verbs", "per", "qps", "burst", "groups"},
+                  what):
         return None
     name = r.ident(node, "name", what, f"qps-{i}")
     what = f"qps limit {name}"
@@ -230,7 +244,7 @@ def _qps(r: _Reader, node: Any, i: int) -> QpsLimit | None:
         r.problem(node, f"{what}.burst must be a whole number >= 1")
         burst = 1
     return QpsLimit(name, user_agent, resources, frozenset(verbs), per, float(qps), burst,
-                    yamlsrc.where(r.path, node))
+                    yamlsrc.where(r.path, node), groups=r.names(node, "groups", what, ()))
 
 
 def load(directory: Path) -> tuple[LimitsPolicy, list[str]]:
@@ -254,13 +268,14 @@ def load(directory: Path) -> tuple[LimitsPolicy, list[str]]:
             if item.name in seen:
                 r.problems.append(f"{item.source}: {kind} {item.name} is also defined at {seen[item.name]}")
             seen[item.name] = item.source
-    owner: dict[str, Budget] = {}
+    owner: dict[tuple[tuple[str, ...], str], Budget] = {}  # (groups, resource): one budget each
     for b in budgets:
         for res in b.resources:
-            if res in owner:
+            slot = (b.groups, res)
+            if slot in owner:
                 r.problems.append(f"{b.source}: budget {b.name}: {res} is already charged to budget "
-                                  f"{owner[res].name} ({owner[res].source}); a delete is charged to one budget")
-            owner[res] = b
+                                  f"{owner[slot].name} ({owner[slot].source}); a delete is charged to one budget")
+            owner[slot] = b
     failure = StoreFailure()
     raw = data.get("on_store_failure")
     if raw is not None and r.keys(raw, {"mutating", "read"}, "on_store_failure"):

@@ -144,7 +144,7 @@ class RateGate:
     async def _qps(self, limits: LimitsPolicy, ctx: GateContext, identity: Identity, cluster: str,
                    info: RequestInfo) -> None:
         user_agent = ctx.request.user_agent
-        matched = [q for q in limits.qps if q.matches(info, user_agent)]
+        matched = [q for q in limits.qps if q.matches(info, user_agent, identity.groups)]
         if not matched:
             return
         buckets = [Bucket(f"qps/{q.scope(cluster, info, identity)}", q.burst, q.qps, q.name) for q in matched]
@@ -172,7 +172,7 @@ class RateGate:
             kind = info.group_resource
         if kind is None:
             return
-        budget = limits.budget_for(kind)
+        budget = limits.budget_for(kind, identity.groups)
         if budget is None:
             return
         dry_run = is_dry_run(ctx)

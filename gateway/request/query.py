@@ -129,6 +129,10 @@ class Query:
     def without(self, *keys: str) -> "Query":
         return Query(tuple((k, v) for k, v in self.params if k not in keys))
 
+    def with_value(self, key: str, value: str) -> "Query":
+        """KEY set to VALUE alone (replacing what it had)."""
+        return Query(self.without(key).params + ((key, (value,)),))
+
     def encode(self) -> str:
         """Go's `url.Values.Encode`: keys sorted, each value `QueryEscape`d, `&`-joined."""
         return "&".join(f"{quote_plus(k, safe='')}={quote_plus(v, safe='')}"

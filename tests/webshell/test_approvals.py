@@ -167,6 +167,9 @@ def test_a_scale_to_zero_however_written_waits_for_a_second_person(webshell: Web
 def _deny_on_the_page(approver: Browserless, ticket: str) -> None:
     page = approver.http.get(f"{approver.shell.url}/approvals", verify=approver.ca, timeout=10)
     assert ticket in page.text and "DELETE /api/v1/namespaces/default/configmaps/spared" in page.text
+    # What it takes with it, read from the cluster as the requester: the summary, each line on demand.
+    assert "<summary>takes with it: 1 ConfigMap</summary>" in page.text
+    assert "<li>takes 1 ConfigMap: spared</li>" in page.text
     csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert csrf
     done = approver.http.post(f"{approver.shell.url}/approvals/{ticket}/deny", data={"csrf": csrf.group(1)},

@@ -5,6 +5,7 @@ refusal and ticket (`kubegate approvals show`) carry the numbers; a risk webhook
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -172,8 +173,8 @@ def test_a_namespace_delete_counts_everything_in_it(cluster: Cluster) -> None:
 def test_a_drain_that_leaves_a_zone_unschedulable_needs_approval(cluster: Cluster) -> None:
     try:
         cluster.ada("cordon", "emu-node-1")  # one of the zone's two: allowed
+        # (kubectl cordon and drain print a refused cordon and may still exit 0: the message tells.)
         held = cluster.ada("drain", "emu-node-2", "--ignore-daemonsets", "--timeout=10s", check=False)
-        assert held.returncode != 0
         assert "2 of 2 nodes of zone emu-a unschedulable (more than 1)" in held.stderr
         assert "rule unschedulable-nodes-in-a-zone" in held.stderr
         node = cluster.direct.json("get", "node", "emu-node-2")
@@ -190,3 +191,92 @@ def test_a_risk_webhook_receives_the_blast_radius(cluster: Cluster) -> None:
     assert radius["replicas"] == {"kind": "Deployment", "namespace": ns, "name": "web", "replicas_before": 3,
                                   "replicas_after": 2, "ready_before": 3, "ready_after": 2}
     assert [t for t in radius["takes"] if t["kind"] == "Pod"][0]["count"] == 1
+
+
+def _preview(cluster: Cluster, kubectl_path: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{Path(kubectl_path).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "HOME": str(cluster.tmp)}
+    return subprocess.run([sys.executable, "-m", "kubegate", "preview", "--kubeconfig", str(cluster.tmp / "ada"),
+                           *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def _only_reads_and_dry_runs(cluster: Cluster) -> None:
+    for r in cluster.upstream.requests:
+        dry = "dryRun=All" in r.query or (r.method == "DELETE" and b'"dryRun": ["All"]' in (r.body or b""))
+        assert r.method == "GET" or dry, f"{r.method} {r.path}?{r.query} reached the cluster"
+
+
+def test_preview_of_a_held_delete_shows_it_and_changes_nothing(cluster: Cluster, kubectl_path: str) -> None:
+    ns = cluster.shop()
+    cluster.upstream.clear_requests()
+    out = _preview(cluster, kubectl_path, "--", "kubectl", "delete", "deployment", "web", "-n", ns)
+    assert out.returncode == 1, out.stderr
+    assert "would need approval" in out.stderr and "No ticket was opened" in out.stderr  # kubectl's own error line
+    assert f"DELETE deployments.apps {ns}/web: WOULD NEED APPROVAL" in out.stdout
+    assert "takes 3 Pod: web-" in out.stdout and f"PDB {ns}/web: 3 → 0 available, minAvailable 2  VIOLATED" in out.stdout
+    _only_reads_and_dry_runs(cluster)
+    assert len(cluster.direct.json("get", "pods", "-n", ns)["items"]) == 3
+    tickets = [e for e in cluster.gw.audit_events() if e["annotations"].get("kubegate.io/approval-event")
+               and e["objectRef"].get("namespace") == ns]
+    assert tickets == []  # a preview opens no ticket
+
+
+def test_preview_of_a_manifest_lists_the_fields_it_changes(cluster: Cluster, kubectl_path: str) -> None:
+    ns = cluster.shop()
+    deployment = cluster.direct.json("get", "deployment", "web", "-n", ns)
+    manifest = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns},
+                "spec": {**deployment["spec"], "template": {**deployment["spec"]["template"], "spec": {
+                    "containers": [{"name": "web", "image": "shop/web:1.8"}]}}}}
+    (cluster.tmp / "web.yaml").write_text(yaml.safe_dump(manifest))
+    cluster.upstream.clear_requests()
+    out = _preview(cluster, kubectl_path, "-f", str(cluster.tmp / "web.yaml"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"PATCH deployments.apps {ns}/web: would pass" in out.stdout
+    assert "changes fields: " in out.stdout and "spec.template.spec.containers[0].image" in out.stdout
+    _only_reads_and_dry_runs(cluster)
+    live = cluster.direct.json("get", "deployment", "web", "-n", ns)
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "shop/web:1.7"  # unchanged
+    report = json.loads(_preview(cluster, kubectl_path, "-o", "json", "-f", str(cluster.tmp / "web.yaml")).stdout)
+    (entry,) = report["entries"]
+    # What the cluster would store, against the live object: the image, and apply's own annotation.
+    assert entry["outcome"] == "allowed" and entry["blastRadius"]["changedFields"] == [
+        "metadata.annotations.kubectl.kubernetes.io/last-applied-configuration",
+        "spec.template.spec.containers[0].image"]
+
+
+def test_a_preview_path_cannot_exec_and_a_bad_id_is_404(cluster: Cluster) -> None:
+    token = cluster.gw.token("ada")
+    for path, code in (("/kubegate/preview/UPPER-case/api/v1/namespaces", 404),
+                       ("/kubegate/preview/0123456789abcdef/api/v1/namespaces/default/pods/x/exec?command=sh", 403)):
+        import requests
+        answer = requests.post(cluster.gw.url + path, headers={"Authorization": f"Bearer {token}"},
+                               verify=str(cluster.gw.ca_file), timeout=10)
+        assert answer.status_code == code, answer.text
+
+
+def test_the_cluster_is_read_as_the_requester(cluster: Cluster) -> None:
+    ns = cluster.shop()
+    cluster.upstream.clear_requests()
+    cluster.ada("delete", "deployment", "web", "-n", ns, check=False)
+    reads = [r for r in cluster.upstream.requests if r.method == "GET"]
+    assert len(reads) >= 4 and all(r.user is not None and r.user.username == "ada" for r in reads)
+
+
+def test_a_radius_past_its_read_budget_says_at_least_and_every_check_applies(cluster: Cluster, tmp_path: Path,
+                                                                              kubectl_path: str) -> None:
+    ns = cluster.shop(min_available=None)
+    cluster.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "other", "namespace": ns},
+                   "spec": {"selector": {"app": "none"}, "ports": [{"port": 80}]}})
+    tight = start_gateway(tmp_path / "gw", cluster.upstream, gate_files={"rules.yaml": STARTER_RULES},
+                          gates={"policy_dir": str(tmp_path / "gw" / "gates"), "blast_radius_reads": 2})
+    try:
+        ada = Kubectl(kubectl_path, tight.kubeconfig(tmp_path / "ada", "ada"))
+        held = ada("delete", "deployment", "web", "-n", ns, check=False)
+        # Two reads (the Deployment, its ReplicaSets) and the budget is spent before the pods: whatever
+        # they would have shown, the checks apply.
+        assert "the blast radius could not be read whole (read budget of 2 calls spent" in held.stderr
+        assert "rule below-disruption-budget" in held.stderr and "rule last-ready-replica-behind-service" in held.stderr
+        assert "Approval ticket" in held.stderr and "a person decides" in held.stderr  # the deny rule (Kruise) too
+        assert "takes with it: at least 1 Deployment, at least 1 ReplicaSet" in held.stderr
+    finally:
+        tight.stop()

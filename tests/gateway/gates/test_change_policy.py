@@ -42,12 +42,13 @@ def test_the_starter_change_policy_loads() -> None:
         "record-node-deletes", "below-disruption-budget", "last-ready-replica-behind-service",
         "unschedulable-nodes-in-a-zone", "delete-crd-with-resources", "delete-volume-data",
         "delete-namespace-with-workloads", "kruise-delete-protection", "gitops-managed-manual-change",
-        "webshell-delete", "webshell-eviction", "webshell-scale-to-zero", "webshell-unschedulable-node",
+        "agents-every-change-held", "webshell-delete", "webshell-eviction", "webshell-scale-to-zero", "webshell-unschedulable-node",
         "webshell-noexecute-taint"]
     checks = {r.id: (r.consequence.check, r.consequence.above, r.consequence.per) for r in policy.rules if r.consequence}
     assert checks["unschedulable-nodes-in-a-zone"] == ("unschedulable-nodes", 1, "zone")
     assert checks["delete-namespace-with-workloads"] == ("namespace-workloads", 10, "cluster")
     assert len(checks) == 8
+    assert [r.id for r in policy.rules if r.groups] == ["agents-every-change-held"]
     assert [r.id for r in policy.rules if r.webshell_session] == [r.id for r in policy.rules if r.id.startswith("webshell-")]
     assert all(r.example and r.description for r in policy.rules)
     assert {w.name for w in policy.freeze} == {"weekend", "year-end"}
@@ -145,7 +146,7 @@ def test_policy_test_runs_the_gate_cases_and_fails_readably(tmp_path: Path) -> N
 
     ok = policy_test(GATES_DIR)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "40 passed, 0 failed" in ok.stdout
+    assert "43 passed, 0 failed" in ok.stdout
     shutil.copytree(GATES_DIR, tmp_path / "gates")
     (tmp_path / "gates" / "tests" / "wrong.yaml").write_text(
         "now: 2026-11-25T12:00:00+00:00\ncases:\n  - {name: namespaces go freely, user: ada, cluster: hz-1, verb: delete, resource: namespaces,"

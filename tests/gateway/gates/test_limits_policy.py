@@ -35,6 +35,29 @@ def test_starter_set_loads_with_a_budget_for_every_kind() -> None:
         [("1m", 50), ("5m", 200), ("1h", 1000), ("24h", 5000)]
 
 
+def test_a_groups_own_budget_and_qps_limit_apply_to_its_members_alone() -> None:
+    policy, _ = limits_policy.load(GATES_DIR)
+    agent, person = ("kubegate:agents", "system:authenticated"), ("team-shop", "system:authenticated")
+    for kind in ("pods", "deployments.apps", "widgets.example.com"):
+        assert policy.budget_for(kind, agent).name == "agent-deletes"  # type: ignore[union-attr]
+    assert policy.budget_for("pods", person).name == "pod-deletes"  # type: ignore[union-attr]
+    info = classify("GET", "/api/v1/namespaces/shop/pods", Query())
+    assert [q.name for q in policy.qps if q.matches(info, "kubectl/v1.37.1", agent)] == ["agents", "per-user",
+                                                                                          "kubectl-lists"]
+    assert [q.name for q in policy.qps if q.matches(info, "kubectl/v1.37.1", person)] == ["per-user", "kubectl-lists"]
+
+
+def test_two_budgets_for_one_kind_are_a_problem_only_within_one_group(tmp_path: Path) -> None:
+    (tmp_path / "limits.yaml").write_text(textwrap.dedent("""
+        budgets:
+          - {name: a, resources: [pods], windows: {1h: 1}}
+          - {name: b, resources: [pods], groups: [bots], windows: {1h: 1}}
+          - {name: c, resources: [pods], groups: [bots], windows: {1h: 1}}
+        """))
+    problems = limits_policy.load(tmp_path)[1]
+    assert len(problems) == 1 and "budget c: pods is already charged to budget b" in problems[0]
+
+
 BUDGET = """
 budgets:
   - name: pods
@@ -91,7 +114,7 @@ def test_policy_check_covers_gates_and_exits_1_with_file_line(tmp_path: Path) ->
     ok = subprocess.run([sys.executable, "-m", "kubegate", "policy", "check", str(GATES_DIR.parent)],
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
-    assert "7 delete budgets, 2 QPS limits, 2 freeze windows, 21 rules, 0 webhooks: OK" in ok.stdout
+    assert "8 delete budgets, 3 QPS limits, 2 freeze windows, 22 rules, 0 webhooks: OK" in ok.stdout
     assert "33 rules, 9 bindings: OK" in ok.stdout
 
 
