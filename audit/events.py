@@ -45,7 +45,7 @@ def timestamp(epoch: float) -> str:
 
 
 # What happened to one of kubegate's own objects, as the API verb that did it.
-STEP_VERBS = {"requested": "create", "approved": "update", "denied": "update", "expired": "update",
+STEP_VERBS = {"pulled": "create", "released": "delete", "requested": "create", "approved": "update", "denied": "update", "expired": "update",
               "used": "update", "withdrawn": "update", "tripped": "create", "reset": "delete",
               "login": "create", "logout": "delete", "ended": "delete", "terminal-started": "create",
               "terminal-ended": "update", "refused": "create", "command": "create", "finished": "update",
@@ -86,6 +86,13 @@ def breaker_event(kind: str, key: str, actor: str, label: str, reason: str, now:
     return _step("breaker", kind, "breakers", key, "/kubegate/v1/breakers", actor, now,
                  {"kubegate.io/breaker": key, "kubegate.io/breaker-policy": label,
                   "kubegate.io/breaker-reason": reason[:500]})
+
+
+def brake_event(kind: str, brake_id: str, actor: str, scope: str, reason: str, now: float) -> dict[str, Any]:
+    """An emergency brake "pulled", "released" or "expired"."""
+    return _step("brake", kind, "brakes", brake_id, f"/kubegate/v1/brakes/{brake_id}", actor, now,
+                 {"kubegate.io/brake": brake_id, "kubegate.io/brake-scope": scope,
+                  "kubegate.io/brake-reason": reason[:1000]})
 
 
 def webshell_event(kind: str, session: str, actor: str, now: float, annotations: dict[str, str]) -> dict[str, Any]:

@@ -110,6 +110,9 @@ class Metrics:
             "kubegate_overload_queued", "Requests waiting in users' queues for a seat.", multiprocess_mode="livesum", registry=self.registry)
         self.approvals_pending = Gauge(
             "kubegate_approvals_pending", "Approval tickets waiting for a second person.", multiprocess_mode="livemax", registry=self.registry)
+        self.brakes_active = Gauge(
+            "kubegate_brakes_active", "Emergency brakes in force (as last read here): changes in their scope need "
+            "break-glass.", multiprocess_mode="livemax", registry=self.registry)
         self.grants_active = Gauge(
             "kubegate_access_grants_active", "Time-bound access grants in force.", multiprocess_mode="livemax", registry=self.registry)
         self.requests = Counter(

@@ -418,6 +418,8 @@ class GateStages:
     preview_prefix: Stage | None = None  # /kubegate/preview/<id>/...: `kubegate preview`
     preview: Stage | None = None
     preview_api: Stage | None = None
+    brake: Stage | None = None  # the emergency brake: changes in its scope need break-glass
+    brake_api: Stage | None = None
 
 
 def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, upstreams: Upstreams,
@@ -435,6 +437,7 @@ def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, ups
         gates.breaker_api,            # /kubegate/v1/breakers: list and reset circuit breakers
         gates.approval_api,           # /kubegate/v1/approvals, /kubegate/v1/freeze
         *([gates.preview_api] if gates.preview_api else []),  # /kubegate/v1/previews/<id>: a preview's report
+        *([gates.brake_api] if gates.brake_api else []),  # /kubegate/v1/brakes: pull, release, status
         OwnApiEnd(),                  # anything else under /kubegate/: 404, never forwarded
         Route(upstreams),             # /clusters/<name>/ → cluster, or 404
         Classify(),                   # method + path + query → RequestInfo, or 400
@@ -443,6 +446,7 @@ def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, ups
         AuditCapacity(audit_accepts_changes),  # the audit center's spool is full: changes 503
         Authorize(policy, access),    # Casbin policy (+ approved grants) allows it, or 403 naming the rule
         *([can_i] if can_i else []),  # kubectl auth can-i: answered by kubegate's policy and the cluster
+        *([gates.brake] if gates.brake else []),  # an emergency brake on: a change in its scope needs break-glass
         gates.freeze,                 # change-freeze windows: a mutation inside one needs break-glass approval
         gates.rules,                  # change-risk rules: deny (403), require approval, or annotate
         gates.limits,                 # QPS limits (429 + Retry-After), delete budgets and breakers (429)

@@ -374,9 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     access_cli.add_parser(sub, parse_duration)
 
-    from kubegate import approvals_cli, breaker_cli, preview_cli, webshell_cli
+    from kubegate import approvals_cli, brake_cli, breaker_cli, preview_cli, webshell_cli
 
     breaker_cli.add_parser(sub)
+    brake_cli.add_parser(sub, parse_duration)
     approvals_cli.add_parser(sub)
     preview_cli.add_parser(sub)
     webshell_cli.add_parser(sub)

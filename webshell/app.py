@@ -38,6 +38,7 @@ log = logging.getLogger("kubegate.webshell")
 COOKIE = "__Host-kubegate-session"
 LOGIN_COOKIE = "__Host-kubegate-login"  # the login form's CSRF token, before there is a session
 STATIC = Path(__file__).resolve().parent / "static"
+BRAKES_SECONDS = 2.0  # how long the brakes the gateway reported are shown before asking again
 # 'wasm-unsafe-eval': the replay player's terminal emulator is WebAssembly (no JavaScript eval).
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
@@ -52,6 +53,8 @@ class Webshell:
         self._gateway_ssl = ssl.create_default_context(cafile=str(cfg.gateway_ca_file))
         self._http: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
+        self._brakes: list[dict[str, Any]] = []  # the emergency brakes on, as last asked
+        self._brakes_read = float("-inf")
         self._reaper: asyncio.Task[None] | None = None
         self.port = 0
         self.origin = self._origin(cfg.public_url)
@@ -296,11 +299,25 @@ class Webshell:
 
     # -- pages ---------------------------------------------------------------------------------
 
+    async def _with_brakes(self, session: WebSession, html: str) -> str:
+        """The page with a banner while an emergency brake is on (as the gateway says, asked at most
+        every two seconds): changes in its scope need break-glass approval."""
+        now = time.monotonic()
+        if now - self._brakes_read > BRAKES_SECONDS:
+            try:
+                status, body = await self._gateway("GET", "/kubegate/v1/brakes", session.token)
+                self._brakes = body.get("items") or [] if status == 200 and isinstance(body, dict) else []
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                self._brakes = []
+            self._brakes_read = now
+        return html.replace('<main id="main">', '<main id="main">' + pages.brake_banner(self._brakes), 1)
+
     async def home(self, request: web.Request) -> web.StreamResponse:
         session = self._session(request)
         if session is None:
             return _redirect("/login")
-        return self._html(pages.home(session, self.cfg.clusters, self.cfg.default_cluster))
+        return self._html(await self._with_brakes(session, pages.home(session, self.cfg.clusters,
+                                                                       self.cfg.default_cluster)))
 
     def _target(self, request: web.Request) -> tuple[str, str] | None:
         cluster = request.query.get("cluster", self.cfg.default_cluster or self.cfg.clusters[0])
@@ -318,7 +335,7 @@ class Webshell:
         target = self._target(request)
         if target is None:
             return self._html(pages.message("No such cluster", "Pick a cluster from the list.", session), 404)
-        return self._html(pages.terminal(session, *target))
+        return self._html(await self._with_brakes(session, pages.terminal(session, *target)))
 
     async def terminal_socket(self, request: web.Request) -> web.StreamResponse:
         session = self._session(request)
@@ -429,7 +446,8 @@ class Webshell:
         if status != 200 and not error:
             error = str(body.get("message", status)) if isinstance(body, dict) else str(status)
         items.sort(key=lambda t: (t.get("status") != "pending", -float(t.get("created") or 0)))
-        return self._html(pages.approvals(session, items, error, notice), 200 if not error else 400)
+        return self._html(await self._with_brakes(session, pages.approvals(session, items, error, notice)),
+                          200 if not error else 400)
 
     async def approvals_decide(self, request: web.Request) -> web.StreamResponse:
         return await self._decide(request, "/kubegate/v1/approvals", self.approvals_page)

@@ -28,6 +28,16 @@ def _page(title: str, body: str, session: WebSession | None = None, scripts: tup
             f'<main id="main">{body}</main>{tags}</body></html>')
 
 
+def brake_banner(brakes: list[dict[str, object]]) -> str:
+    """While an emergency brake is on: what it covers, who pulled it and why, on every page."""
+    if not brakes:
+        return ""
+    lines = "".join(f"<li><strong>{escape(str(b.get('scope', '')))}</strong>: {escape(str(b.get('reason', '')))} "
+                    f"(pulled by {escape(str(b.get('by', '')))})</li>" for b in brakes)
+    return (f'<section class="brake" role="alert" aria-label="emergency brake"><p><strong>Emergency brake on.</strong> '
+            f'Changes in its scope need break-glass approval; reading goes on.</p><ul>{lines}</ul></section>')
+
+
 def _alerts(error: str, notice: str = "") -> str:
     """An error (announced to screen readers at once) and a notice, each shown only when there is one."""
     return (f'<p class="error" role="alert">{escape(error)}</p>' if error else "") + \

@@ -42,6 +42,7 @@ from ..gates.approvals import ApprovalService, Ticket
 from ..gates.breaker_api import BreakerApi
 from ..gates.change import ApprovalApi, ApprovalGate, FreezeGate, RulesGate, WebhookGate
 from ..context import GateContext
+from ..gates.brake import Brake, BrakeApi, BrakeGate, BrakeService
 from ..gates.policy import GatePolicyHolder
 from ..gates.preview import PreviewApi, PreviewDryRun, PreviewPrefix, PreviewService
 from ..identity.identity import Identity
@@ -126,6 +127,8 @@ class Gateway:
                                     clusters=lambda: self.upstreams.by_name)
         self.approvals = ApprovalService(self.store, self.policy, clock=clock, audit=self._audit_approval)
         self.previews = PreviewService(self.store, clock=clock)
+        self.brakes = BrakeService(self.store, self.policy, shared=not isinstance(self.store, MemoryStore), clock=clock,
+                                   audit=self._audit_brake, on_change=self.metrics.brakes_active.set)
         change = lambda: self.gates.current.change  # noqa: E731 - the set in force at each request
         g = settings.gates
         reads = ReadLimits(g.blast_radius_reads, g.blast_radius_objects, g.blast_radius_seconds)
@@ -143,7 +146,7 @@ class Gateway:
             approvals=ApprovalGate(self.approvals, public_url=settings.url, metrics=self.metrics,
                                    client=self.counter, limits=reads),
             preview_prefix=PreviewPrefix(), preview=PreviewDryRun(self.previews, self.counter, reads),
-            preview_api=PreviewApi(self.previews))
+            preview_api=PreviewApi(self.previews), brake=BrakeGate(self.brakes), brake_api=BrakeApi(self.brakes))
         can_i = SelfReviews(self.policy, self.counter, self.access, self._later_gates)
         self.sessions = SessionService(self.store, self.authenticator.own, clock=clock)
         o = settings.overload
@@ -208,6 +211,10 @@ class Gateway:
         self._write_audit(events.approval_event(event, ticket.id, actor, ticket.user, ticket.kind,
                                                 f"{ticket.verb} {ticket.resource} {ticket.namespace}/{ticket.name} "
                                                 f"in {ticket.cluster}", "; ".join(ticket.reasons), time.time()))
+
+    def _audit_brake(self, event: str, brake: Brake, actor: str) -> None:
+        self._write_audit(events.brake_event(event, brake.id, actor, brake.scope, brake.reason, time.time()))
+        log.warning("emergency brake %s %s by %s: %s (%s)", brake.id, event, actor, brake.scope, brake.reason)
 
     def _audit_breaker_trip(self, state: BreakerState, ctx: GateContext) -> None:
         actor = ctx.identity.user if ctx.identity else "kubegate"
@@ -333,6 +340,7 @@ class Gateway:
                     await self.access.purge()
                     await self.approvals.purge()
                     await self.previews.purge()
+                    await self.brakes.purge()
                     await self.sessions.purge()
             except StoreUnavailable as e:
                 log.warning("cannot expire access grants or purge old records now: %s", e)

@@ -403,3 +403,34 @@ def test_dashboard_and_alerts_query_metrics_the_gateway_exposes(gateway: Gateway
     wanted = {"kubegate_requests", "kubegate_gate_refusals", "kubegate_breaker_open", "kubegate_budget_remaining",
               "kubegate_stage_duration_seconds", "kubegate_audit_spool_bytes"}
     assert wanted <= queried  # requests by decision, refusals by gate, breakers, budgets, latency by stage, spool
+
+
+def _promtool() -> str:
+    binary = shutil.which("promtool")
+    if binary is None:
+        pytest.fail("promtool is not installed: run the tests through ./dev test (it installs Debian's prometheus)")
+    return binary
+
+
+def test_the_shipped_alerts_fire_as_promtool_evaluates_them(tmp_path: Path) -> None:
+    """The chart's PrometheusRule, evaluated by Prometheus' own rule engine on made-up series: the
+    brake alert fires while a brake is on anywhere, and is quiet before."""
+    rule = _one(render("production"), "PrometheusRule")
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    checked = sp.run([_promtool(), "check", "rules", str(tmp_path / "rules.yaml")], capture_output=True, text=True,
+                     timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    brake = next(r for g in rule["spec"]["groups"] for r in g["rules"] if r.get("alert") == "KubegateEmergencyBrakeOn")
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump({
+        "rule_files": ["rules.yaml"], "evaluation_interval": "1m",
+        "tests": [{"interval": "1m",
+                   "input_series": [{"series": 'kubegate_brakes_active{pod="kubegate-0"}', "values": "0 0 1 1 0"},
+                                    {"series": 'kubegate_brakes_active{pod="kubegate-1"}', "values": "0 0 0 1 0"}],
+                   "alert_rule_test": [
+                       {"eval_time": "1m", "alertname": "KubegateEmergencyBrakeOn", "exp_alerts": []},
+                       {"eval_time": "3m", "alertname": "KubegateEmergencyBrakeOn", "exp_alerts": [
+                           {"exp_labels": {"severity": "critical"}, "exp_annotations": brake["annotations"]}]},
+                       {"eval_time": "4m", "alertname": "KubegateEmergencyBrakeOn", "exp_alerts": []}]}]}))
+    tested = sp.run([_promtool(), "test", "rules", str(tmp_path / "tests.yaml")], capture_output=True, text=True,
+                    timeout=60, cwd=tmp_path)
+    assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr

@@ -11,10 +11,12 @@ import re
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import AsyncIterator
 
 import aiohttp
+import requests
 
 from tests.webshell.conftest import Browserless, WebshellHandle
 
@@ -259,3 +261,24 @@ def test_every_way_to_a_risky_change_waits_for_a_second_person(webshell: Webshel
     assert not node["spec"].get("unschedulable") and not node["spec"].get("taints")
     assert _exists(webshell, "prunable-old")
     assert emu.call(lambda: emu.emulator.store.get(kinds["pods"], "default", "victim"))
+
+
+def test_every_page_shows_an_emergency_brake_while_it_is_on(webshell: WebshellHandle) -> None:
+    dev = webshell.login("devi", ("team-shop",))
+    gw = webshell.gw
+    auth = {"Authorization": f"Bearer {gw.token('sam', ('kubegate:sre',))}"}
+    before = dev.http.get(f"{webshell.url}/", verify=dev.ca, timeout=10)
+    assert 'aria-label="emergency brake"' not in before.text
+    pulled = requests.post(f"{gw.url}/kubegate/v1/brakes", json={"namespace": "payments", "reason": "INC-9 <rollback>"},
+                           headers=auth, verify=str(gw.ca_file), timeout=10)
+    assert pulled.status_code == 201, pulled.text
+    try:
+        time.sleep(2.1)  # the webshell asks the gateway at most every two seconds
+        for page in ("/", "/approvals", "/terminal?cluster=emu&namespace=default"):
+            shown = dev.http.get(f"{webshell.url}{page}", verify=dev.ca, timeout=10).text
+            assert 'aria-label="emergency brake"' in shown, page
+            assert "cluster *, namespace payments</strong>: INC-9 &lt;rollback&gt; (pulled by sam)" in shown  # escaped
+    finally:
+        admin = {"Authorization": f"Bearer {gw.token('ada', ('kubegate:cluster-admins',))}"}
+        requests.delete(f"{gw.url}/kubegate/v1/brakes/{pulled.json()['id']}", headers=admin, verify=str(gw.ca_file),
+                        timeout=10)

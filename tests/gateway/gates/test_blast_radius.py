@@ -216,9 +216,13 @@ def test_preview_of_a_held_delete_shows_it_and_changes_nothing(cluster: Cluster,
     assert "takes 3 Pod: web-" in out.stdout and f"PDB {ns}/web: 3 → 0 available, minAvailable 2  VIOLATED" in out.stdout
     _only_reads_and_dry_runs(cluster)
     assert len(cluster.direct.json("get", "pods", "-n", ns)["items"]) == 3
-    tickets = [e for e in cluster.gw.audit_events() if e["annotations"].get("kubegate.io/approval-event")
-               and e["objectRef"].get("namespace") == ns]
-    assert tickets == []  # a preview opens no ticket
+    opened = [e for e in cluster.gw.audit_events() if e["annotations"].get("kubegate.io/approval-event") == "requested"]
+    assert [e for e in opened if f" {ns}/web " in e["annotations"]["kubegate.io/approval-change"]] == []  # no ticket
+    # (The same delete without the preview does open one, recorded the same way: the check can tell.)
+    held = cluster.ada("delete", "deployment", "web", "-n", ns, check=False)
+    opened = [e for e in cluster.gw.audit_events() if e["annotations"].get("kubegate.io/approval-event") == "requested"]
+    assert [e["objectRef"]["name"] for e in opened if f" {ns}/web " in e["annotations"]["kubegate.io/approval-change"]] \
+        == [ticket_of(held.stderr)]
 
 
 def test_preview_of_a_manifest_lists_the_fields_it_changes(cluster: Cluster, kubectl_path: str) -> None:
