@@ -113,6 +113,9 @@ class Metrics:
         self.brakes_active = Gauge(
             "kubegate_brakes_active", "Emergency brakes in force (as last read here): changes in their scope need "
             "break-glass.", multiprocess_mode="livemax", registry=self.registry)
+        self.alert_gate_firing = Gauge(
+            "kubegate_alert_gate_firing", "Alerts an alert gate sees firing in a cluster (-1: its Alertmanager "
+            "cannot be asked).", ["gate", "cluster"], multiprocess_mode="livemax", registry=self.registry)
         self.grants_active = Gauge(
             "kubegate_access_grants_active", "Time-bound access grants in force.", multiprocess_mode="livemax", registry=self.registry)
         self.requests = Counter(

@@ -420,6 +420,7 @@ class GateStages:
     preview_api: Stage | None = None
     brake: Stage | None = None  # the emergency brake: changes in its scope need break-glass
     brake_api: Stage | None = None
+    health: Stage | None = None  # alert-aware gating: a firing alert holds changes to its cluster
 
 
 def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, upstreams: Upstreams,
@@ -447,6 +448,7 @@ def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, ups
         Authorize(policy, access),    # Casbin policy (+ approved grants) allows it, or 403 naming the rule
         *([can_i] if can_i else []),  # kubectl auth can-i: answered by kubegate's policy and the cluster
         *([gates.brake] if gates.brake else []),  # an emergency brake on: a change in its scope needs break-glass
+        *([gates.health] if gates.health else []),  # a matching alert firing in the cluster: break-glass (or 403)
         gates.freeze,                 # change-freeze windows: a mutation inside one needs break-glass approval
         gates.rules,                  # change-risk rules: deny (403), require approval, or annotate
         gates.limits,                 # QPS limits (429 + Retry-After), delete budgets and breakers (429)

@@ -43,6 +43,7 @@ from ..gates.breaker_api import BreakerApi
 from ..gates.change import ApprovalApi, ApprovalGate, FreezeGate, RulesGate, WebhookGate
 from ..context import GateContext
 from ..gates.brake import Brake, BrakeApi, BrakeGate, BrakeService
+from ..gates.health import HealthGate
 from ..gates.policy import GatePolicyHolder
 from ..gates.preview import PreviewApi, PreviewDryRun, PreviewPrefix, PreviewService
 from ..identity.identity import Identity
@@ -133,6 +134,7 @@ class Gateway:
         g = settings.gates
         reads = ReadLimits(g.blast_radius_reads, g.blast_radius_objects, g.blast_radius_seconds)
         self.webhooks = WebhookGate(change, clock=clock, metrics=self.metrics, client=self.counter, limits=reads)
+        self.health = HealthGate(lambda: self.gates.current.health, metrics=self.metrics)
         gates = GateStages(
             api_limits=ApiRate(self.gates, self.store, clock=clock, metrics=self.metrics),
             breaker_api=BreakerApi(self.store, self.policy, clock=clock, metrics=self.metrics,
@@ -146,7 +148,8 @@ class Gateway:
             approvals=ApprovalGate(self.approvals, public_url=settings.url, metrics=self.metrics,
                                    client=self.counter, limits=reads),
             preview_prefix=PreviewPrefix(), preview=PreviewDryRun(self.previews, self.counter, reads),
-            preview_api=PreviewApi(self.previews), brake=BrakeGate(self.brakes), brake_api=BrakeApi(self.brakes))
+            preview_api=PreviewApi(self.previews), brake=BrakeGate(self.brakes), brake_api=BrakeApi(self.brakes),
+            health=self.health)
         can_i = SelfReviews(self.policy, self.counter, self.access, self._later_gates)
         self.sessions = SessionService(self.store, self.authenticator.own, clock=clock)
         o = settings.overload
@@ -498,6 +501,7 @@ class Gateway:
             await asyncio.wait([self._task], timeout=10)
         await self.counter.close()
         await self.webhooks.close()
+        await self.health.close()
         await self.store.close()
         self.sink.close()
 
