@@ -265,7 +265,7 @@ class Store:
             if "generation" in meta and self._spec_changed(old, new):
                 meta["generation"] += 1
             if rt.runs:
-                new["status"] = self._synthetic_status(rt, new)
+                new["status"] = self._synthetic_status(rt, new, old)
         if new.get("status") is None:
             new.pop("status", None)
         new["apiVersion"], new["kind"] = rt.api_version, rt.kind
@@ -426,7 +426,7 @@ class Store:
         if rt.plural == "secrets":
             obj.setdefault("type", "Opaque")
 
-    def _synthetic_status(self, rt: ResourceType, obj: Obj) -> Obj:
+    def _synthetic_status(self, rt: ResourceType, obj: Obj, old: Obj | None = None) -> Obj:
         """What the controllers and kubelet would report once everything is up: all ready."""
         spec = obj.get("spec") or {}
         generation = obj["metadata"].get("generation", 1)
@@ -459,6 +459,18 @@ class Store:
             status["fullyLabeledReplicas"] = replicas
         if rt.plural == "statefulsets":
             status.update(currentReplicas=replicas, updateRevision="r1", currentRevision="r1")
+        if rt.plural == "deployments":
+            # Available since its pod template last changed (a scale keeps the time), as the
+            # deployment controller's condition says once the rollout is done.
+            same = old is not None and (old.get("spec") or {}).get("template") == spec.get("template")
+            kept = next((c for c in ((old or {}).get("status") or {}).get("conditions") or []
+                         if c.get("type") == "Available"), None) if same else None
+            since = kept["lastTransitionTime"] if kept else now_rfc3339(self.clock)
+            status["conditions"] = [
+                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+                 "lastTransitionTime": since, "lastUpdateTime": since},
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+                 "lastTransitionTime": since, "lastUpdateTime": since}]
         return status
 
     # -- pod logs ------------------------------------------------------------------------------

@@ -421,6 +421,7 @@ class GateStages:
     brake: Stage | None = None  # the emergency brake: changes in its scope need break-glass
     brake_api: Stage | None = None
     health: Stage | None = None  # alert-aware gating: a firing alert holds changes to its cluster
+    rollout: Stage | None = None  # rollout order: a new pod template runs in the earlier stages first
 
 
 def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, upstreams: Upstreams,
@@ -451,6 +452,7 @@ def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, ups
         *([gates.health] if gates.health else []),  # a matching alert firing in the cluster: break-glass (or 403)
         gates.freeze,                 # change-freeze windows: a mutation inside one needs break-glass approval
         gates.rules,                  # change-risk rules: deny (403), require approval, or annotate
+        *([gates.rollout] if gates.rollout else []),  # rollout order across clusters: earlier stages first
         gates.limits,                 # QPS limits (429 + Retry-After), delete budgets and breakers (429)
         gates.webhooks,               # business-side risk webhooks: their "no" is a 403 with their reason
         gates.approvals,              # approval needed: 403 with a ticket; an approved identical retry passes once

@@ -243,7 +243,8 @@ def _policy_check(args: argparse.Namespace) -> int:
         problems += gate_problems
         summary.append(f"{gates_dir}: {len(gates.limits.budgets)} delete budgets, {len(gates.limits.qps)} QPS limits, "
                        f"{len(gates.change.freeze)} freeze windows, {len(gates.change.rules)} rules, "
-                       f"{len(gates.change.webhooks)} webhooks, {len(gates.health.gates)} alert gates")
+                       f"{len(gates.change.webhooks)} webhooks, {len(gates.health.gates)} alert gates, "
+                       f"{len(gates.rollouts.rollouts)} rollouts")
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:

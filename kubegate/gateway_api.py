@@ -74,12 +74,13 @@ def call_gateway(args: argparse.Namespace, method: str, path: str, body: dict[st
     api = _client(args)
     host = api.configuration.host
     # A kubeconfig for one cluster behind the gateway ends in /clusters/<name>: the API is at the root.
-    api.configuration.host = host.split("/clusters/")[0] if "/clusters/" in host else host
+    # (Given per call: the credential refresh below reloads the kubeconfig, server URL included.)
+    root = host.split("/clusters/")[0] if "/clusters/" in host else host
     try:
         # The client's own request path: its auth settings refresh exec-plugin and tokenFile credentials.
         method, url, headers, payload, _ = api.param_serialize(
             method, path, header_params={"Content-Type": "application/json", "Accept": "application/json"},
-            body=body, auth_settings=["BearerToken"])
+            body=body, auth_settings=["BearerToken"], _host=root)
         response = api.call_api(method, url, header_params=headers, body=payload, _request_timeout=30)
         response.read()
         data = response.data or b"{}"
@@ -96,7 +97,7 @@ def call_gateway(args: argparse.Namespace, method: str, path: str, body: dict[st
     except ConfigException as e:  # an exec plugin that failed, a token file that vanished
         raise _fail(f"error: {e}") from None
     except (HTTPError, OSError) as e:
-        raise _fail(f"error: cannot reach the gateway at {api.configuration.host}: {e}") from None
+        raise _fail(f"error: cannot reach the gateway at {root}: {e}") from None
     finally:
         api.close()
 

@@ -44,6 +44,7 @@ from ..gates.change import ApprovalApi, ApprovalGate, FreezeGate, RulesGate, Web
 from ..context import GateContext
 from ..gates.brake import Brake, BrakeApi, BrakeGate, BrakeService
 from ..gates.health import HealthGate
+from ..gates.rollout import RolloutGate
 from ..gates.policy import GatePolicyHolder
 from ..gates.preview import PreviewApi, PreviewDryRun, PreviewPrefix, PreviewService
 from ..identity.identity import Identity
@@ -149,7 +150,9 @@ class Gateway:
                                    client=self.counter, limits=reads),
             preview_prefix=PreviewPrefix(), preview=PreviewDryRun(self.previews, self.counter, reads),
             preview_api=PreviewApi(self.previews), brake=BrakeGate(self.brakes), brake_api=BrakeApi(self.brakes),
-            health=self.health)
+            health=self.health,
+            rollout=RolloutGate(lambda: self.gates.current.rollouts, lambda: list(self.upstreams.all), self.counter,
+                                verify=self.webhooks.verify, clock=clock))
         can_i = SelfReviews(self.policy, self.counter, self.access, self._later_gates)
         self.sessions = SessionService(self.store, self.authenticator.own, clock=clock)
         o = settings.overload

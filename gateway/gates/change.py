@@ -310,6 +310,18 @@ class WebhookGate:
                 ctx.approval_reasons.append(f"risk webhook {hook.name} asks for approval"
                                             + (f": {reason}" if reason else ""))
 
+    async def verify(self, ctx: GateContext, name: str, rollout: dict[str, Any]) -> tuple[bool, str]:
+        """A rollout stage's verification: risk webhook NAME asked about this request, its
+        ChangeReview carrying `rollout` (which stage's run is to be verified, for which target)."""
+        identity, cluster, info = _ready(ctx)
+        hook = next((h for h in self.policy().webhooks if h.name == name), None)
+        if hook is None:
+            raise ValueError(f"no risk webhook named {name!r}")
+        review = self.review(ctx, identity, cluster, info, await judged(ctx, self.client))
+        review["request"]["rollout"] = rollout
+        answer = await self._ask(hook, review)
+        return bool(answer["allowed"]), str(answer.get("reason") or "")
+
     async def _ask(self, hook: Webhook, review: dict[str, Any]) -> dict[str, Any]:
         # Serialising a large object takes a while: off the event loop, so other requests go on.
         payload, key = await asyncio.to_thread(_serialise, review, hook.cache_seconds > 0)
