@@ -24,6 +24,9 @@ def radius_lines(r: dict[str, Any]) -> list[str]:
     for s in r.get("services") or []:
         lines.append(f"Service {s['namespace']}/{s['name']}: {'deleted; ' if s.get('deleted') else ''}ready endpoints "
                      f"{s['ready_before']} → {s['ready_after']}")
+    for route in r.get("routes") or []:
+        lines.append(f"Ingress {route['ingress']} stops routing to Service {route['service']} "
+                     f"({route['ready_endpoints']} ready endpoints)")
     for v in r.get("volumes") or []:
         lines.append(f"volume {v['volume']} (claim {v['claim']}, reclaim {v['reclaim_policy']}): "
                      + ("DELETED with its data" if v.get("dataDeleted") else "kept"))

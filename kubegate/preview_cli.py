@@ -53,6 +53,27 @@ def _kubectl_line(args: argparse.Namespace) -> list[str] | None:
     return command
 
 
+# kubectl waits for what a real change would do (an object gone, a node's pods evicted); a preview
+# only dry-runs, so those waits would never end: they are cut short, and the report says what would go.
+NO_WAIT = {"delete": "--wait=false", "replace": "--wait=false", "drain": "--timeout=10s"}
+MAX_SECONDS = 300
+
+
+def _verb(line: list[str]) -> str:
+    """kubectl's command (the first word that is not a flag or a flag's value we know takes one)."""
+    takes_value = {"-n", "--namespace", "--context", "--cluster", "--user", "-l", "--selector", "-o", "--output",
+                   "-f", "--filename", "--kubeconfig", "--token", "--as", "--as-group"}
+    skip = False
+    for word in line[1:]:
+        if skip:
+            skip = False
+        elif word in takes_value:
+            skip = True
+        elif not word.startswith("-"):
+            return word
+    return ""
+
+
 def run(args: argparse.Namespace) -> int:
     line = _kubectl_line(args)
     if line is None:
@@ -73,12 +94,21 @@ def run(args: argparse.Namespace) -> int:
     extra = [f"--server={_preview_server(server, preview)}"]
     extra += [f"--kubeconfig={args.kubeconfig}"] if args.kubeconfig else []
     extra += [f"--context={args.context}"] if args.context else []
+    verb = _verb(line)
+    if verb in NO_WAIT and not any(a.startswith(NO_WAIT[verb].split("=")[0]) for a in line):
+        extra.append(NO_WAIT[verb])
     out = sys.stderr if args.output == "json" else sys.stdout
-    done = subprocess.run([binary, *extra, *line[1:]], stdout=out, stderr=sys.stderr, timeout=600)
+    try:
+        done = subprocess.run([binary, *extra, *line[1:]], stdout=out, stderr=sys.stderr, timeout=MAX_SECONDS)
+        code = done.returncode
+    except subprocess.TimeoutExpired:
+        print(f"kubegate preview: kubectl was stopped after {MAX_SECONDS}s (it waits for what a preview does not "
+              "do)", file=sys.stderr)
+        code = 1
     report = _report(args, preview)
     entries: list[dict[str, Any]] = report.get("entries") or []
     if args.output == "json":
-        print(json.dumps({**report, "kubectlExitCode": done.returncode}, indent=2))
+        print(json.dumps({**report, "kubectlExitCode": code}, indent=2))
     else:
         print(f"\nPREVIEW {preview}: nothing was changed; kubectl's changes above were dry runs.")
         if not entries:
@@ -93,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             if e.get("blastRadius"):
                 print("\n".join(f"  {line}" for line in radius_lines(e["blastRadius"])))
     held = any(e["outcome"] != "allowed" for e in entries)
-    return 1 if held else (0 if done.returncode == 0 else done.returncode)
+    return 1 if held else code
 
 
 def _report(args: argparse.Namespace, preview: str) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from ..request.info import RequestInfo
 from . import kube, protection
 from .kube import Obj
-from .radius import BlastRadius, BudgetLoss, NodeChange, ReplicaChange, ServiceLoss, VolumeLoss, WorkloadLoss
+from .radius import (BlastRadius, BudgetLoss, NodeChange, ReplicaChange, RouteLoss, ServiceLoss, VolumeLoss,
+                     WorkloadLoss)
 from .reader import ApiResource, Capped, Reader, Unreadable
 
 
@@ -145,6 +146,8 @@ async def _deletes(change: Change, reader: Reader, radius: BlastRadius) -> None:
             radius.protections.append(why)
     if group_resource == "services":
         await _services_deleted(targets, info.namespace, reader, radius)
+    if group_resource == "ingresses.networking.k8s.io":
+        await _ingresses_deleted(targets, info.namespace, reader, radius)
     if removed_pods:
         await _pod_losses(removed_pods, reader, radius)
 
@@ -240,6 +243,21 @@ async def _services_deleted(services: list[Obj], namespace: str, reader: Reader,
         selector = (svc.get("spec") or {}).get("selector")
         ready = sum(1 for p in pods if kube.pod_ready(p) and kube.map_selects(selector, kube.labels_of(p)))
         radius.services.append(ServiceLoss(namespace, kube.name_of(svc), ready, 0, deleted=True))
+
+
+async def _ingresses_deleted(ingresses: list[Obj], namespace: str, reader: Reader, radius: BlastRadius) -> None:
+    if not namespace:
+        return
+    services = {kube.name_of(s): s for s in await reader.items(SERVICES.path(namespace))}
+    pods = await reader.items(PODS.path(namespace))
+    for ing in ingresses:
+        spec = ing.get("spec") or {}
+        backends = [spec.get("defaultBackend") or {}] + [p.get("backend") or {} for rule in spec.get("rules") or []
+                                                           for p in ((rule.get("http") or {}).get("paths") or [])]
+        for name in sorted({str((b.get("service") or {}).get("name")) for b in backends if b.get("service")}):
+            selector = ((services.get(name) or {}).get("spec") or {}).get("selector")
+            ready = sum(1 for p in pods if kube.pod_ready(p) and kube.map_selects(selector, kube.labels_of(p)))
+            radius.routes.append(RouteLoss(kube.name_of(ing), name, ready))
 
 
 # -- pods that go ------------------------------------------------------------------------------

@@ -69,6 +69,15 @@ class ServiceLoss:
 
 
 @dataclass
+class RouteLoss:
+    """An Ingress deleted: a Service it routes to, whose ready endpoints stop receiving its traffic."""
+
+    ingress: str
+    service: str
+    ready_endpoints: int
+
+
+@dataclass
 class VolumeLoss:
     claim: str
     volume: str
@@ -111,6 +120,7 @@ class BlastRadius:
     budgets: list[BudgetLoss] = field(default_factory=list)
     services: list[ServiceLoss] = field(default_factory=list)
     volumes: list[VolumeLoss] = field(default_factory=list)
+    routes: list[RouteLoss] = field(default_factory=list)
     nodes: NodeChange | None = None
     replicas: ReplicaChange | None = None
     namespace_workloads: int | None = None  # a namespace delete: the workloads in it
@@ -152,6 +162,8 @@ class BlastRadius:
                   "endpoints" for s in self.services]
         parts += [f"{w.kind} {w.name}: last ready replica goes" for w in self.workloads
                   if w.ready_after == 0 < w.ready_before]
+        parts += [f"Ingress {r.ingress} stops routing to Service {r.service} ({r.ready_endpoints} ready endpoints)"
+                  for r in self.routes]
         parts += [f"volume {v.volume} of claim {v.claim} is {'deleted with its data' if v.data_deleted else 'kept'} "
                   f"(reclaim policy {v.reclaim_policy})" for v in self.volumes]
         if self.namespace_workloads is not None:
@@ -177,6 +189,7 @@ class BlastRadius:
             "podDisruptionBudgets": [{**vars(b), "violated": b.violated} for b in self.budgets],
             "services": [vars(s) for s in self.services],
             "volumes": [{**vars(v), "dataDeleted": v.data_deleted} for v in self.volumes],
+            "routes": [vars(r) for r in self.routes],
             "nodes": vars(self.nodes) if self.nodes else None,
             "replicas": vars(self.replicas) if self.replicas else None,
             "namespaceWorkloads": self.namespace_workloads,

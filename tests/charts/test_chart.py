@@ -412,25 +412,59 @@ def _promtool() -> str:
     return binary
 
 
-def test_the_shipped_alerts_fire_as_promtool_evaluates_them(tmp_path: Path) -> None:
-    """The chart's PrometheusRule, evaluated by Prometheus' own rule engine on made-up series: the
-    brake alert fires while a brake is on anywhere, and is quiet before."""
+def _annotations(rule: dict[str, Any], labels: dict[str, str]) -> dict[str, str]:
+    """An alert's annotations as Prometheus renders them for an alert with LABELS."""
+    return {k: re.sub(r"\{\{\s*\$labels\.(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), v)
+            for k, v in rule.get("annotations", {}).items()}
+
+
+# (alert, input series (name{labels} and values, one a minute), minute it is quiet, minute it fires, the alert's labels)
+ALERT_CASES = [
+    ("KubegateEmergencyBrakeOn", [('kubegate_brakes_active{pod="kubegate-0"}', "0 0 1 1 0"),
+                                  ('kubegate_brakes_active{pod="kubegate-1"}', "0 0 0 1 0")], 1, 3, {}),
+    ("KubegateBreakerOpen", [('kubegate_breaker_open{budget="pod-deletes",scope="pod-deletes/cluster=hz-1"}',
+                              "0 0 1 1 1 1")], 1, 4,
+     {"budget": "pod-deletes", "scope": "pod-deletes/cluster=hz-1"}),
+    ("KubegateAuditWriteFailing", [("kubegate_audit_write_failures_total", "0 0 0 3 6 9 12"),
+                                   ("kubegate_audit_pending", "0 0 0 0 0 0 0")], 1, 6, {}),
+    ("KubegateClusterUnreachable", [('kubegate_cluster_reachable{cluster="hz-1"}', "1 1 0 0 0 0")], 1, 5,
+     {"cluster": "hz-1"}),
+    ("KubegatePolicyReloadRefused", [('kubegate_policy_reloads_total{policy="gates",result="refused"}', "0 0 1 1")],
+     1, 3, {"policy": "gates", "result": "refused"}),
+    # A day of one refusal a minute, then 200 a minute: far above three times this hour yesterday.
+    ("KubegateRefusalSpike", [('kubegate_gate_refusals_total{gate="rules",reason="deny",name="r"}',
+                               "0+1x1500 1700+200x30")], 1490, 1520, {}),
+    ("KubegateServingCertificateExpiresSoon", [("kubegate_serving_certificate_expiry_timestamp_seconds",
+                                                "99999999 99999999 1000000 1000000")], 1, 3, {}),
+]
+
+
+@pytest.mark.parametrize(("alert", "series", "quiet", "fires", "labels"), ALERT_CASES, ids=[c[0] for c in ALERT_CASES])
+def test_the_shipped_alerts_fire_as_promtool_evaluates_them(tmp_path: Path, alert: str, series: list[tuple[str, str]],
+                                                            quiet: int, fires: int, labels: dict[str, str]) -> None:
+    """The chart's PrometheusRule, evaluated by Prometheus' own rule engine on made-up series: each
+    alert is quiet before its condition and fires, with its labels and rendered text, after."""
     rule = _one(render("production"), "PrometheusRule")
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     checked = sp.run([_promtool(), "check", "rules", str(tmp_path / "rules.yaml")], capture_output=True, text=True,
                      timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    brake = next(r for g in rule["spec"]["groups"] for r in g["rules"] if r.get("alert") == "KubegateEmergencyBrakeOn")
+    spec = next(r for g in rule["spec"]["groups"] for r in g["rules"] if r.get("alert") == alert)
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump({
         "rule_files": ["rules.yaml"], "evaluation_interval": "1m",
         "tests": [{"interval": "1m",
-                   "input_series": [{"series": 'kubegate_brakes_active{pod="kubegate-0"}', "values": "0 0 1 1 0"},
-                                    {"series": 'kubegate_brakes_active{pod="kubegate-1"}', "values": "0 0 0 1 0"}],
+                   "input_series": [{"series": name, "values": values} for name, values in series],
                    "alert_rule_test": [
-                       {"eval_time": "1m", "alertname": "KubegateEmergencyBrakeOn", "exp_alerts": []},
-                       {"eval_time": "3m", "alertname": "KubegateEmergencyBrakeOn", "exp_alerts": [
-                           {"exp_labels": {"severity": "critical"}, "exp_annotations": brake["annotations"]}]},
-                       {"eval_time": "4m", "alertname": "KubegateEmergencyBrakeOn", "exp_alerts": []}]}]}))
+                       {"eval_time": f"{quiet}m", "alertname": alert, "exp_alerts": []},
+                       {"eval_time": f"{fires}m", "alertname": alert, "exp_alerts": [
+                           {"exp_labels": {**spec.get("labels", {}), **labels},
+                            "exp_annotations": _annotations(spec, labels)}]}]}]}))
     tested = sp.run([_promtool(), "test", "rules", str(tmp_path / "tests.yaml")], capture_output=True, text=True,
                     timeout=60, cwd=tmp_path)
     assert tested.returncode == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
+
+
+def test_every_shipped_alert_has_a_promtool_case() -> None:
+    rule = _one(render("production"), "PrometheusRule")
+    shipped = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    assert shipped == {c[0] for c in ALERT_CASES}

@@ -284,3 +284,17 @@ def test_a_radius_past_its_read_budget_says_at_least_and_every_check_applies(clu
         assert "takes with it: at least 1 Deployment, at least 1 ReplicaSet" in held.stderr
     finally:
         tight.stop()
+
+
+def test_preview_of_an_ingress_delete_names_the_services_it_stops_routing_to(cluster: Cluster,
+                                                                            kubectl_path: str) -> None:
+    ns = cluster.shop(min_available=None)
+    cluster.apply({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "web", "namespace": ns},
+                   "spec": {"rules": [{"host": "shop.example", "http": {"paths": [
+                       {"path": "/", "pathType": "Prefix",
+                        "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}})
+    out = _preview(cluster, kubectl_path, "--", "kubectl", "delete", "ingress", "web", "-n", ns)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"DELETE ingresses.networking.k8s.io {ns}/web: would pass" in out.stdout
+    assert "Ingress web stops routing to Service web (3 ready endpoints)" in out.stdout
+    assert cluster.direct.json("get", "ingress", "web", "-n", ns)["metadata"]["name"] == "web"  # still there
