@@ -108,7 +108,7 @@ def _gates(directory: str, args: argparse.Namespace, run: Run) -> list[str]:
     if timeless:
         return [f"{where}: no time for this case: give it `at:`, its file a `now:`, or run with --now"
                 for where in timeless]
-    outcomes = gates_cases.run(gates.change, cases, now=args.now)
+    outcomes = gates_cases.run(gates.change, cases, now=args.now, rollouts=gates.rollouts)
     run.tables.append(f"{directory}:\n" + gates_cases.report(outcomes))
     for o in outcomes:
         r = o.case.raw

@@ -29,6 +29,8 @@ patch is judged by what it leaves of it, and `more_than` counters start empty fo
 With `objects`, the case describes a cluster: the blast radius (`when: {consequence: ...}`) is
 read from them as from a real one — the object the request names among them, lists by path and
 label selector, discovery of their kinds; the live object is then the one the request names.
+With `clusters` (cluster name -> its objects) it describes the other clusters behind the gateway
+too, and rollout order (rollouts.yaml) is judged against them: `by: <rollout name>`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ from multidict import CIMultiDict
 from ..authz import cases as authz_cases
 from .change import FreezeGate, RulesGate
 from .change_policy import ChangePolicy
+from .rollout import RolloutGate
+from .rollout_policy import RolloutPolicy
 from ..context import GateContext, RequestView
 from ..errors import Denial
 from ..identity.identity import Identity
@@ -58,7 +62,7 @@ from ..clusters.client import UpstreamClient, UpstreamError
 from ..clusters.upstreams import Upstream
 
 _KEYS = {"name", "user", "groups", "cluster", "verb", "resource", "namespace", "object", "content_type", "body",
-         "query", "kubectl_command", "live_labels", "live", "at", "expect", "by", "session", "objects"}
+         "query", "kubectl_command", "live_labels", "live", "at", "expect", "by", "session", "objects", "clusters"}
 # Plurals of the kinds a case's objects may have (others: the kind in lower case, plus "s").
 _PLURALS = {"Endpoints": "endpoints", "NetworkPolicy": "networkpolicies", "Ingress": "ingresses",
             "PodDisruptionBudget": "poddisruptionbudgets", "StorageClass": "storageclasses"}
@@ -85,6 +89,21 @@ class GateOutcome:
     @property
     def passed(self) -> bool:
         return not self.failure
+
+
+class _Fleet(UpstreamClient):
+    """The clusters a case describes, each answered by its own _LiveObject."""
+
+    def __init__(self, clusters: dict[str, "_LiveObject"]) -> None:
+        super().__init__()
+        self.clusters = clusters
+
+    async def get_object(self, upstream: Upstream, identity: Identity, path: str, request_id: str) -> Any:
+        return await self.clusters[upstream.name].get_object(upstream, identity, path, request_id)
+
+    async def pages(self, upstream: Upstream, identity: Identity, path: str, query: Query,
+                    request_id: str) -> AsyncIterator[list[Any]]:
+        yield (await self.clusters[upstream.name].list_page(upstream, identity, path, [], request_id))["items"]
 
 
 class _LiveObject(UpstreamClient):
@@ -184,7 +203,8 @@ def _body(raw: dict[str, Any]) -> bytes:
     return json.dumps(raw["body"]).encode()
 
 
-async def _run_one(policy: ChangePolicy, case: GateCase, default_now: float | None) -> GateOutcome:
+async def _run_one(policy: ChangePolicy, case: GateCase, default_now: float | None,
+                   rollouts: RolloutPolicy | None = None) -> GateOutcome:
     raw = case.raw
     main, _, sub = str(raw["resource"]).partition("/")
     resource, _, group = main.partition(".")
@@ -220,9 +240,16 @@ async def _run_one(policy: ChangePolicy, case: GateCase, default_now: float | No
                 ctx.request.headers.get("Content-Type"), ctx.request.body))
         except Denial as d:
             return GateOutcome(case, "deny", "", "" if raw["expect"] == "deny" else f"the case's delete: {d.message}")
+    found = raw.get("clusters")
+    others: dict[str, Any] = found if isinstance(found, dict) else {}
+    fleet = _Fleet({str(name): _LiveObject(None, None, objs if isinstance(objs, list) else [])
+                    for name, objs in others.items()} | {ctx.upstream.name: cluster})
     try:
         await FreezeGate(source, lambda: now)(ctx)
         await RulesGate(source, MemoryStore(), cluster, clock=lambda: now)(ctx)
+        if rollouts is not None and rollouts.rollouts:
+            upstreams = [Upstream(name, "127.0.0.1", 443, "", "", Path("/dev/null")) for name in fleet.clusters]
+            await RolloutGate(lambda: rollouts, lambda: upstreams, fleet, clock=lambda: now)(ctx)
     except Denial as d:
         got, message = "deny", d.message
     else:
@@ -230,6 +257,8 @@ async def _run_one(policy: ChangePolicy, case: GateCase, default_now: float | No
         message = "; ".join(ctx.approval_reasons)
     decided_by = [k.removeprefix("kubegate.io/rule.") for k in ctx.annotations if k.startswith("kubegate.io/rule.")]
     decided_by += [ctx.annotations["kubegate.io/freeze"]] if "kubegate.io/freeze" in ctx.annotations else []
+    decided_by += [k.removeprefix("kubegate.io/rollout.") for k in ctx.annotations
+                   if k.startswith("kubegate.io/rollout.")]
     failure = ""
     if got != raw["expect"]:
         failure = f"expected {raw['expect']}, got {got}" + (f" ({message})" if message else "")
@@ -252,10 +281,11 @@ def _request_path(info: RequestInfo) -> str:
     return path
 
 
-def run(policy: ChangePolicy, cases: list[GateCase], now: float | None = None) -> list[GateOutcome]:
+def run(policy: ChangePolicy, cases: list[GateCase], now: float | None = None,
+        rollouts: RolloutPolicy | None = None) -> list[GateOutcome]:
     """Each case at its `at:` (or its file's `now:`), else at `now`."""
     async def main() -> list[GateOutcome]:
-        return [await _run_one(policy, c, now) for c in cases]
+        return [await _run_one(policy, c, now, rollouts) for c in cases]
     return asyncio.run(main())
 
 

@@ -156,6 +156,7 @@ class RolloutGate:
         text = (f"rollout {rollout.name}: a new pod template for stage {stage.name} must first run ready in the "
                 f"earlier stages: {'; '.join(missing)}")
         ctx.annotations["kubegate.io/rollout"] = text[:1000]
+        ctx.annotations[f"kubegate.io/rollout.{rollout.name}"] = rollout.outcome
         if rollout.outcome == "deny":
             raise Denial(403, f"kubegate: refused by {text}", "Forbidden")
         ctx.approval_reasons.append(text)

@@ -178,3 +178,58 @@ def test_a_stages_verification_webhook_must_pass_before_promotion(fleet: Fleet) 
     assert {"rollout": "payments", "verifiedStage": "staging", "targetStage": "prod", "cluster": "prod-1",
             "namespace": "wh-ok-pay", "name": "web", "resource": "deployments.apps",
             "images": ["shop/web:2.0"]} in asked
+
+
+CASES = """
+now: "2026-12-05T12:00:00+00:00"
+cases:
+  - name: prod takes an image staging ran ready for the soak
+    user: ada
+    cluster: prod-1
+    verb: patch
+    resource: deployments.apps
+    namespace: shop
+    object: web
+    content_type: application/strategic-merge-patch+json
+    body: {spec: {template: {spec: {containers: [{name: web, image: "shop/web:1.8"}]}}}}
+    objects: [{apiVersion: apps/v1, kind: Deployment, metadata: {name: web, namespace: shop, uid: p},
+               spec: {replicas: 3, template: {spec: {containers: [{name: web, image: "shop/web:1.7"}]}}}}]
+    clusters:
+      staging-1: [{apiVersion: apps/v1, kind: Deployment, metadata: {name: web, namespace: shop},
+                   spec: {replicas: 2, template: {spec: {containers: [{name: web, image: "shop/web:1.8"}]}}},
+                   status: {readyReplicas: 2, updatedReplicas: 2,
+                            conditions: [{type: Available, status: "True", lastTransitionTime: "2026-12-05T11:00:00Z"}]}}]
+    expect: allow
+  - name: prod waits while staging has run it for 20 minutes of 30
+    user: ada
+    cluster: prod-1
+    verb: patch
+    resource: deployments.apps
+    namespace: shop
+    object: web
+    content_type: application/strategic-merge-patch+json
+    body: {spec: {template: {spec: {containers: [{name: web, image: "shop/web:1.8"}]}}}}
+    objects: [{apiVersion: apps/v1, kind: Deployment, metadata: {name: web, namespace: shop, uid: p},
+               spec: {replicas: 3, template: {spec: {containers: [{name: web, image: "shop/web:1.7"}]}}}}]
+    clusters:
+      staging-1: [{apiVersion: apps/v1, kind: Deployment, metadata: {name: web, namespace: shop},
+                   spec: {replicas: 2, template: {spec: {containers: [{name: web, image: "shop/web:1.8"}]}}},
+                   status: {readyReplicas: 2, updatedReplicas: 2,
+                            conditions: [{type: Available, status: "True", lastTransitionTime: "2026-12-05T11:40:00Z"}]}}]
+    expect: approval
+    by: shop
+"""
+
+
+def test_rollout_order_is_tested_with_policy_test_cases(tmp_path: Path) -> None:
+    gates = tmp_path / "gates"
+    (gates / "tests").mkdir(parents=True)
+    (gates / "rollouts.yaml").write_text(ROLLOUTS.split("  - name: payments")[0])
+    (gates / "tests" / "rollouts.yaml").write_text(CASES)
+    out = subprocess.run([sys.executable, "-m", "kubegate", "policy", "test", str(gates)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and "2 passed, 0 failed" in out.stdout, out.stdout + out.stderr
+    (gates / "tests" / "rollouts.yaml").write_text(CASES.replace("11:40:00Z", "11:00:00Z"))  # soaked: the case fails
+    out = subprocess.run([sys.executable, "-m", "kubegate", "policy", "test", str(gates)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 1 and "expected approval, got allow" in out.stdout
