@@ -252,9 +252,55 @@ def _webshell(s: Settings) -> Finding:
     return Finding("webshell.sandbox", True, "bwrap: each terminal command runs in a sandbox", False)
 
 
+def _problems(what: str, problems: list[str]) -> str:
+    shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+    return f"{len(problems)} problem(s) ({shown}): `kubegate policy check` lists {what}"
+
+
+def _policies(s: Settings) -> list[Finding]:
+    """The policies serving loads, checked as `kubegate policy check` and `serve` check them."""
+    from kubegate.audit import policy as audit_policy
+
+    from .authz import policy as authz_policy
+    from .authz.authorizer import Authorizer
+    from .gates import policy as gate_policy
+
+    out = []
+    authz_dir = s.path(s.authz.policy_dir)
+    if authz_dir.is_dir():
+        ps = authz_policy.load(authz_dir)
+        problems = list(ps.problems)
+        if ps.ok:
+            try:
+                Authorizer(ps)
+            except authz_policy.PolicyError as e:
+                problems += e.problems
+        out.append(Finding("authz.policy_dir", not problems, _problems("them", problems) if problems else
+                           f"{authz_dir}: {len(ps.rules)} rules, {len(ps.bindings)} bindings", False))
+        out += [Finding("authz.policy_dir", True, f"warning: {w}", False) for w in ps.warnings]
+    # (Not blocking here: `serve` checks the policies itself, with every problem and its line.)
+    gates_dir = s.path(s.gates.policy_dir)
+    if gates_dir.is_dir():
+        gates, problems = gate_policy.load(gates_dir)
+        out.append(Finding("gates.policy_dir", not problems, _problems("them", problems) if problems else
+                           f"{gates_dir}: {len(gates.change.rules)} rules, {len(gates.limits.budgets)} budgets, "
+                           f"{len(gates.change.freeze)} freeze windows, {len(gates.health.gates)} alert gates, "
+                           f"{len(gates.rollouts.rollouts)} rollouts", False))
+    if s.audit.policy_file:
+        path = s.path(s.audit.policy_file)
+        try:
+            found = audit_policy.load(path)
+            out.append(Finding("audit.policy_file", True, f"{path}: {len(found.rules)} rules", False))
+        except audit_policy.PolicyError as e:
+            out.append(Finding("audit.policy_file", False, _problems("them", e.problems), False))
+        except OSError as e:
+            out.append(Finding("audit.policy_file", False, f"{path}: cannot be read ({e.strerror})", False))
+    return out
+
+
 def local(s: Settings) -> tuple[list[Finding], list[tuple[int, Upstream]]]:
     """Every local finding, and the clusters fit to be asked (index in `clusters`, as serving reaches it)."""
-    findings = [*_serving_tls(s), *_signing_key(s), *_jwks_files(s)]
+    findings = [*_serving_tls(s), *_signing_key(s), *_jwks_files(s), *_policies(s)]
     clusters = _clusters(s)
     findings += [f for f, _ in clusters]
     findings.append(_port(s.listen.host, s.listen.port, "listen.port"))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import logging
 import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from kubegate import __version__
 
@@ -63,12 +64,20 @@ def _doctor(args: argparse.Namespace) -> int:
     findings, clusters = preflight.local(cfg)
     findings += asyncio.run(preflight.remote(cfg, clusters))
     failed = 0
+    rows = []
     for f in findings:
         # A port in use is expected when the gateway already runs: noted, not failed.
         note = not f.ok and f.check in ("listen.port", "metrics.port")
         mark = "ok" if f.ok else ("note" if note else "FAIL")
         failed += mark == "FAIL"
-        print(f"[{mark:>4}] {f.check}: {f.detail}")
+        rows.append({"check": f.check, "result": mark, "detail": f.detail})
+    if getattr(args, "output", "text") == "json":
+        import json
+
+        print(json.dumps({"config": str(args.config), "problems": failed, "checks": rows}, indent=2))
+        return 1 if failed else 0
+    for row in rows:
+        print(f"[{row['result']:>4}] {row['check']}: {row['detail']}")
     print(f"\n{failed} problem(s) in {args.config}" if failed else f"\nall {len(findings)} checks passed")
     return 1 if failed else 0
 
@@ -207,7 +216,7 @@ def _policy_dirs(directory: str) -> tuple[str | None, str | None]:
     root = Path(directory)
     if (root / "model.conf").exists():
         return directory, None
-    gate_files = (limits_policy.FILE, "freeze.yaml", "rules.yaml", "webhooks.yaml")
+    gate_files = (limits_policy.FILE, "freeze.yaml", "rules.yaml", "webhooks.yaml", "health.yaml", "rollouts.yaml")
     if any((root / f).exists() for f in gate_files) or root.name == "gates":
         return None, directory
     authz, gates = root / "authz", root / "gates"
@@ -225,6 +234,7 @@ def _policy_check(args: argparse.Namespace) -> int:
         print(f"kubegate: {args.dir} holds no policy (model.conf, limits.yaml, or authz/ and gates/)", file=sys.stderr)
         return 1
     problems: list[str] = []
+    warnings: list[str] = []
     summary = []
     if authz_dir is not None:
         ps = policy.load(authz_dir)
@@ -235,8 +245,7 @@ def _policy_check(args: argparse.Namespace) -> int:
                 Authorizer(ps)
             except policy.PolicyError as e:
                 problems += e.problems
-        for warning in ps.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+        warnings += ps.warnings
         summary.append(f"{authz_dir}: {len(ps.rules)} rules, {len(ps.bindings)} bindings")
     if gates_dir is not None:
         gates, gate_problems = gate_policy.load(Path(gates_dir))
@@ -245,8 +254,50 @@ def _policy_check(args: argparse.Namespace) -> int:
                        f"{len(gates.change.freeze)} freeze windows, {len(gates.change.rules)} rules, "
                        f"{len(gates.change.webhooks)} webhooks, {len(gates.health.gates)} alert gates, "
                        f"{len(gates.rollouts.rollouts)} rollouts")
-    for problem in problems:
-        print(problem, file=sys.stderr)
+    return _report_check(args, problems, warnings, summary)
+
+
+_LOCATED = re.compile(r"^(?P<file>[^\s:]+):(?P<line>\d+): (?P<message>.*)$", re.S)
+
+
+def located(problem: str) -> dict[str, Any]:
+    """A `FILE:LINE: message` problem, taken apart (file and line empty when it names no place)."""
+    m = _LOCATED.match(problem)
+    if m is None:
+        return {"file": "", "line": 0, "message": problem}
+    path = Path(m["file"])
+    try:  # CI reporters link paths relative to the checkout, where the command runs
+        path = path.resolve().relative_to(Path.cwd().resolve()) if path.is_absolute() else path
+    except ValueError:
+        pass
+    return {"file": str(path), "line": int(m["line"]), "message": m["message"]}
+
+
+def github_annotation(level: str, problem: str, title: str = "") -> str:
+    """A GitHub Actions workflow command: the problem shows on its file and line in the pull request."""
+    where = located(problem)
+    message = where["message"].replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    props = [f"file={where['file']}", f"line={where['line']}"] if where["file"] else []
+    props += [f"title={title}"] if title else []
+    return f"::{level} {','.join(props)}::{message}" if props else f"::{level}::{message}"
+
+
+def _report_check(args: argparse.Namespace, problems: list[str], warnings: list[str], summary: list[str]) -> int:
+    output = getattr(args, "output", "text")
+    if output == "json":
+        print(json.dumps({"ok": not problems, "problems": [located(p) for p in problems],
+                          "warnings": [located(w) for w in warnings], "checked": summary}, indent=2))
+        return 1 if problems else 0
+    if output == "github":
+        for w in warnings:
+            print(github_annotation("warning", w, "kubegate policy check"))
+        for p in problems:
+            print(github_annotation("error", p, "kubegate policy check"))
+    else:
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        for p in problems:
+            print(p, file=sys.stderr)
     if problems:
         print(f"{len(problems)} problem(s) in {args.dir}", file=sys.stderr)
         return 1
@@ -338,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = with_config(sub.add_parser("doctor", help="check every file, key, cluster, Redis and OIDC issuer "
                                                        "the settings name; exit 1 on any problem"))
+    doctor.add_argument("-o", "--output", choices=("text", "json"), default="text")
     doctor.set_defaults(handler=_doctor)
 
     token = sub.add_parser("token", help="issue tokens signed by this gateway")
@@ -361,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = pol_sub.add_parser("check", help="validate every policy file; file:line problems, exit 1 on any")
     check.add_argument("dir", nargs="?", default="policies",
                        help="a policy directory (authz or gates), or one holding authz/ and gates/ (default: policies)")
+    check.add_argument("-o", "--output", choices=("text", "json", "github"), default="text",
+                       help="text; json; github: workflow annotations on each problem's file and line")
     check.set_defaults(handler=_policy_check)
     ptest = pol_sub.add_parser("test", help="run the test cases in DIR/tests/*.yaml; exit 1 on a failure")
     from kubegate import policy_test_cli
@@ -421,4 +475,10 @@ def main(argv: list[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 0
-    return handler(args)
+    try:
+        return handler(args)
+    except BrokenPipeError:
+        # The reader went away (`kubegate audit search ... | head`): stop quietly, as a shell tool does.
+        # (stdout is pointed at /dev/null first, so the interpreter's final flush does not fail again.)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a process a pipe ended

@@ -22,6 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from kubegate.cli import github_annotation, located
+
 
 @dataclass
 class Result:
@@ -37,6 +39,11 @@ class Result:
     @property
     def passed(self) -> bool:
         return not self.failure
+
+    @property
+    def location(self) -> str:
+        """FILE:LINE of the case, the file as a path (its suite's tests/ directory)."""
+        return str(Path(self.suite) / "tests" / self.where)
 
 
 @dataclass
@@ -129,7 +136,10 @@ def _junit(run: Run) -> str:
         element = ET.SubElement(root, "testsuite", name=suite, tests=str(len(mine)),
                                 failures=str(sum(not r.passed for r in mine)))
         for r in mine:
-            case = ET.SubElement(element, "testcase", classname=suite, name=r.name, file=r.where)
+            # file and line apart, the file relative to where it runs (the checkout): CI reporters link them.
+            where = located(f"{r.location}: x")
+            case = ET.SubElement(element, "testcase", classname=suite, name=r.name, file=where["file"] or r.where,
+                                 line=str(where["line"]))
             if not r.passed:
                 ET.SubElement(case, "failure", message=r.failure).text = f"{r.where}: {r.request}: {r.failure}"
     return ET.tostring(root, encoding="unicode")
@@ -167,7 +177,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a policy directory (authz or gates), or one holding authz/ and gates/ (default: policies)")
     p.add_argument("--run", type=_regex, help="only the cases whose name matches this regular expression")
     p.add_argument("--now", type=_time, help="the time of gate cases that give none (ISO 8601)")
-    p.add_argument("-o", "--output", choices=("table", "json", "junit"), default="table")
+    p.add_argument("-o", "--output", choices=("table", "json", "junit", "github"), default="table",
+                   help="table; json; junit (file and line per case); github: an annotation on each failing case")
     p.add_argument("--coverage", action="store_true", help="list the rules no case decides")
     p.add_argument("--min-coverage", type=float, default=0.0, metavar="PERCENT",
                    help="fail when fewer rules than this are decided by some case (implies --coverage)")
@@ -191,6 +202,12 @@ def main(args: argparse.Namespace, dirs: tuple[str | None, str | None]) -> int:
         print(_json(run, with_coverage))
     elif args.output == "junit":
         print(_junit(run))
+    elif args.output == "github":
+        for r in run.results:
+            if not r.passed:
+                print(github_annotation("error", f"{r.location}: {r.request}: {r.failure}",
+                                        f"kubegate policy test: {r.name}"))
+        print(f"{sum(r.passed for r in run.results)} passed, {sum(not r.passed for r in run.results)} failed")
     else:
         print("\n\n".join(run.tables))
         if with_coverage:

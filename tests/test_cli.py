@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -185,3 +186,12 @@ def test_serve_logs_json_lines(tmp_path: Path, upstream: object) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)  # started here, ended by its PID
         proc.communicate(timeout=20)
+
+
+def test_a_reader_that_goes_away_ends_a_command_quietly(tmp_path: Path) -> None:
+    """`kubegate ... | head`: the pipe closes early; no BrokenPipe traceback, the shell's 141."""
+    repo = Path(__file__).resolve().parents[1]
+    shell = (f"{shlex.quote(sys.executable)} -m kubegate policy test {shlex.quote(str(repo / 'policies'))} -o junit "
+             "| head -c 20 >/dev/null; echo ${PIPESTATUS[0]}")
+    out = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "141" and "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr

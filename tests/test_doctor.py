@@ -165,3 +165,22 @@ def test_doctor_fails_a_dead_redis_and_a_certificate_users_cannot_verify(tmp_pat
     assert lines["store.redis_url"].startswith("[FAIL]")
     assert lines["public_url"].startswith("[FAIL]") and "not name 'kubegate.example.com'" in lines["public_url"]
     assert json.dumps(out.stdout).count("Traceback") == 0
+
+
+def test_doctor_checks_the_policies_and_the_audit_policy(tmp_path: Path, upstream: harness.RunningEmulator) -> None:
+    """A policy set `policy check` rejects (and `serve` would refuse) fails doctor too, naming its
+    problems; -o json gives the same checks to a script."""
+    broken_audit = tmp_path / "audit-policy.yaml"
+    broken_audit.write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Loud\n")
+    config = _config(tmp_path, upstream, audit={"policy_file": str(broken_audit)},
+                     gate_files={"rules.yaml": "rules:\n  - id: r\n    outcome: explode\n"})
+    out = kubegate("doctor", "-c", str(config))
+    assert out.returncode == 1
+    lines = _doctor_lines(out)
+    assert lines["gates.policy_dir"].startswith("[FAIL]") and "rule r.outcome must be one of" in lines["gates.policy_dir"]
+    assert lines["audit.policy_file"].startswith("[FAIL]")
+    assert lines["authz.policy_dir"].startswith("[  ok]") and "rules" in lines["authz.policy_dir"]
+    report = json.loads(kubegate("doctor", "-c", str(config), "-o", "json").stdout)
+    by_check = {c["check"]: c for c in report["checks"]}
+    assert report["problems"] >= 2 and by_check["gates.policy_dir"]["result"] == "FAIL"
+    assert "rule r.outcome" in by_check["gates.policy_dir"]["detail"]

@@ -47,7 +47,27 @@ def test_run_selects_cases_and_junit_names_each_case_by_file_and_line(tmp_path: 
     root = ET.fromstring(proc.stdout)
     names = [c.get("name") for c in root.iter("testcase")]
     assert names and all("secrets" in str(n) for n in names)
-    assert all(str(c.get("file")).startswith("starter.yaml:") for c in root.iter("testcase"))
+    lines = (POLICIES / "authz" / "tests" / "starter.yaml").read_text().splitlines()
+    for case in root.iter("testcase"):  # file and line apart, as CI reporters link them
+        assert str(case.get("file")).endswith("authz/tests/starter.yaml")
+        assert f"name: {case.get('name')}," in lines[int(str(case.get("line"))) - 1]
+
+
+def test_github_output_annotates_each_failing_case_on_its_line(tmp_path: Path) -> None:
+    copy = tmp_path / "authz"
+    shutil.copytree(POLICIES / "authz", copy)
+    tests = copy / "tests" / "starter.yaml"
+    text = tests.read_text()
+    number = next(i for i, line in enumerate(text.splitlines(), 1) if "viewers do not delete" in line)
+    tests.write_text(text.replace("name: viewers do not delete", "name: viewers do not delete (wrong)", 1)
+                     .replace("object: web-0, expect: deny, rule: none", "object: web-0, expect: allow", 1))
+    proc = subprocess.run([sys.executable, "-m", "kubegate", "policy", "test", "authz", "-o", "github"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 1
+    (annotation,) = [line for line in proc.stdout.splitlines() if line.startswith("::error")]
+    assert annotation.startswith(f"::error file=authz/tests/starter.yaml,line={number},"
+                                 "title=kubegate policy test: viewers do not delete (wrong)::")
+    assert "expected allow, got deny" in annotation
 
 
 def test_a_failure_is_named_by_the_file_and_line_of_its_case(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -155,3 +157,19 @@ def test_policy_test_runs_the_gate_cases_and_fails_readably(tmp_path: Path) -> N
     assert bad.returncode == 1
     assert "FAIL wrong.yaml:3 namespaces go freely:\n  expected allow, got approval (rule delete-namespace " \
            "(critical): deleting a namespace deletes everything in it, server-side)" in bad.stdout
+
+
+def test_policy_check_speaks_json_and_github_annotations(tmp_path: Path) -> None:
+    gates = tmp_path / "policies" / "gates"
+    gates.mkdir(parents=True)
+    (gates / "rules.yaml").write_text("rules:\n  - id: r\n    outcome: explode\n")
+    run = lambda *args: subprocess.run([sys.executable, "-m", "kubegate", "policy", "check", "policies/gates", *args],  # noqa: E731
+                                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    report = json.loads(run("-o", "json").stdout)
+    assert report["ok"] is False and report["problems"] == [
+        {"file": "policies/gates/rules.yaml", "line": 2,
+         "message": "rule r.outcome must be one of deny, require-approval, annotate"}]
+    github = run("-o", "github")
+    assert github.returncode == 1
+    assert github.stdout.splitlines() == ["::error file=policies/gates/rules.yaml,line=2,title=kubegate policy check::"
+                                          "rule r.outcome must be one of deny, require-approval, annotate"]
