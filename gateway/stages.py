@@ -331,8 +331,8 @@ class Authorize:
 
     name = "authz"
 
-    def __init__(self, holder: PolicyHolder, access: AccessService) -> None:
-        self.holder, self.access = holder, access
+    def __init__(self, holder: PolicyHolder, access: AccessService, metrics: Metrics | None = None) -> None:
+        self.holder, self.access, self.metrics = holder, access, metrics
 
     async def __call__(self, ctx: GateContext) -> None:
         if ctx.identity is None or ctx.info is None or ctx.upstream is None:
@@ -347,6 +347,9 @@ class Authorize:
         ctx.annotations["authorization.k8s.io/decision"] = "allow" if decision.allowed else "forbid"
         ctx.annotations["authorization.k8s.io/reason"] = decision.reason
         if not decision.allowed:
+            if self.metrics is not None:  # the most common refusal, beside every risk gate's
+                self.metrics.gate_refusals.labels("authz", "deny" if decision.rule else "no-rule",
+                                                  decision.rule.id if decision.rule else "no-rule").inc()
             raise Denial(403, describe_refusal(ctx.identity.user, ctx.upstream.name, ctx.info, decision),
                          "Forbidden")
 
@@ -427,7 +430,8 @@ class GateStages:
 def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, upstreams: Upstreams,
                    policy: PolicyHolder, access: AccessService, gates: GateStages, can_i: Stage | None = None,
                    audit_accepts_changes: AuditReady = lambda: True,
-                   sessions: SessionService | None = None, admission: Stage | None = None) -> list[Stage]:
+                   sessions: SessionService | None = None, admission: Stage | None = None,
+                   metrics: Metrics | None = None) -> list[Stage]:
     return [
         Ingress(audit_ready),         # the audit log is writable, or 503
         *([gates.preview_prefix] if gates.preview_prefix else []),  # /kubegate/preview/<id>/...: a preview
@@ -446,7 +450,7 @@ def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, ups
         *([gates.preview] if gates.preview else []),  # in a preview: mutations become dry runs, and are reported
         *([admission] if admission else []),  # a seat in the user's fair turn (overload protection), or 429
         AuditCapacity(audit_accepts_changes),  # the audit center's spool is full: changes 503
-        Authorize(policy, access),    # Casbin policy (+ approved grants) allows it, or 403 naming the rule
+        Authorize(policy, access, metrics),  # Casbin policy (+ approved grants) allows it, or 403 naming the rule
         *([can_i] if can_i else []),  # kubectl auth can-i: answered by kubegate's policy and the cluster
         *([gates.brake] if gates.brake else []),  # an emergency brake on: a change in its scope needs break-glass
         *([gates.health] if gates.health else []),  # a matching alert firing in the cluster: break-glass (or 403)

@@ -164,7 +164,8 @@ class Gateway:
         stages = default_stages(audit_ready=self.sink.healthy, authenticator=self.authenticator,
                                 upstreams=self.upstreams, policy=self.policy, access=self.access, gates=gates,
                                 can_i=can_i, sessions=self.sessions, admission=Admit(self.admission, self.metrics),
-                                audit_accepts_changes=getattr(self.sink, "accepts_mutations", lambda: True))
+                                audit_accepts_changes=getattr(self.sink, "accepts_mutations", lambda: True),
+                                metrics=self.metrics)
         self.stages = stages_hook(stages) if stages_hook else stages
         recordings = (settings.path(audit.recordings_dir) if audit.recordings_dir else settings.state / "recordings") \
             if audit.record_sessions else None

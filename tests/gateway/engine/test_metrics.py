@@ -73,3 +73,17 @@ def test_refusals_are_audited_with_why_the_token_failed(gw: GatewayHandle) -> No
     assert _get(gw, "/api/v1/pods", past.issue("ada", ["kubegate:cluster-admins"], ttl_seconds=60)) == 401
     events = [e for e in gw.audit_events() if (e.get("annotations") or {}).get("kubegate.io/authn-failure")]
     assert {"missing", "malformed", "expired"} <= {e["annotations"]["kubegate.io/authn-failure"] for e in events}
+
+
+def test_authorization_refusals_count_among_the_gates_refusals(gw: GatewayHandle) -> None:
+    """The most common refusal shows on the dashboard's "refusals by gate" panel and feeds the
+    refusal-spike alert: by the rule that refused, or no-rule when none allowed."""
+    viewer = gw.token("vic", ["kubegate:viewers"])
+    for _ in range(3):
+        assert _get(gw, "/api/v1/namespaces/default/secrets", viewer) == 403  # secrets-need-secret-reader
+    assert _get(gw, "/api/v1/namespaces/default/pods", gw.token("nobody", [])) == 403  # no rule allows it
+    time.sleep(0.3)
+    refusals = {(labels["gate"], labels["reason"], labels["name"]): value
+                for name, labels, value in _scrape(gw)["kubegate_gate_refusals"] if name.endswith("_total")}
+    assert refusals[("authz", "deny", "secrets-need-secret-reader")] == 3
+    assert refusals[("authz", "no-rule", "no-rule")] == 1
