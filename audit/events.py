@@ -45,7 +45,7 @@ def timestamp(epoch: float) -> str:
 
 
 # What happened to one of kubegate's own objects, as the API verb that did it.
-STEP_VERBS = {"pulled": "create", "released": "delete", "requested": "create", "approved": "update", "denied": "update", "expired": "update",
+STEP_VERBS = {"revoked": "create", "pulled": "create", "released": "delete", "requested": "create", "approved": "update", "denied": "update", "expired": "update",
               "used": "update", "withdrawn": "update", "tripped": "create", "reset": "delete",
               "login": "create", "logout": "delete", "ended": "delete", "terminal-started": "create",
               "terminal-ended": "update", "refused": "create", "command": "create", "finished": "update",
@@ -93,6 +93,12 @@ def brake_event(kind: str, brake_id: str, actor: str, scope: str, reason: str, n
     return _step("brake", kind, "brakes", brake_id, f"/kubegate/v1/brakes/{brake_id}", actor, now,
                  {"kubegate.io/brake": brake_id, "kubegate.io/brake-scope": scope,
                   "kubegate.io/brake-reason": reason[:1000]})
+
+
+def revocation_event(key: str, actor: str, reason: str, now: float) -> dict[str, Any]:
+    """A token, or every earlier token of a user, revoked (KEY: `token:<jti>` or `user:<name>`)."""
+    return _step("token", "revoked", "tokenrevocations", key, "/kubegate/v1/tokens/revocations", actor, now,
+                 {"kubegate.io/token-revoked": key, "kubegate.io/token-revocation-reason": reason[:1000]})
 
 
 def webshell_event(kind: str, session: str, actor: str, now: float, annotations: dict[str, str]) -> dict[str, Any]:

@@ -92,6 +92,8 @@ class GateContext:
     record_info: RequestInfo | None = None
     client_id: str = ""  # the client connection's id (the engine's): connection limits, ending streams
     credential_expires: float = 0.0  # when the token it came with expires (a stream opened with it ends then)
+    credential_id: str = ""  # that token's jti, and when it was issued: a revocation ends its streams too
+    credential_issued: float = 0.0
     audited_stages: set[str] = field(default_factory=set)
     response_body: bytearray | None = None
     response_truncated: bool = False

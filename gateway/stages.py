@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from .authz.access import AccessError, AccessRequest, AccessService
 import jwt
@@ -24,6 +24,7 @@ from .errors import Answer, Denial
 from .request import bodies, deleteoptions
 from .request.info import RequestInfo, classify
 from .request.query import Query
+from .identity.revocations import Revocation, RevocationError, Revocations
 from .metrics import Metrics
 from .overload import Admission, Overloaded
 from .state.store import StoreUnavailable
@@ -96,12 +97,20 @@ class AuditCapacity:
 class Authenticate:
     name = "authn"
 
-    def __init__(self, authenticator: Authenticator, sessions: SessionService | None = None) -> None:
-        self.authenticator, self.sessions = authenticator, sessions
+    def __init__(self, authenticator: Authenticator, sessions: SessionService | None = None,
+                 revocations: Revocations | None = None) -> None:
+        self.authenticator, self.sessions, self.revocations = authenticator, sessions, revocations
 
     async def __call__(self, ctx: GateContext) -> None:
-        identity, ctx.credential_expires = await self.authenticator.authenticate_expiring(
-            ctx.request.headers.get("Authorization"))
+        presented = await self.authenticator.authenticate_presented(ctx.request.headers.get("Authorization"))
+        identity = presented.identity
+        ctx.credential_expires, ctx.credential_id, ctx.credential_issued = (presented.expires, presented.token_id,
+                                                                            presented.issued_at)
+        if presented.token_id:
+            ctx.annotations["kubegate.io/token-id"] = presented.token_id  # what `kubegate token revoke --id` takes
+        if self.revocations is not None and (why := self.revocations.refused(identity.user, presented.token_id,
+                                                                               presented.issued_at)):
+            raise unauthorized(why, "revoked")
         if identity.session and self.sessions is not None:
             try:
                 ended = await self.sessions.ended(identity.session)
@@ -171,6 +180,52 @@ class AccessApi:
             raise Denial(503, f"kubegate: access requests are unavailable: {e}", "ServiceUnavailable",
                          retry_after=5) from None
         raise Denial(404, f"kubegate: no such access API call: {method} {path}", "NotFound")
+
+
+class TokensApi:
+    """/kubegate/v1/tokens/revocations: GET the revocations in force, POST one ({id|user, reason,
+    expires}); who may is policy (`tokenrevocations.kubegate.io`, create and list)."""
+
+    name = "tokens-api"
+    PREFIX = "/kubegate/v1/tokens/revocations"
+
+    def __init__(self, revocations: Revocations, holder: PolicyHolder, audit: Callable[[Revocation], None]) -> None:
+        self.revocations, self.holder, self.audit = revocations, holder, audit
+
+    async def __call__(self, ctx: GateContext) -> None:
+        parts = api_parts(ctx, self.PREFIX)
+        if parts is None:
+            return
+        assert ctx.identity is not None
+        method = ctx.request.method
+        verb = {"GET": "list", "POST": "create"}.get(method, "")
+        if parts or not verb:
+            raise Denial(404, f"kubegate: no such tokens API call: {method} {ctx.request.own_path}", "NotFound")
+        decision = self.holder.decide_own(ctx.identity, "*", verb, "tokenrevocations")
+        if not decision.allowed:
+            raise Denial(403, f'kubegate: user "{ctx.identity.user}" may not {verb} token revocations '
+                              f"({decision.reason})", "Forbidden")
+        try:
+            if method == "GET":
+                items = [r.to_json() for r in await self.revocations.all()]
+                raise Answer(200, "", body={"kind": "TokenRevocationList", "items": items})
+            try:
+                spec = json.loads(ctx.request.body[:MAX_API_BODY] or b"{}")
+                if not isinstance(spec, dict):
+                    raise ValueError("not an object")
+                record = await self.revocations.revoke(by=ctx.identity.user, reason=str(spec.get("reason", "")),
+                                                       token_id=str(spec.get("id", "")), user=str(spec.get("user", "")),
+                                                       expires=float(spec.get("expires", 0) or 0))
+            except (ValueError, TypeError) as e:
+                raise RevocationError(400, f"a revocation is {{\"id\" or \"user\", \"reason\", \"expires\"}} ({e})") \
+                    from e
+            self.audit(record)
+            ctx.annotations["kubegate.io/token-revoked"] = record.key
+            raise Answer(201, "", body=record.to_json())
+        except RevocationError as e:
+            raise Denial(e.code, f"kubegate: {e.message}") from None
+        except StoreUnavailable as e:
+            raise Denial(503, f"kubegate: revocations are unavailable: {e}", "ServiceUnavailable") from None
 
 
 class SessionsApi:
@@ -431,15 +486,17 @@ def default_stages(*, audit_ready: AuditReady, authenticator: Authenticator, ups
                    policy: PolicyHolder, access: AccessService, gates: GateStages, can_i: Stage | None = None,
                    audit_accepts_changes: AuditReady = lambda: True,
                    sessions: SessionService | None = None, admission: Stage | None = None,
-                   metrics: Metrics | None = None) -> list[Stage]:
+                   metrics: Metrics | None = None, revocations: Revocations | None = None,
+                   tokens_api: Stage | None = None) -> list[Stage]:
     return [
         Ingress(audit_ready),         # the audit log is writable, or 503
         *([gates.preview_prefix] if gates.preview_prefix else []),  # /kubegate/preview/<id>/...: a preview
-        Authenticate(authenticator, sessions),  # bearer JWT → Identity (not of an ended session), or 401
+        Authenticate(authenticator, sessions, revocations),  # bearer JWT → Identity (not ended, not revoked), or 401
         NoImpersonation(),            # no client Impersonate-* headers (403)
         gates.api_limits,             # /kubegate/v1/...: per-user QPS on kubegate's own API (429)
         *([SessionsApi(sessions)] if sessions else []),  # /kubegate/v1/sessions: session tokens minted, ended
         AccessApi(access),            # /kubegate/v1/accessrequests: answered here, never forwarded
+        *([tokens_api] if tokens_api else []),  # /kubegate/v1/tokens/revocations: revoke a token or a user's
         gates.breaker_api,            # /kubegate/v1/breakers: list and reset circuit breakers
         gates.approval_api,           # /kubegate/v1/approvals, /kubegate/v1/freeze
         *([gates.preview_api] if gates.preview_api else []),  # /kubegate/v1/previews/<id>: a preview's report

@@ -392,13 +392,16 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("-o", "--output", choices=("text", "json"), default="text")
     doctor.set_defaults(handler=_doctor)
 
-    token = sub.add_parser("token", help="issue tokens signed by this gateway")
+    token = sub.add_parser("token", help="issue tokens signed by this gateway, revoke tokens")
     token_sub = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     issue = with_config(token_sub.add_parser("issue", help="print a bearer token for a user"))
     issue.add_argument("--user", required=True)
     issue.add_argument("--group", action="append", default=[], help="a group (repeatable)")
     issue.add_argument("--ttl", type=parse_duration, default=3600, help="lifetime, e.g. 1h (default 1h)")
     issue.set_defaults(handler=_token_issue)
+    from kubegate import token_cli
+
+    token_cli.add_parsers(token_sub)
 
     kc = with_config(sub.add_parser("kubeconfig", help="print a kubeconfig for a user, pointing at the gateway"))
     kc.add_argument("--user", required=True)

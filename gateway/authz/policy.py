@@ -60,7 +60,7 @@ certificatesigningrequests.certificates.k8s.io tokenreviews.authentication.k8s.i
 selfsubjectreviews.authentication.k8s.io selfsubjectaccessreviews.authorization.k8s.io
 selfsubjectrulesreviews.authorization.k8s.io subjectaccessreviews.authorization.k8s.io
 localsubjectaccessreviews.authorization.k8s.io events.events.k8s.io
-accessrequests.kubegate.io breakers.kubegate.io approvals.kubegate.io brakes.kubegate.io
+accessrequests.kubegate.io breakers.kubegate.io approvals.kubegate.io brakes.kubegate.io tokenrevocations.kubegate.io
 """.split())
 BUILTIN_GROUPS = frozenset(r.split(".", 1)[1] for r in BUILTIN_RESOURCES if "." in r) | {""}
 SUBRESOURCES = frozenset({"status", "scale", "log", "exec", "attach", "portforward", "proxy", "eviction",

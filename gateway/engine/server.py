@@ -45,6 +45,7 @@ from ..context import GateContext
 from ..gates.brake import Brake, BrakeApi, BrakeGate, BrakeService
 from ..gates.health import HealthGate
 from ..gates.rollout import RolloutGate
+from ..identity.revocations import Revocation, Revocations
 from ..gates.policy import GatePolicyHolder
 from ..gates.preview import PreviewApi, PreviewDryRun, PreviewPrefix, PreviewService
 from ..identity.identity import Identity
@@ -59,11 +60,12 @@ from ..config.settings import Settings
 from ..request.info import RequestInfo
 from ..identity.sessions import SessionService
 from ..overload import Admission
-from ..stages import Admit, GateStages, SelfReviews, Stage, default_stages
+from ..stages import Admit, GateStages, SelfReviews, Stage, TokensApi, default_stages
 
 log = logging.getLogger("kubegate.server")
 CONNECTION_SWEEP_SECONDS = 0.5  # how often slow, idle and surplus connections are looked for
 STREAM_SWEEP_SECONDS = 1.0  # how soon a logout, an expired token or a lapsed grant ends the streams it opened
+REVOCATION_SYNC_SECONDS = 1.0  # how soon a token revoked on another replica is refused here
 PURGE_EVERY_TICKS = 12  # with the 5 s expiry tick: once a minute
 
 
@@ -155,6 +157,7 @@ class Gateway:
                                 verify=self.webhooks.verify, clock=clock))
         can_i = SelfReviews(self.policy, self.counter, self.access, self._later_gates)
         self.sessions = SessionService(self.store, self.authenticator.own, clock=clock)
+        self.revocations = Revocations(self.store, max_ttl_seconds=settings.issuer.max_ttl_seconds, clock=clock)
         o = settings.overload
         self.admission = Admission(max_inflight=o.max_inflight, max_long_running=o.max_long_running,
                                    queue_length=o.queue_length, queue_wait_seconds=o.queue_wait_seconds,
@@ -165,7 +168,8 @@ class Gateway:
                                 upstreams=self.upstreams, policy=self.policy, access=self.access, gates=gates,
                                 can_i=can_i, sessions=self.sessions, admission=Admit(self.admission, self.metrics),
                                 audit_accepts_changes=getattr(self.sink, "accepts_mutations", lambda: True),
-                                metrics=self.metrics)
+                                metrics=self.metrics, revocations=self.revocations,
+                                tokens_api=TokensApi(self.revocations, self.policy, self._audit_revocation))
         self.stages = stages_hook(stages) if stages_hook else stages
         recordings = (settings.path(audit.recordings_dir) if audit.recordings_dir else settings.state / "recordings") \
             if audit.record_sessions else None
@@ -218,6 +222,21 @@ class Gateway:
         self._write_audit(events.approval_event(event, ticket.id, actor, ticket.user, ticket.kind,
                                                 f"{ticket.verb} {ticket.resource} {ticket.namespace}/{ticket.name} "
                                                 f"in {ticket.cluster}", "; ".join(ticket.reasons), time.time()))
+
+    def _audit_revocation(self, record: Revocation) -> None:
+        self._write_audit(events.revocation_event(record.key, record.by, record.reason, time.time()))
+        log.warning("%s revoked by %s: %s", record.key, record.by, record.reason)
+
+    async def _sync_revocations(self, interval: float) -> None:
+        """Revocations made on any replica reach this process within INTERVAL."""
+        while True:
+            try:
+                await self.revocations.sync()
+            except StoreUnavailable as e:
+                log.debug("revocations not read now (%s); those read last stay in force", e)
+            except Exception:  # noqa: BLE001 - the loop must go on
+                log.exception("cannot read the token revocations")
+            await asyncio.sleep(interval)
 
     def _audit_brake(self, event: str, brake: Brake, actor: str) -> None:
         self._write_audit(events.brake_event(event, brake.id, actor, brake.scope, brake.reason, time.time()))
@@ -308,6 +327,9 @@ class Gateway:
             if ctx.credential_expires and now > ctx.credential_expires + LEEWAY_SECONDS:
                 out.append((request_id, "the token it was opened with has expired"))
                 continue
+            if why := self.revocations.refused(identity.user, ctx.credential_id, ctx.credential_issued):
+                out.append((request_id, f"the token it was opened with was revoked ({why})"))
+                continue
             if identity.session:
                 if identity.session not in ended:
                     try:
@@ -348,6 +370,7 @@ class Gateway:
                     await self.approvals.purge()
                     await self.previews.purge()
                     await self.brakes.purge()
+                    await self.revocations.purge()
                     await self.sessions.purge()
             except StoreUnavailable as e:
                 log.warning("cannot expire access grants or purge old records now: %s", e)
@@ -412,6 +435,7 @@ class Gateway:
                        asyncio.create_task(self._probe_clusters(self.settings.metrics.cluster_probe_seconds),
                                            name="cluster-probe"),
                        asyncio.create_task(self._end_revoked_streams(STREAM_SWEEP_SECONDS), name="stream-revocation"),
+                       asyncio.create_task(self._sync_revocations(REVOCATION_SYNC_SECONDS), name="token-revocations"),
                        asyncio.create_task(self._sweep_connections(CONNECTION_SWEEP_SECONDS), name="connection-limits")]
         if self.worker is not None:
             self._tasks.append(asyncio.create_task(self._report_status(), name="worker-status"))

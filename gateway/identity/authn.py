@@ -243,13 +243,23 @@ class OidcIssuer:
                          str(claims.get("sub", "")), {}, self.cfg.issuer, "", self.cfg.allow_system_groups)
 
 
+@dataclass(frozen=True)
+class Presented:
+    """A verified bearer token: who it names, and what revocation reads of it."""
+
+    identity: Identity
+    expires: float  # exp
+    token_id: str  # jti ("" when the token has none)
+    issued_at: float  # iat (0 when the token has none)
+
+
 class Authenticator:
     """Bearer token → Identity, with a bounded cache of verified tokens (verification costs)."""
 
     def __init__(self, own: TokenIssuer, oidc: list[OidcIssuer], clock: Callable[[], float] = time.time) -> None:
         self.own, self.clock = own, clock
         self.oidc = {o.cfg.issuer: o for o in oidc}
-        self._cache: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
+        self._cache: OrderedDict[str, Presented] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: Settings, key_pem: bytes,
@@ -258,10 +268,15 @@ class Authenticator:
         return cls(own, [OidcIssuer(o, settings.path, clock) for o in settings.oidc], clock)
 
     async def authenticate(self, authorization: str | None) -> Identity:
-        return (await self.authenticate_expiring(authorization))[0]
+        return (await self.authenticate_presented(authorization)).identity
 
     async def authenticate_expiring(self, authorization: str | None) -> tuple[Identity, float]:
         """The caller, and when the token it presented expires (its `exp`)."""
+        found = await self.authenticate_presented(authorization)
+        return found.identity, found.expires
+
+    async def authenticate_presented(self, authorization: str | None) -> "Presented":
+        """The caller and the token it presented (`exp`, `jti`, `iat`: revocation reads them)."""
         if not authorization:
             raise unauthorized("no bearer token: every request needs one (kubegate kubeconfig prints a kubeconfig)", "missing")
         scheme, _, token = authorization.partition(" ")
@@ -269,26 +284,31 @@ class Authenticator:
         if scheme.lower() != "bearer" or not token or len(token) > 16384:
             raise unauthorized("the Authorization header must be 'Bearer <token>'", "malformed")
         cached = self._cache.get(token)
-        if cached is not None and self.clock() <= cached[1] + LEEWAY_SECONDS:
+        if cached is not None and self.clock() <= cached.expires + LEEWAY_SECONDS:
             self._cache.move_to_end(token)
             return cached
-        identity, exp = await self._verify(token)
-        self._cache[token] = (identity, exp)
+        found = await self._verify(token)
+        self._cache[token] = found
         if len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
-        return identity, exp
+        return found
 
-    async def _verify(self, token: str) -> tuple[Identity, float]:
+    async def _verify(self, token: str) -> "Presented":
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
         except (jwt.DecodeError, ValueError, TypeError):
             raise unauthorized("the bearer token is not a well-formed JWT", "malformed") from None
         issuer = unverified.get("iss")
-        exp = float(unverified.get("exp") or 0)
+        try:  # (read here, used only once the signature is verified below)
+            exp, iat = float(unverified.get("exp") or 0), float(unverified.get("iat") or 0)
+        except (TypeError, ValueError):
+            raise unauthorized("the token's exp or iat is not a number", "bad-claims") from None
+        jti = unverified.get("jti")
+        jti = jti if isinstance(jti, str) else ""
         if issuer == self.own.cfg.issuer:
-            return self.own.verify(token), exp
+            return Presented(self.own.verify(token), exp, jti, iat)
         oidc = self.oidc.get(issuer) if isinstance(issuer, str) else None
         if oidc is None:
             raise unauthorized("the token's issuer is not trusted", "untrusted-issuer")
-        return await oidc.verify(token, header), exp
+        return Presented(await oidc.verify(token, header), exp, jti, iat)

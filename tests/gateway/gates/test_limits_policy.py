@@ -115,7 +115,7 @@ def test_policy_check_covers_gates_and_exits_1_with_file_line(tmp_path: Path) ->
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert "8 delete budgets, 3 QPS limits, 2 freeze windows, 22 rules, 0 webhooks, 0 alert gates, 0 rollouts: OK" in ok.stdout
-    assert "36 rules, 9 bindings: OK" in ok.stdout
+    assert "38 rules, 9 bindings: OK" in ok.stdout
 
 
 @pytest.mark.parametrize(("method", "path", "query", "kind"), [
