@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any, Callable, Sequence
 
@@ -36,7 +37,7 @@ def _fail(message: str) -> SystemExit:
 
 def _client(args: argparse.Namespace) -> Any:
     from kubernetes.config.config_exception import ConfigException
-    from kubernetes.config.kube_config import new_client_from_config
+    from kubernetes.config.kube_config import new_client_from_config, new_client_from_config_dict
 
     # The client logs a failed exec plugin (and goes on without a credential); kubectl stops there.
     # Its records are caught here (so nothing prints "ERROR:root:") and become the error.
@@ -44,7 +45,11 @@ def _client(args: argparse.Namespace) -> Any:
     root = logging.getLogger()
     root.addHandler(caught)
     try:
-        api = new_client_from_config(config_file=args.kubeconfig, context=args.context, persist_config=False)
+        merged = None if args.kubeconfig else merged_kubeconfig(os.environ.get("KUBECONFIG", ""))
+        if merged is not None:
+            api = new_client_from_config_dict(merged, context=args.context, persist_config=False)
+        else:
+            api = new_client_from_config(config_file=args.kubeconfig, context=args.context, persist_config=False)
         if failed := [r.getMessage() for r in caught.records if r.getMessage().startswith("exec:")]:
             raise _fail(f"error: getting credentials: {failed[0]}")
         return api
@@ -54,6 +59,49 @@ def _client(args: argparse.Namespace) -> Any:
         raise _fail(f"error: cannot load the kubeconfig: {e}") from None
     finally:
         root.removeHandler(caught)
+
+
+# Fields of kubeconfig entries that name files: relative to the file they are written in.
+_PATH_FIELDS = {"clusters": ("certificate-authority",), "users": ("client-certificate", "client-key", "tokenFile")}
+
+
+def merged_kubeconfig(kubeconfig_env: str) -> dict[str, Any] | None:
+    """A KUBECONFIG list merged as kubectl merges it (None when it names one file or none, which the
+    client's own loader reads as kubectl does): the first file to set `current-context` wins, and
+    the first definition of each named cluster, user and context wins; files that do not exist are
+    skipped; paths in an entry stay relative to the file that holds it. (The Python client's merger
+    lets a later file's current-context win, so a CLI could act as another user on another gateway.)"""
+    paths = [p for p in kubeconfig_env.split(os.pathsep) if p]
+    if len(paths) < 2:
+        return None
+    merged: dict[str, Any] = {"apiVersion": "v1", "kind": "Config", "clusters": [], "users": [], "contexts": []}
+    seen: dict[str, set[str]] = {kind: set() for kind in ("clusters", "users", "contexts")}
+    for path in paths:
+        try:
+            doc = yaml.safe_load(open(path, encoding="utf-8")) or {}
+        except FileNotFoundError:
+            continue
+        if not isinstance(doc, dict):
+            raise ValueError(f"{path} is not a kubeconfig")
+        if "current-context" not in merged and doc.get("current-context"):
+            merged["current-context"] = doc["current-context"]
+        base = os.path.dirname(os.path.abspath(path))
+        for kind in seen:
+            for entry in doc.get(kind) or []:
+                name = entry.get("name") if isinstance(entry, dict) else None
+                if not isinstance(name, str) or name in seen[kind]:
+                    continue
+                seen[kind].add(name)
+                entry = json.loads(json.dumps(entry))
+                body = entry.get(kind[:-1]) or {}
+                for field in _PATH_FIELDS.get(kind, ()):
+                    if isinstance(body.get(field), str) and body[field] and not os.path.isabs(body[field]):
+                        body[field] = os.path.join(base, body[field])
+                command = (body.get("exec") or {}).get("command") if kind == "users" else None
+                if isinstance(command, str) and os.sep in command and not os.path.isabs(command):
+                    body["exec"]["command"] = os.path.join(base, command)
+                merged[kind].append(entry)
+    return merged
 
 
 class _Records(logging.Handler):

@@ -96,3 +96,23 @@ def test_kubeconfig_lists_and_contexts(gateway: GatewayHandle, tmp_path: Path) -
 def test_a_missing_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
     out = kubegate("breaker", "list", "--kubeconfig", str(tmp_path / "missing"))
     assert out.returncode == 1 and out.stderr.startswith("error:") and "Traceback" not in out.stderr, out.stderr
+
+
+def test_a_kubeconfig_list_resolves_as_kubectl_resolves_it(gateway: GatewayHandle, tmp_path: Path,
+                                                           kubectl_path: str) -> None:
+    """KUBECONFIG=a:b where both set a current context and both define a user `me`: kubectl takes the
+    first file's of each; so does kubegate (the Python client's merger took b's context: another
+    user on another gateway)."""
+    a = _kubeconfig(tmp_path / "a", [_cluster(gateway)], [{"name": "me", "user": {"token": gateway.token("ada")}}],
+                    [{"name": "work", "context": {"cluster": "gw", "user": "me"}}], "work")
+    b = _kubeconfig(tmp_path / "b", [_cluster(gateway, "elsewhere", "https://127.0.0.1:9")],
+                    [{"name": "me", "user": {"token": "someone-elses"}}],
+                    [{"name": "other", "context": {"cluster": "elsewhere", "user": "me"}}], "other")
+    env = {"KUBECONFIG": f"{a}{os.pathsep}{tmp_path / 'missing'}{os.pathsep}{b}"}
+    current = subprocess.run([kubectl_path, "config", "current-context"], capture_output=True, text=True,
+                             env={**os.environ, **env}, timeout=30)
+    assert current.stdout.strip() == "work"
+    out = kubegate("approvals", "list", env=env)
+    assert out.returncode == 0 and "no approval tickets" in out.stderr, out.stderr
+    other = kubegate("approvals", "list", "--context", "other", env=env)  # b's context, a's user `me`: as kubectl
+    assert other.returncode == 1 and "cannot reach the gateway at https://127.0.0.1:9" in other.stderr
