@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import sys
 import time
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -95,18 +96,49 @@ def _events(paths: list[Path]) -> Iterator[dict[str, Any]]:
     return events.read(paths)
 
 
+def rules_of(annotations: dict[str, str]) -> list[str]:
+    """The rules that decided a request: authorization's refusing rule, change rules, freeze windows,
+    alert gates, rollouts, the brake."""
+    out = [k.removeprefix("kubegate.io/rule.") for k in annotations if k.startswith("kubegate.io/rule.")]
+    if annotations.get("authorization.k8s.io/decision") == "forbid":
+        out.insert(0, annotations.get("kubegate.io/authz-rule", "none"))
+    out += [annotations[k] for k in ("kubegate.io/freeze",) if k in annotations]
+    out += [k.removeprefix("kubegate.io/alert-gate.") for k in annotations if k.startswith("kubegate.io/alert-gate.")]
+    out += [k.removeprefix("kubegate.io/rollout.") for k in annotations if k.startswith("kubegate.io/rollout.")]
+    out += [f"brake {annotations['kubegate.io/brake']}"] if "kubegate.io/brake" in annotations else []
+    return out
+
+
+def outcome(e: dict[str, Any]) -> str:
+    """What happened to the request, in words: allowed, answered by kubegate, held, refused (by what)."""
+    annotations = e.get("annotations") or {}
+    decision = annotations.get("kubegate.io/decision", "")
+    stage = annotations.get("kubegate.io/stage", "")
+    approval = annotations.get("kubegate.io/approval", "")
+    rules = rules_of(annotations)
+    by = f" by {stage}" + (f" ({', '.join(rules)})" if rules else "") if stage else ""
+    if decision == "allow":
+        return "allowed" + (f" (approval {approval})" if approval.endswith(" used") else "")
+    if decision == "local":
+        return f"answered by kubegate ({stage})" if stage else "answered by kubegate"
+    if approval.endswith(" pending"):
+        return f"held for approval{by}: ticket {approval.split()[0]}"
+    if decision == "error":
+        return f"failed{by}"
+    if decision == "deny":
+        return f"refused{by}"
+    return decision or "?"
+
+
 def line(e: dict[str, Any]) -> str:
     """One event, as on-call reads it."""
     ref = e.get("objectRef") or {}
     what = "/".join(x for x in (ref.get("resource", ""), ref.get("subresource", "")) if x) or e.get("requestURI", "")
     where = f"{ref['namespace']}/" if ref.get("namespace") else ""
     name = ref.get("name", "")
-    annotations = e.get("annotations") or {}
-    decision = annotations.get("kubegate.io/decision", "")
     code = (e.get("responseStatus") or {}).get("code", "")
-    why = annotations.get("kubegate.io/stage", "")
-    return (f"{e.get('stageTimestamp', '')[:23]}  {decision:<6} {code!s:<4} {e.get('user', {}).get('username', ''):<20} "
-            f"{e.get('verb', ''):<16} {what} {where}{name}" + (f"  (refused by {why})" if why else ""))
+    return (f"{e.get('stageTimestamp', '')[:23]}  {code!s:<4} {e.get('user', {}).get('username', ''):<20} "
+            f"{e.get('verb', ''):<16} {what} {where}{name}  {outcome(e)}")
 
 
 def _time(text: str) -> str:
@@ -123,6 +155,7 @@ def _time(text: str) -> str:
 def search(args: argparse.Namespace) -> int:
     paths = _ordered([Path(p) for p in args.files])
     found = 0
+    summary: dict[str, Counter[str]] = defaultdict(Counter)
     for e in (incomplete(_events(paths)) if args.incomplete else _events(paths)):
         ref = e.get("objectRef") or {}
         annotations = e.get("annotations") or {}
@@ -134,14 +167,45 @@ def search(args: argparse.Namespace) -> int:
         sessions = ((e.get("user") or {}).get("extra") or {}).get("kubegate.io/session") or []
         if args.session is not None and args.session not in sessions:
             continue
+        if args.stage is not None and annotations.get("kubegate.io/stage") != args.stage:
+            continue
+        if args.rule is not None and args.rule not in rules_of(annotations):
+            continue
         stamp = e.get("requestReceivedTimestamp", "")
         if (args.since and stamp < args.since) or (args.until and stamp > args.until):
             continue
         found += 1
+        if args.summary:
+            _count(summary, e, annotations)
+            continue
         print(json.dumps(e, separators=(",", ":")) if args.output == "json" else line(e))
-    if args.output != "json":
+    if args.summary:
+        _print_summary(summary, found, args.output)
+    elif args.output != "json":
         print(f"{found} event(s)", file=sys.stderr)
     return 0
+
+
+def _count(summary: dict[str, Counter[str]], e: dict[str, Any], annotations: dict[str, str]) -> None:
+    summary["outcome"][outcome(e).split(" (")[0].split(":")[0]] += 1
+    summary["stage"][annotations.get("kubegate.io/stage") or "-"] += 1
+    for rule in rules_of(annotations):
+        summary["rule"][rule] += 1
+    summary["user"][(e.get("user") or {}).get("username", "")] += 1
+
+
+def _print_summary(summary: dict[str, Counter[str]], found: int, output: str) -> None:
+    if output == "json":
+        print(json.dumps({"events": found, **{k: dict(v.most_common()) for k, v in summary.items()}}, indent=2))
+        return
+    print(f"{found} event(s)")
+    for title, key in (("by outcome", "outcome"), ("by refusing stage", "stage"), ("by rule", "rule"),
+                       ("by user", "user")):
+        counts = summary[key].most_common(20)
+        if counts:
+            print(f"\n{title}:")
+            width = max(len(k) for k, _ in counts)
+            print("\n".join(f"  {k:<{width}}  {n}" for k, n in counts))
 
 
 def tail(args: argparse.Namespace) -> int:
@@ -223,6 +287,9 @@ def add_parser(sub: Any) -> None:
     for flag in ("user", "verb", "resource", "namespace"):
         s.add_argument(f"--{flag}")
     s.add_argument("--decision", choices=["allow", "deny", "error", "local"])
+    s.add_argument("--stage", help="the stage that ended the request (authz, rules, approvals, limits, ...)")
+    s.add_argument("--rule", help="a rule that decided it (an authz rule id, a change rule, a freeze window, ...)")
+    s.add_argument("--summary", action="store_true", help="counts by outcome, refusing stage, rule and user")
     s.add_argument("--since", type=_time, help="ISO time, e.g. 2026-11-29T10:00:00Z")
     s.add_argument("--until", type=_time)
     s.add_argument("-o", "--output", choices=["line", "json"], default="line")

@@ -137,7 +137,8 @@ def test_search_and_tail_find_what_on_call_asks_for(tmp_path: Path) -> None:
     assert none.stdout == "" and "0 event(s)" in none.stderr
     tail = subprocess.run([sys.executable, "-m", "kubegate", "audit", "tail", str(path), "-n", "2"],
                           capture_output=True, text=True, timeout=60)
-    assert [ln.split()[-1] for ln in tail.stdout.splitlines()] == ["/api/v1/namespaces/n4", "/api/v1/namespaces/n5"]
+    lines = tail.stdout.splitlines()
+    assert len(lines) == 2 and "/api/v1/namespaces/n4 " in lines[0] and "/api/v1/namespaces/n5 " in lines[1]
 
 
 def _write_shared(path: str, writer: int, count: int, together: Any) -> None:

@@ -277,3 +277,47 @@ def test_a_request_that_cannot_be_read_is_still_recorded(gw: GatewayHandle) -> N
     answer = send(gw.port, gw.ca_file, "GET", "/api/v1/namespaces/default/pods?labelSelector=%zz")
     (event,) = events_of(gw, answer)
     assert event["verb"] == "get" and "objectRef" not in event and event["responseStatus"]["code"] == answer.status
+
+
+def test_tail_and_search_say_what_happened_and_by_what(tmp_path: Path) -> None:
+    """An allowed request reads "allowed", kubegate's own API "answered by kubegate", a refusal names
+    the stage and the rule, a held change its ticket; search filters by stage and rule and sums up."""
+    upstream = harness.start(tmp_path / "emulator")
+    rules = "rules:\n  - id: no-cm-deletes\n    outcome: require-approval\n    match: {resources: [configmaps], verbs: [delete]}\n"
+    gw = start_gateway(tmp_path / "gw", upstream, gate_files={"rules.yaml": rules})
+    try:
+        ada, vic = gw.token("ada"), gw.token("vic", ["kubegate:viewers"])
+        assert send(gw.port, gw.ca_file, "GET", "/api/v1/namespaces/default/configmaps",
+                    headers={"Authorization": f"Bearer {ada}"}).status == 200
+        assert send(gw.port, gw.ca_file, "GET", "/kubegate/v1/breakers",
+                    headers={"Authorization": f"Bearer {ada}"}).status == 200
+        assert send(gw.port, gw.ca_file, "GET", "/api/v1/namespaces/default/secrets",
+                    headers={"Authorization": f"Bearer {vic}"}).status == 403
+        assert send(gw.port, gw.ca_file, "DELETE", "/api/v1/namespaces/default/configmaps/x",
+                    headers={"Authorization": f"Bearer {ada}"}).status == 403
+
+        def audit(*args: str) -> str:
+            out = subprocess.run([sys.executable, "-m", "kubegate", "audit", *args], capture_output=True, text=True,
+                                 timeout=60)
+            assert out.returncode == 0, out.stderr
+            return out.stdout
+        lines = audit("tail", str(gw.settings.audit_path), "-n", "10").splitlines()
+
+        def the(what: str) -> str:
+            found = [ln for ln in lines if what in ln and " ada " in ln or what in ln and " vic " in ln]
+            assert found, (what, lines)
+            return found[-1]
+        assert the(" list             configmaps default/").endswith("configmaps default/  allowed")
+        assert the("/kubegate/v1/breakers").endswith("answered by kubegate (breaker-api)")
+        assert the(" secrets ").endswith("refused by authz (secrets-need-secret-reader)")
+        assert " held for approval by approvals (no-cm-deletes): ticket " in the("configmaps default/x")
+        found = audit("search", str(gw.settings.audit_path), "--stage", "authz")
+        assert "secrets" in found and "configmaps" not in found
+        found = audit("search", str(gw.settings.audit_path), "--rule", "no-cm-deletes")
+        assert found.count("\n") == 1 and "held for approval" in found
+        summary = json.loads(audit("search", str(gw.settings.audit_path), "--summary", "-o", "json"))
+        assert summary["outcome"]["allowed"] >= 1 and summary["outcome"]["refused by authz"] == 1
+        assert summary["rule"]["no-cm-deletes"] == 1 and summary["user"]["vic"] == 1
+    finally:
+        gw.stop()
+        upstream.stop()
