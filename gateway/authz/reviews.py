@@ -69,24 +69,29 @@ def access(authorizer: Authorizer, identity: Identity, cluster: str, info: Reque
     return Verdict(True, f"kubegate: {decision.reason}; the cluster allows it too{note}")
 
 
-def _rbac_rule(rule: policy.Rule) -> dict[str, Any]:
+def _rbac_rules(rule: policy.Rule) -> list[dict[str, Any]]:
+    """A policy rule as RBAC rules: one per API group, so that no (group, resource) pair is claimed
+    that the rule does not grant (`deployments.apps|configmaps` is not `configmaps.apps`: RBAC and
+    kubectl read a rule's groups and resources as their cross product)."""
     verbs = sorted(policy.expand_verbs(rule.verbs)) if rule.verbs != "*" else ["*"]
     names = [] if rule.name == "*" else rule.name.split("|")
     if rule.obj.startswith("/"):
-        return {"verbs": verbs, "nonResourceURLs": [rule.obj]}
-    groups, resources = set(), []
+        return [{"verbs": verbs, "nonResourceURLs": [rule.obj]}]
+    by_group: dict[str, list[str]] = {}
     for obj in rule.obj.split("|"):
         if obj == "**":
-            groups.add("*")
-            resources += ["*", "*/*"]
+            by_group.setdefault("*", []).extend(["*", "*/*"])
             continue
         main, _, sub = obj.partition("/")
         resource, _, group = main.partition(".")
-        groups.add("*" if resource == "*" and not group else group)
-        resources.append(f"{resource}/{sub}" if sub else resource)
-    out: dict[str, Any] = {"verbs": verbs, "apiGroups": sorted(groups), "resources": sorted(set(resources))}
-    if names:
-        out["resourceNames"] = names
+        by_group.setdefault("*" if resource == "*" and not group else group, []).append(
+            f"{resource}/{sub}" if sub else resource)
+    out = []
+    for group, resources in sorted(by_group.items()):
+        one: dict[str, Any] = {"verbs": verbs, "apiGroups": [group], "resources": sorted(set(resources))}
+        if names:
+            one["resourceNames"] = names
+        out.append(one)
     return out
 
 
@@ -114,12 +119,12 @@ def rules(authorizer: Authorizer, identity: Identity, cluster: str, namespace: s
     for rule in authorizer.policy.rules:
         if rule.effect != "allow" or rule.subject not in principals or not policy.scope_match(scope, rule.scope):
             continue
-        converted = _rbac_rule(rule)
-        if "nonResourceURLs" in converted:
-            if _covered(converted, cluster_status.get("nonResourceRules") or [], "nonResource"):
-                url_rules.append(converted)
-        elif _covered(converted, cluster_status.get("resourceRules") or [], "resource"):
-            resource_rules.append(converted)
+        for converted in _rbac_rules(rule):
+            if "nonResourceURLs" in converted:
+                if _covered(converted, cluster_status.get("nonResourceRules") or [], "nonResource"):
+                    url_rules.append(converted)
+            elif _covered(converted, cluster_status.get("resourceRules") or [], "resource"):
+                resource_rules.append(converted)
     denies = [r for r in authorizer.policy.rules if r.effect == "deny" and policy.subject_in(principals, r.subject)
               and policy.scope_match(scope, r.scope)]
     status: dict[str, Any] = {"resourceRules": resource_rules, "nonResourceRules": url_rules,

@@ -85,3 +85,15 @@ def test_can_i_list_shows_kubegates_grants(env: tuple[GatewayHandle, harness.Run
     lines = out.splitlines()
     assert any(line.split()[0] == "*.*" and "[get list watch]" in line for line in lines[1:]), out
     assert not any("[*]" in line and line.split()[0] in ("*.*", "*") for line in lines[1:]), out  # not the cluster's "*"
+
+
+def test_can_i_list_claims_no_group_and_resource_pair_it_does_not_grant(
+        env: tuple[GatewayHandle, harness.RunningEmulator, Path], kubectl_path: str) -> None:
+    """A developer may manage deployments.apps, jobs.batch and configmaps (core): not jobs.apps or
+    configmaps.networking.k8s.io, which a rule listing several groups at once made kubectl print."""
+    dev = as_user(env, kubectl_path, "dora", "team-shop")
+    out = dev("auth", "can-i", "--list", "-n", "shop").stdout
+    listed = {line.split()[0] for line in out.splitlines()[1:] if line.strip()}
+    assert {"deployments.apps", "jobs.batch", "configmaps", "ingresses.networking.k8s.io"} <= listed, out
+    assert not listed & {"jobs.apps", "configmaps.networking.k8s.io", "deployments.batch", "cronjobs.apps",
+                         "services.networking.k8s.io"}, out
