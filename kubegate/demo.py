@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
+import sys
 from pathlib import Path
 
 import yaml
@@ -65,7 +67,20 @@ def write_config(state: Path, upstream: harness.RunningEmulator, port: int) -> P
     return path
 
 
+def _taken(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.port and _taken(args.port):
+        print(f"kubegate demo: port {args.port} on 127.0.0.1 is taken (another demo still running?): stop what holds "
+              "it, or give --port 0 for any free port", file=sys.stderr)
+        return 1
     state = Path(args.dir or "state/demo").resolve()
     state.mkdir(parents=True, exist_ok=True)
     upstream = harness.start(state / "emulator")
@@ -102,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(main())
+    except RuntimeError as e:  # the port was taken between the check and the listen
+        print(f"kubegate demo: {e}; give --port 0 for any free port", file=sys.stderr)
+        return 1
     finally:
         upstream.stop()
     return 0

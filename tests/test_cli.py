@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -195,3 +196,14 @@ def test_a_reader_that_goes_away_ends_a_command_quietly(tmp_path: Path) -> None:
              "| head -c 20 >/dev/null; echo ${PIPESTATUS[0]}")
     out = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "141" and "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr
+
+
+def test_demo_on_a_taken_port_says_so(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        out = subprocess.run([sys.executable, "-m", "kubegate", "demo", "--port", str(port), "--dir",
+                              str(tmp_path / "demo")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and f"port {port} on 127.0.0.1 is taken" in out.stderr and "--port 0" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -14,6 +14,7 @@ policy reload builds a new Authorizer and swaps it in whole, so nothing stale su
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,10 @@ from ..identity.identity import Identity
 from .policy import Binding, PolicySet, Rule
 from ..request.info import RequestInfo
 
+
+# pycasbin logs the whole model and policy at INFO on every load (and on every hot reload): noise in
+# the gateway's log, and the policy's content is the policy files' business. Its warnings still show.
+logging.getLogger("casbin").setLevel(logging.WARNING)
 
 DECISION_CACHE = 100_000
 PRINCIPAL_CACHE = 20_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -11,6 +12,8 @@ from typing import Iterator
 import pytest
 
 from kubegate.emulator import harness
+from kubegate.gateway.authz import policy
+from kubegate.gateway.authz.authorizer import Authorizer
 from tests.conftest import POLICY_DIR, GatewayHandle, Kubectl, start_gateway, unique
 
 
@@ -120,3 +123,10 @@ def test_broken_policy_is_refused_and_a_valid_change_applies(authz_env: tuple[Ga
         (POLICY_DIR / "roles.csv").read_text() + "p, role:viewer, *:shop, pods, delete, *, allow\n"))
     assert _wait_for(lambda: vic("delete", "pod", "web-0", "-n", "shop", "--dry-run=server", check=False).returncode == 0)
     assert 'pod "web-0" deleted' in vic("delete", "pod", "web-0", "-n", "shop").stdout
+
+
+def test_loading_the_policy_logs_no_dump_of_it(caplog: pytest.LogCaptureFixture) -> None:
+    """pycasbin logs the model and every policy line at INFO on each load and reload: not in kubegate's log."""
+    with caplog.at_level(logging.INFO):
+        Authorizer(policy.load(Path(__file__).resolve().parents[3] / "policies" / "authz"))
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("casbin")] == []
