@@ -49,9 +49,13 @@ def helm(*args: str) -> sp.CompletedProcess[str]:
     return sp.run([binary, *args], capture_output=True, text=True, timeout=120)
 
 
-def render(name: str) -> list[dict[str, Any]]:
+def render(name: str, *extra: str) -> list[dict[str, Any]]:
+    """The chart rendered as `helm template` renders it (without the cluster); the Secrets the chart
+    would generate once on a real install are generated for the test (GitOps renders fail instead:
+    see test_a_render_without_the_cluster_never_generates_secrets)."""
     values = VALUE_SETS[name]
-    out = helm("template", "kg", str(CHART), "--namespace", NAMESPACE, *(["-f", str(values)] if values else []))
+    out = helm("template", "kg", str(CHART), "--namespace", NAMESPACE, *(["-f", str(values)] if values else []),
+               "--set", "generateSecretsWithoutCluster=true", *extra)
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
@@ -65,7 +69,8 @@ def _one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict
 @pytest.mark.parametrize("name", VALUE_SETS)
 def test_helm_lint_passes(name: str) -> None:
     values = VALUE_SETS[name]
-    out = helm("lint", "--strict", str(CHART), *(["-f", str(values)] if values else []))
+    out = helm("lint", "--strict", str(CHART), *(["-f", str(values)] if values else []),
+               "--set", "generateSecretsWithoutCluster=true")
     assert out.returncode == 0 and "0 chart(s) failed" in out.stdout, out.stdout + out.stderr
 
 
@@ -468,3 +473,27 @@ def test_every_shipped_alert_has_a_promtool_case() -> None:
     rule = _one(render("production"), "PrometheusRule")
     shipped = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
     assert shipped == {c[0] for c in ALERT_CASES}
+
+
+def test_a_render_without_the_cluster_never_generates_secrets() -> None:
+    """`helm template` (Argo CD, Flux) cannot see the Secrets an install generated: rendering values
+    that would have the chart generate one fails, naming what to set — no silent rotation."""
+    for name, value in (("default", "tls.existingSecret or tls.certManager.enabled"),
+                        ("production", "signingKey.existingSecret")):
+        values = VALUE_SETS[name]
+        out = helm("template", "kg", str(CHART), "--namespace", NAMESPACE, *(["-f", str(values)] if values else []))
+        assert out.returncode != 0 and f"Set {value}" in out.stderr and "every sync would rotate it" in out.stderr, \
+            out.stderr
+
+
+def test_a_gitops_render_is_the_same_every_time() -> None:
+    """With the Secrets named (ci/gitops-values.yaml), two renders without the cluster are identical."""
+    values = VALUE_SETS["gitops"]
+    renders = [helm("template", "kg", str(CHART), "--namespace", NAMESPACE, "-f", str(values)) for _ in range(2)]
+    assert all(r.returncode == 0 for r in renders), renders[0].stderr
+    assert renders[0].stdout == renders[1].stdout
+    docs = [d for d in yaml.safe_load_all(renders[0].stdout) if d]
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "Secret"] == []  # none generated
+    notes = helm("install", "kg", str(CHART), "--namespace", NAMESPACE, "-f", str(values), "--dry-run=client")
+    assert notes.returncode == 0, notes.stderr
+    assert "kubegate kubeconfig" in notes.stdout and "ca.crt" in notes.stdout  # NOTES.txt: the first steps

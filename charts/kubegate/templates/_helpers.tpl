@@ -121,3 +121,18 @@ seccompProfile: {type: RuntimeDefault}
 {{- if $store }}{{ $_ := set $settings "store" $store }}{{ end -}}
 {{- toYaml (mergeOverwrite $settings (deepCopy .Values.config)) -}}
 {{- end -}}
+
+{{/*
+Whether the render can see the cluster (helm install/upgrade) or not (helm template, Argo CD, Flux):
+`lookup` answers nothing without it, so a Secret generated "once" would be generated on every render.
+*/}}
+{{- define "kubegate.offline" -}}
+{{- if not (lookup "v1" "Namespace" "" "kube-system") }}true{{ end -}}
+{{- end }}
+
+{{/* Fail a render without the cluster that would generate SECRET (its value to set in the message). */}}
+{{- define "kubegate.keepOrFail" -}}
+{{- if and (include "kubegate.offline" .root) (not .root.Values.generateSecretsWithoutCluster) -}}
+{{- fail (printf "kubegate: rendered without the cluster (helm template, Argo CD, Flux), the chart would generate a new %s on every render, and every sync would rotate it. Set %s (or generateSecretsWithoutCluster=true to try the chart out). The chart README's GitOps section lists them all." .what .value) -}}
+{{- end -}}
+{{- end }}
