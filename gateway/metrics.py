@@ -110,6 +110,9 @@ class Metrics:
             "kubegate_overload_queued", "Requests waiting in users' queues for a seat.", multiprocess_mode="livesum", registry=self.registry)
         self.approvals_pending = Gauge(
             "kubegate_approvals_pending", "Approval tickets waiting for a second person.", multiprocess_mode="livemax", registry=self.registry)
+        self.notifications = Counter(
+            "kubegate_notifications", "Approver notifications, by target and result (sent, failed after every "
+            "retry, dropped from a full queue).", ["target", "result"], registry=self.registry)
         self.brakes_active = Gauge(
             "kubegate_brakes_active", "Emergency brakes in force (as last read here): changes in their scope need "
             "break-glass.", multiprocess_mode="livemax", registry=self.registry)

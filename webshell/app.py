@@ -55,6 +55,7 @@ class Webshell:
         self._runner: web.AppRunner | None = None
         self._brakes: list[dict[str, Any]] = []  # the emergency brakes on, as last asked
         self._brakes_read = float("-inf")
+        self._waiting_seen: dict[str, tuple[float, int]] = {}  # web session -> (asked at, tickets waiting)
         self._reaper: asyncio.Task[None] | None = None
         self.port = 0
         self.origin = self._origin(cfg.public_url)
@@ -301,7 +302,7 @@ class Webshell:
 
     async def _with_brakes(self, session: WebSession, html: str) -> str:
         """The page with a banner while an emergency brake is on (as the gateway says, asked at most
-        every two seconds): changes in its scope need break-glass approval."""
+        every two seconds) and the count of tickets waiting for this person on the Approvals link."""
         now = time.monotonic()
         if now - self._brakes_read > BRAKES_SECONDS:
             try:
@@ -310,7 +311,24 @@ class Webshell:
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
                 self._brakes = []
             self._brakes_read = now
-        return html.replace('<main id="main">', '<main id="main">' + pages.brake_banner(self._brakes), 1)
+        html = html.replace('<main id="main">', '<main id="main">' + pages.brake_banner(self._brakes), 1)
+        return html.replace('<a href="/approvals">Approvals</a>', pages.approvals_link(await self._waiting(session)), 1)
+
+    async def _waiting(self, session: WebSession) -> int:
+        """Pending tickets this person may decide (not their own), asked at most every two seconds."""
+        at, count = self._waiting_seen.get(session.id, (float("-inf"), 0))
+        if time.monotonic() - at <= BRAKES_SECONDS:
+            return count
+        try:
+            status, body = await self._gateway("GET", "/kubegate/v1/approvals", session.token)
+            items = body.get("items") or [] if status == 200 and isinstance(body, dict) else []
+            count = sum(1 for t in items if t.get("status") == "pending" and t.get("user") != session.user)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            count = 0
+        if len(self._waiting_seen) > 10_000:
+            self._waiting_seen.clear()
+        self._waiting_seen[session.id] = (time.monotonic(), count)
+        return count
 
     async def home(self, request: web.Request) -> web.StreamResponse:
         session = self._session(request)

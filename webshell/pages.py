@@ -28,6 +28,14 @@ def _page(title: str, body: str, session: WebSession | None = None, scripts: tup
             f'<main id="main">{body}</main>{tags}</body></html>')
 
 
+def approvals_link(waiting: int) -> str:
+    """The Approvals link, with how many tickets wait for this person's decision."""
+    if not waiting:
+        return '<a href="/approvals">Approvals</a>'
+    return (f'<a href="/approvals">Approvals <span class="badge" aria-label="{waiting} waiting for you">{waiting}'
+            '</span></a>')
+
+
 def brake_banner(brakes: list[dict[str, object]]) -> str:
     """While an emergency brake is on: what it covers, who pulled it and why, on every page."""
     if not brakes:

@@ -332,6 +332,26 @@ class Located:
 
 
 @dataclass
+class NotificationTarget:
+    """Where approvers are told that a ticket waits for them (and how it ended)."""
+
+    name: str = ""
+    """Names the target in logs and metrics."""
+    url: str = ""
+    """https:// endpoint (http:// only on a loopback address)."""
+    kind: str = "webhook"
+    """`webhook`: kubegate's JSON body (docs/change-gates.md#notifications); `slack`: a Slack-compatible
+    incoming webhook (`{"text": ...}`, also taken by Mattermost, Rocket.Chat, Teams workflows)."""
+    ca_file: str = ""
+    """CA bundle for the endpoint's certificate. Default: the system's."""
+    events: list[str] = field(default_factory=lambda: ["requested", "approved", "denied", "expired"])
+    """Which steps of a ticket: requested, approved, denied, used, expired, withdrawn."""
+    timeout_seconds: float = 5.0
+    """How long one delivery may take; a failed one is retried (5 attempts, backing off) and never
+    holds a request up."""
+
+
+@dataclass
 class Settings(Located):
     listen: Listen = field(default_factory=Listen)
     public_url: str = ""
@@ -349,6 +369,8 @@ class Settings(Located):
     gates: Gates = field(default_factory=Gates)
     webshell: Webshell = field(default_factory=Webshell)
     overload: Overload = field(default_factory=Overload)
+    notifications: list[NotificationTarget] = field(default_factory=list)
+    """Approver notifications: where each step of an approval ticket is sent."""
     max_request_body_bytes: int = DEFAULT_MAX_BODY
     """Largest request body accepted (and inspected). Larger: 413. Default 3 MiB, as kube-apiserver."""
 
@@ -391,7 +413,7 @@ _NESTED: dict[str, type] = {"Listen": Listen, "Tls": Tls, "Issuer": Issuer, "Aud
                             "AuditWebhook": AuditWebhook,
                             "Authz": Authz, "Store": Store, "Gates": Gates, "Webshell": Webshell,
                             "Overload": Overload}
-_LISTS: dict[str, type] = {"list[Oidc]": Oidc, "list[Cluster]": Cluster}
+_LISTS: dict[str, type] = {"list[Oidc]": Oidc, "list[Cluster]": Cluster, "list[NotificationTarget]": NotificationTarget}
 _SCALARS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
                                          "list[str]": (list,), "dict[str, str]": (dict,),
                                          "str | None": (str, type(None))}
@@ -476,6 +498,25 @@ def validate(s: Settings) -> list[str]:
     if s.max_request_body_bytes < 1024:
         problems.append("max_request_body_bytes: must be at least 1024")
     seen_issuers = {s.issuer.issuer}
+    targets: set[str] = set()
+    for i, t in enumerate(s.notifications):
+        where = f"notifications[{i}]"
+        parts = urlsplit(t.url)
+        loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+        if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
+            problems.append(f"{where}.url: must be an https:// URL (http:// only on a loopback address), got {t.url!r}")
+        if t.kind not in ("webhook", "slack"):
+            problems.append(f"{where}.kind: must be webhook or slack, got {t.kind!r}")
+        unknown = [e for e in t.events if e not in ("requested", "approved", "denied", "used", "expired", "withdrawn")]
+        if unknown or not t.events:
+            problems.append(f"{where}.events: each one of requested, approved, denied, used, expired, withdrawn "
+                            f"(unknown: {', '.join(unknown) or 'none given'})")
+        if not 0 < t.timeout_seconds <= 60:
+            problems.append(f"{where}.timeout_seconds: above 0 and at most 60")
+        if not t.name or t.name in targets:
+            problems.append(f"{where}.name: required, and unique among the notification targets")
+        targets.add(t.name)
+        _readable(s, t.ca_file, f"{where}.ca_file", problems)
     for i, o in enumerate(s.oidc):
         where = f"oidc[{i}]"
         _https_url(o.issuer, f"{where}.issuer", problems)

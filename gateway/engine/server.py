@@ -44,6 +44,7 @@ from ..gates.change import ApprovalApi, ApprovalGate, FreezeGate, RulesGate, Web
 from ..context import GateContext
 from ..gates.brake import Brake, BrakeApi, BrakeGate, BrakeService
 from ..gates.health import HealthGate
+from ..gates.notify import Notifier
 from ..gates.rollout import RolloutGate
 from ..identity.revocations import Revocation, Revocations
 from ..gates.policy import GatePolicyHolder
@@ -131,6 +132,7 @@ class Gateway:
                                     clusters=lambda: self.upstreams.by_name)
         self.approvals = ApprovalService(self.store, self.policy, clock=clock, audit=self._audit_approval)
         self.previews = PreviewService(self.store, clock=clock)
+        self.notifier = Notifier(settings.notifications, settings.url, settings.path, self.metrics)
         self.brakes = BrakeService(self.store, self.policy, shared=not isinstance(self.store, MemoryStore), clock=clock,
                                    audit=self._audit_brake, on_change=self.metrics.brakes_active.set)
         change = lambda: self.gates.current.change  # noqa: E731 - the set in force at each request
@@ -218,10 +220,12 @@ class Gateway:
             self.metrics.audit_failures.inc()
 
     def _audit_approval(self, event: str, ticket: Ticket, actor: str) -> None:
-        """Each step of an approval ticket (requested, approved, denied, used) is an audit event."""
+        """Each step of an approval ticket (requested, approved, denied, used) is an audit event, and
+        a notification to the approvers' targets (queued: never on the request path)."""
         self._write_audit(events.approval_event(event, ticket.id, actor, ticket.user, ticket.kind,
                                                 f"{ticket.verb} {ticket.resource} {ticket.namespace}/{ticket.name} "
                                                 f"in {ticket.cluster}", "; ".join(ticket.reasons), time.time()))
+        self.notifier.ticket(event, ticket, actor)
 
     def _audit_revocation(self, record: Revocation) -> None:
         self._write_audit(events.revocation_event(record.key, record.by, record.reason, time.time()))
@@ -439,6 +443,7 @@ class Gateway:
                        asyncio.create_task(self._sweep_connections(CONNECTION_SWEEP_SECONDS), name="connection-limits")]
         if self.worker is not None:
             self._tasks.append(asyncio.create_task(self._report_status(), name="worker-status"))
+        self.notifier.start()
         self.metrics.ready.set(1)
         log.info("kubegate serving on https://%s:%d", listen.host, self.port)
 
@@ -529,6 +534,7 @@ class Gateway:
             await asyncio.wait([self._task], timeout=10)
         await self.counter.close()
         await self.webhooks.close()
+        await self.notifier.close()
         await self.health.close()
         await self.store.close()
         self.sink.close()

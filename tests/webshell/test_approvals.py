@@ -282,3 +282,24 @@ def test_every_page_shows_an_emergency_brake_while_it_is_on(webshell: WebshellHa
         admin = {"Authorization": f"Bearer {gw.token('ada', ('kubegate:cluster-admins',))}"}
         requests.delete(f"{gw.url}/kubegate/v1/brakes/{pulled.json()['id']}", headers=admin, verify=str(gw.ca_file),
                         timeout=10)
+
+
+def test_the_approvals_link_counts_what_waits_for_you(webshell: WebshellHandle) -> None:
+    gw = webshell.gw
+    login = requests.post(f"{gw.url}/kubegate/v1/sessions", json={"ttlSeconds": 600}, verify=str(gw.ca_file),
+                          headers={"Authorization": f"Bearer {gw.token('rita', ('kubegate:cluster-admins',))}"},
+                          timeout=10).json()
+    auth = {"Authorization": f"Bearer {login['token']}"}  # a terminal's kind of token: its delete needs a ticket
+    requests.post(f"{gw.url}/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "counted"}},
+                  headers=auth, verify=str(gw.ca_file), timeout=10)
+    held = requests.delete(f"{gw.url}/api/v1/namespaces/default/configmaps/counted", headers=auth,
+                           verify=str(gw.ca_file), timeout=10)
+    assert held.status_code == 403 and "Approval ticket" in held.json()["message"]
+    approver = webshell.login("sara", ("kubegate:sre",))
+    page = approver.http.get(f"{webshell.url}/", verify=approver.ca, timeout=10).text
+    found = re.search(r'<a href="/approvals">Approvals <span class="badge" aria-label="(\d+) waiting for you">', page)
+    assert found and int(found.group(1)) >= 1, page
+    mine = webshell.login("rita", ("kubegate:cluster-admins",))  # the requester: her own ticket is not hers to decide
+    own = mine.http.get(f"{webshell.url}/", verify=mine.ca, timeout=10).text
+    badge = re.search(r'aria-label="(\d+) waiting', own)
+    assert (int(badge.group(1)) if badge else 0) == int(found.group(1)) - 1
