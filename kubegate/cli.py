@@ -454,6 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run kubegate in front of an emulated cluster and print a kubeconfig")
     demo.add_argument("--dir", default=None, help="state directory (default: ./state/demo)")
     demo.add_argument("--port", type=int, default=8443, help="gateway port (default 8443; 0 for any)")
+    demo.add_argument("--webshell-port", type=int, default=8444, help="the webshell's port (default 8444; 0 for any)")
+    demo.add_argument("--no-webshell", action="store_true", help="without the browser terminal")
+    demo.add_argument("--policies", metavar="DIR", help="serve the policies in DIR (authz/, gates/), hot-reloaded; a "
+                      "DIR that does not exist gets a copy of the starter set first")
     demo.set_defaults(handler=_demo)
 
     version = sub.add_parser("version", help="kubegate's version (and what it runs on)")

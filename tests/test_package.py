@@ -82,7 +82,7 @@ def test_init_then_demo_from_an_empty_directory(installed: tuple[Path, Path], tm
     assert serve.returncode == 2 and "problem(s) in site/kubegate.yaml" in serve.stderr, serve.stderr
     assert "gateway.kubeconfig" in serve.stderr and "Traceback" not in serve.stderr
 
-    demo = sp.Popen([kubegate, "demo", "--port", "0"], cwd=work, stdout=sp.PIPE, stderr=sp.STDOUT, text=True,
+    demo = sp.Popen([kubegate, "demo", "--port", "0", "--webshell-port", "0"], cwd=work, stdout=sp.PIPE, stderr=sp.STDOUT, text=True,
                     env=env)
     try:
         assert demo.stdout is not None
