@@ -368,7 +368,8 @@ class GatewayAddon:
             self.served += 1
             m.inflight.dec()
         cluster = ctx.upstream.name if ctx.upstream else ""
-        resource = m.known_resources.label(cluster, info.resource, code, ctx.forwarded) if info else ""
+        # resource[.group][/subresource] (deployments.apps/scale): bounded per cluster (known_resources)
+        resource = m.known_resources.label(cluster, info.object_ref, code, ctx.forwarded) if info else ""
         verb = info.verb if info else ""
         m.observe_stages(ctx.stage_seconds)
         m.count_request((cluster, verb, resource, str(code), ctx.decision, ctx.denial.stage if ctx.denial else ""))

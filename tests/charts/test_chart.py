@@ -405,6 +405,11 @@ def test_dashboard_and_alerts_query_metrics_the_gateway_exposes(gateway: Gateway
     queried = {_family(m) for e in exprs for m in _METRIC.findall(e)}
     assert len(queried) >= 12
     assert sorted(queried - families) == []
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert variables == {"datasource", "cluster"}
+    panels = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    by_cluster = [e for e in panels if "kubegate_requests_total" in e or "kubegate_cluster_reachable" in e]
+    assert by_cluster and all('cluster=~"$cluster"' in e for e in by_cluster)  # the cluster variable filters them
     wanted = {"kubegate_requests", "kubegate_gate_refusals", "kubegate_breaker_open", "kubegate_budget_remaining",
               "kubegate_stage_duration_seconds", "kubegate_audit_spool_bytes"}
     assert wanted <= queried  # requests by decision, refusals by gate, breakers, budgets, latency by stage, spool

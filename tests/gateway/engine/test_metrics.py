@@ -87,3 +87,12 @@ def test_authorization_refusals_count_among_the_gates_refusals(gw: GatewayHandle
                 for name, labels, value in _scrape(gw)["kubegate_gate_refusals"] if name.endswith("_total")}
     assert refusals[("authz", "deny", "secrets-need-secret-reader")] == 3
     assert refusals[("authz", "no-rule", "no-rule")] == 1
+
+
+def test_resource_labels_carry_the_group_and_subresource(gw: GatewayHandle) -> None:
+    admin = gw.token("ada")
+    assert _get(gw, "/apis/apps/v1/namespaces/default/deployments", admin) == 200
+    assert _get(gw, "/apis/apps/v1/namespaces/default/deployments/nope/scale", admin) == 404
+    time.sleep(0.3)
+    resources = {labels["resource"] for _, labels, _ in _scrape(gw)["kubegate_requests"]}
+    assert "deployments.apps" in resources and "deployments" not in resources
