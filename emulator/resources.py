@@ -79,7 +79,8 @@ BUILTINS: tuple[ResourceType, ...] = (
                  subresources=(STATUS,)),
     ResourceType("", "v1", "configmaps", "ConfigMap", True, ("cm",)),
     ResourceType("", "v1", "secrets", "Secret", True),
-    ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
+    ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",), subresources=(
+        Subresource("token", "TokenRequest", ("create",), "authentication.k8s.io", "v1"),)),
     ResourceType("", "v1", "events", "Event", True, ("ev",)),
     # Stored as given; a claim's delete releases its bound volume as the volume's reclaim policy says.
     ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",),

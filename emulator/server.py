@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
 import json
 import logging
 import re
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping
@@ -18,7 +20,7 @@ from aiohttp import WSMsgType, web
 from kubegate.gateway.request import kubeproto
 from kubegate import status as k8s_status
 
-from . import commands, discovery, patch, selectors, spdy_exec
+from . import commands, discovery, patch, selectors, spdy_exec, tables
 from .identity import Credential, UserInfo, authenticate
 from .resources import Registry, ResourceType, types_from_crd
 from .controllers import Controllers
@@ -309,11 +311,15 @@ class Emulator:
             return _json(k8s_status.success(), 201)
         if t.subresource == "portforward":
             raise ApiError(400, "port-forward is not emulated", "BadRequest")
+        if t.subresource == "token" and m == "POST":
+            return _json(self._token_request(t, self._body(request, record) if record.body else {}), 201)
         if m == "GET":
             if not t.name:
                 return self._list(request, t)
             obj = self.store.get(t.rt, t.namespace, t.name)
-            return _json(self._scale(obj) if t.subresource == "scale" else obj)
+            if t.subresource == "scale":
+                return _json(self._scale(obj))
+            return _json(tables.table(t.rt, [obj], self.store.clock()) if tables.wanted(request) else obj)
         if m == "POST" and not t.name:
             return _json(self._create(t, self._body(request, record), dry_run), 201)
         if m == "PUT" and t.name:
@@ -415,8 +421,26 @@ class Emulator:
             meta["remainingItemCount"] = len(matching) - limit
             matching = matching[:limit]
         items = [self.store.get(t.rt, k[0], k[1]) for k, _ in matching]
+        if tables.wanted(request):  # kubectl get: the columns it prints (READY, STATUS...)
+            return _json({**tables.table(t.rt, items, self.store.clock()), "metadata": meta})
         return _json({"kind": f"{t.rt.kind}List", "apiVersion": t.rt.api_version,
                       "metadata": meta, "items": items})
+
+    def _token_request(self, t: Target, body: Obj) -> Obj:
+        """TokenRequest: a token for the ServiceAccount (`kubectl create token`), which this
+        emulator then takes as that ServiceAccount (allowed to impersonate: no RBAC here)."""
+        self.store.get(t.rt, t.namespace, t.name)  # 404 for a ServiceAccount that does not exist
+        seconds = int(((body.get("spec") or {}).get("expirationSeconds")) or 3600)
+        token = secrets.token_urlsafe(24)
+        user = UserInfo(f"system:serviceaccount:{t.namespace}:{t.name}",
+                        ("system:serviceaccounts", f"system:serviceaccounts:{t.namespace}", "system:authenticated"))
+        self.tokens[token] = Credential(user, may_impersonate=True)
+        expires = dt.datetime.fromtimestamp(self.store.clock() + seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "metadata": {"name": t.name, "namespace": t.namespace},
+                "spec": {"audiences": (body.get("spec") or {}).get("audiences") or ["https://kubernetes.default.svc"],
+                         "expirationSeconds": seconds},
+                "status": {"token": token, "expirationTimestamp": expires}}
 
     def _create(self, t: Target, body: Obj, dry_run: bool) -> Obj:
         if not isinstance(body, dict):

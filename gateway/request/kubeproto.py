@@ -196,6 +196,11 @@ MESSAGES: dict[str, Schema] = {
     "SSRRSpec": {1: ("namespace", "string")},
     "SelfSubjectReview": {1: ("metadata", "ObjectMeta"), 2: ("status", "empty")},
     "Eviction": {1: ("metadata", "ObjectMeta"), 2: ("deleteOptions", "DeleteOptions")},
+    "TokenRequest": {1: ("metadata", "ObjectMeta"), 2: ("spec", "TokenRequestSpec"), 3: ("status", "empty")},
+    "TokenRequestSpec": {1: ("audiences", "[]string"), 3: ("boundObjectRef", "BoundObjectReference"),
+                         4: ("expirationSeconds", "int?")},
+    "BoundObjectReference": {1: ("kind", "string"), 2: ("apiVersion", "string"), 3: ("name", "string"),
+                             4: ("uid", "string")},
     # A status the client sends empty: zero fields are skipped, anything else reported, not decoded.
     "empty": {},
 }
@@ -210,7 +215,7 @@ KINDS: dict[tuple[str, str], str] = {
         "batch/v1": ["Job"],
         "rbac.authorization.k8s.io/v1": ["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"],
         "authorization.k8s.io/v1": ["SelfSubjectAccessReview", "SelfSubjectRulesReview"],
-        "authentication.k8s.io/v1": ["SelfSubjectReview"],
+        "authentication.k8s.io/v1": ["SelfSubjectReview", "TokenRequest"],
         "policy/v1": ["Eviction"],
     }.items()
     for kind in kinds

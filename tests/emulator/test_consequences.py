@@ -98,3 +98,34 @@ def test_a_disruption_budget_reports_its_status_and_evictions_honour_it(ctl: Raw
     ctl.request("PATCH", f"{DEPLOYS}/web", {"spec": {"replicas": 3}}, content_type="application/merge-patch+json")
     assert ctl.request("POST", f"{PODS}/{pod}/eviction", {"apiVersion": "policy/v1", "kind": "Eviction",
                                                           "metadata": {"name": pod}})[0] == 201
+
+
+def test_kubectl_get_prints_the_columns_a_cluster_prints(ctl: Raw, kubectl_path: str, tmp_path: Any) -> None:
+    import subprocess
+
+    ctl.request("POST", DEPLOYS, web(replicas=2))
+    kubeconfig = ctl.emu.kubeconfig(tmp_path / "kc")
+    pods = subprocess.run([kubectl_path, "--kubeconfig", str(kubeconfig), "get", "pods"], capture_output=True,
+                          text=True, timeout=60).stdout.splitlines()
+    assert pods[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert [line.split()[1:4] for line in pods[1:]] == [["1/1", "Running", "0"]] * 2
+    deploys = subprocess.run([kubectl_path, "--kubeconfig", str(kubeconfig), "get", "deployments"], capture_output=True,
+                             text=True, timeout=60).stdout.splitlines()
+    assert deploys[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert deploys[1].split()[:4] == ["web", "2/2", "2", "2"]
+
+
+def test_kubectl_create_token_works_and_the_token_authenticates(raw: Raw, kubectl_path: str, tmp_path: Any) -> None:
+    """README step 2 (the gateway's own credential) rehearsed on the emulator."""
+    import subprocess
+
+    raw.request("POST", "/api/v1/namespaces/default/serviceaccounts", {"metadata": {"name": "kubegate"}})
+    kubeconfig = raw.emu.kubeconfig(tmp_path / "kc")
+    made = subprocess.run([kubectl_path, "--kubeconfig", str(kubeconfig), "create", "token", "kubegate",
+                           "--duration=1h"], capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    code, review = raw.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                               {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+                               token=made.stdout.strip())
+    assert code == 201 and review["status"]["userInfo"]["username"] == "system:serviceaccount:default:kubegate"
+    assert raw.request("POST", "/api/v1/namespaces/default/serviceaccounts/nobody/token", {})[0] == 404
