@@ -190,9 +190,12 @@ def test_serve_logs_json_lines(tmp_path: Path, upstream: object) -> None:
 
 
 def test_a_reader_that_goes_away_ends_a_command_quietly(tmp_path: Path) -> None:
-    """`kubegate ... | head`: the pipe closes early; no BrokenPipe traceback, the shell's 141."""
-    repo = Path(__file__).resolve().parents[1]
-    shell = (f"{shlex.quote(sys.executable)} -m kubegate policy test {shlex.quote(str(repo / 'policies'))} -o junit "
+    """`kubegate ... | head`: the pipe closes early; no BrokenPipe traceback, the shell's 141. (The
+    output is far larger than a pipe's buffer, so the command is still writing when head leaves.)"""
+    from tests.audit.test_chain import write_log
+
+    log = write_log(tmp_path, 3000)
+    shell = (f"{shlex.quote(sys.executable)} -m kubegate audit search {shlex.quote(str(log))} -o json "
              "| head -c 20 >/dev/null; echo ${PIPESTATUS[0]}")
     out = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "141" and "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr
