@@ -21,9 +21,13 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 
 class Located(dict[str, Any]):
-    """A YAML mapping that remembers the line it starts on (1-based)."""
+    """A YAML mapping that remembers the line it starts on (1-based), and each key's."""
 
     line: int = 0
+    key_lines: dict[str, int] | None = None
+
+    def line_of(self, key: str) -> int:
+        return (self.key_lines or {}).get(key, self.line)
 
 
 class Problem(Exception):
@@ -64,7 +68,9 @@ def _plain(node: Any) -> Any:
         raise Problem(None, f"explicit tag {tag} is not allowed")
     if isinstance(node, CommentedMap):
         out = Located()
+        out.key_lines = {}
         for key, value in node.items():
+            out.key_lines[str(key)] = node.lc.key(key)[0] + 1
             try:
                 out[str(key)] = _plain(value)
             except Problem as e:

@@ -44,6 +44,17 @@ def test_serve_reports_every_config_problem_at_once(tmp_path: Path) -> None:
         assert problem in proc.stderr, proc.stderr
 
 
+def test_a_settings_mistake_is_named_by_its_line_with_a_likely_fix(tmp_path: Path) -> None:
+    config = tmp_path / "kubegate.yaml"
+    config.write_text("listen:\n  prot: 8443\ngatez:\n  policy_dir: x\noverload:\n  max_inflight: many\n")
+    proc = kubegate("serve", "-c", str(config))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    for problem in ("line 2: settings.listen.prot: unknown key (did you mean port?)",
+                    "line 3: settings.gatez: unknown key (did you mean gates?)",
+                    "line 6: settings.overload.max_inflight: expected int, got str"):
+        assert problem in proc.stderr, proc.stderr
+
+
 @pytest.mark.parametrize(("text", "problem"), [
     pytest.param("clusters: [", "not valid YAML", id="yaml"),
     pytest.param("clusters: []", "at least one cluster", id="no-clusters"),

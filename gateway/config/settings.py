@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import difflib
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -401,10 +402,14 @@ def _build(cls: type, data: Any, where: str, problems: list[str]) -> Any:
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         f = fields.get(key)
+        here = f"line {data.line_of(key)}: " if isinstance(data, strict_yaml.Located) else ""
         if f is None:
-            problems.append(f"{where}.{key}: unknown key")
+            close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
+            problems.append(f"{here}{where}.{key}: unknown key" + (f" (did you mean {close[0]}?)" if close else ""))
             continue
+        before = len(problems)
         kwargs[key] = _coerce(f, value, f"{where}.{key}", problems)
+        problems[before:] = [p if p.startswith("line ") else here + p for p in problems[before:]]
     return cls(**kwargs)
 
 
