@@ -81,9 +81,14 @@ class FreezeWindow:
         t = datetime.fromtimestamp(now, self.zone)
         if self.cron is None:
             assert self.start is not None and self.end is not None
-            return (self.start, self.end) if self.start <= t < self.end else None
+            return (self.start, self.end) if self.start.timestamp() <= now < self.end.timestamp() else None
         started = self.cron.last_start(t, self.duration)
-        return (started, started + self.duration) if started is not None and t < started + self.duration else None
+        if started is None:
+            return None
+        # A recurring window lasts its duration of elapsed time (through a daylight-saving change
+        # it ends an hour earlier or later by the wall clock).
+        ends = started.timestamp() + self.duration.total_seconds()
+        return (started, datetime.fromtimestamp(ends, self.zone)) if now < ends else None
 
     def upcoming(self, now: float) -> tuple[datetime, datetime] | None:
         t = datetime.fromtimestamp(now, self.zone)
@@ -91,7 +96,8 @@ class FreezeWindow:
             assert self.start is not None and self.end is not None
             return (self.start, self.end) if t < self.start else None
         nxt = self.cron.next_start(t)
-        return (nxt, nxt + self.duration) if nxt is not None else None
+        return (nxt, datetime.fromtimestamp(nxt.timestamp() + self.duration.total_seconds(), self.zone)) \
+            if nxt is not None else None
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,19 @@
 
 Supports `*`, numbers, `a-b` ranges, `,` lists and `/n` steps, names for months and weekdays
 (`mon`, `jan`), and 7 as Sunday. Day-of-month and day-of-week combine as in Vixie cron: when
-both are restricted, either may match.
+both are restricted, either may match. The expression is checked here (problems name the field
+and the value); the times it fires are the maintained `cronsim` library's, which walks local time
+through daylight-saving changes as Debian's cron does: a start in the hour that does not exist
+(spring forward) happens when the clocks have moved on, a start in the hour that happens twice
+(fall back) happens once, the first time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from cronsim import CronSim, CronSimError
 
 _NAMES = {
     3: {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)},
@@ -71,6 +77,10 @@ class Cron:
         if len(parts) != 5:
             raise CronError(f"{text!r}: a cron expression has 5 fields (minute hour day month weekday)")
         minutes, hours, days, months, weekdays = (_field(p, i) for i, p in enumerate(parts))
+        try:
+            CronSim(text, datetime(2000, 1, 1))
+        except CronSimError as e:  # what the fields allow but no date has (30 2 = 30 February)
+            raise CronError(f"{text!r}: {e}") from None
         return cls(text, minutes, hours, days, months, weekdays, any_day=parts[2] == "*",
                    any_weekday=parts[4] == "*")
 
@@ -87,26 +97,17 @@ class Cron:
         return self._day_matches(t) and t.hour in self.hours and t.minute in self.minutes
 
     def last_start(self, now: datetime, within: timedelta) -> datetime | None:
-        """The latest minute <= now that matches, if one lies within `within` before now."""
-        t = now.replace(second=0, microsecond=0)
-        earliest = now - within
-        while t > earliest:
-            if not self._day_matches(t):
-                t = t.replace(hour=0, minute=0) - timedelta(minutes=1)  # skip the rest of the day
-                continue
-            if t.hour in self.hours and t.minute in self.minutes:
-                return t
-            t -= timedelta(minutes=1)
-        return None
+        """The latest start <= now (an aware time, in the window's zone), if one lies within
+        `within` before now."""
+        after = now.replace(second=0, microsecond=0) + timedelta(minutes=1)  # cronsim's reverse walk excludes its start
+        found = next(CronSim(self.text, after, reverse=True), None)
+        # Compared as instants: two wall times an hour apart across a fall-back compare as equal.
+        if found is None or found.timestamp() > now.timestamp() or \
+                found.timestamp() <= now.timestamp() - within.total_seconds():
+            return None
+        return found
 
     def next_start(self, now: datetime, horizon: timedelta = timedelta(days=400)) -> datetime | None:
-        t = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        end = now + horizon
-        while t < end:
-            if not self._day_matches(t):
-                t = t.replace(hour=0, minute=0) + timedelta(days=1)
-                continue
-            if t.hour in self.hours and t.minute in self.minutes:
-                return t
-            t += timedelta(minutes=1)
-        return None
+        """The first start after now, within `horizon`."""
+        found = next(CronSim(self.text, now.replace(second=0, microsecond=0)), None)
+        return found if found is not None and found.timestamp() < now.timestamp() + horizon.total_seconds() else None

@@ -173,3 +173,36 @@ def test_policy_check_speaks_json_and_github_annotations(tmp_path: Path) -> None
     assert github.returncode == 1
     assert github.stdout.splitlines() == ["::error file=policies/gates/rules.yaml,line=2,title=kubegate policy check::"
                                           "rule r.outcome must be one of deny, require-approval, annotate"]
+
+
+def _window(tmp_path: Path, zone: str, cron: str, duration: str) -> change_policy.FreezeWindow:
+    (tmp_path / "freeze.yaml").write_text(f"windows:\n  - name: w\n    timezone: {zone}\n    cron: '{cron}'\n"
+                                          f"    duration: {duration}\n")
+    policy, found = change_policy.load(tmp_path)
+    assert found == []
+    return policy.freeze[0]
+
+
+def _utc(text: str) -> float:
+    return datetime.fromisoformat(text + "+00:00").timestamp()
+
+
+@pytest.mark.parametrize(("zone", "cron", "duration", "inside", "outside"), [
+    # Europe/Berlin springs forward on 2026-03-29 at 02:00 (to 03:00 CEST): a 02:30 start happens at 03:00.
+    ("Europe/Berlin", "30 2 * * sun", "1h", ["2026-03-29T01:00", "2026-03-29T01:59"],
+     ["2026-03-29T00:59", "2026-03-29T02:00"]),
+    # ... and falls back on 2026-10-25 at 03:00 (to 02:00 CET): 02:30 happens twice, the window starts once.
+    ("Europe/Berlin", "30 2 * * sun", "30m", ["2026-10-25T00:30", "2026-10-25T00:59"],
+     ["2026-10-25T00:29", "2026-10-25T01:00", "2026-10-25T01:30"]),
+    # America/New_York springs forward on 2026-03-08 at 02:00 (EST -> EDT) ...
+    ("America/New_York", "15 2 * * *", "2h", ["2026-03-08T07:00", "2026-03-08T08:59"],
+     ["2026-03-08T06:59", "2026-03-08T09:00"]),
+    # ... and falls back on 2026-11-01 at 02:00 (EDT -> EST): 01:30 happens twice, the window starts once.
+    ("America/New_York", "30 1 * * *", "20m", ["2026-11-01T05:30", "2026-11-01T05:49"],
+     ["2026-11-01T05:29", "2026-11-01T05:50", "2026-11-01T06:30", "2026-11-01T06:45"]),
+])
+def test_a_recurring_freeze_follows_the_wall_clock_through_daylight_saving_changes(
+        tmp_path: Path, zone: str, cron: str, duration: str, inside: list[str], outside: list[str]) -> None:
+    window = _window(tmp_path, zone, cron, duration)
+    assert [t for t in inside if window.active(_utc(t)) is None] == []
+    assert [t for t in outside if window.active(_utc(t)) is not None] == []
