@@ -353,6 +353,28 @@ def _emulator(args: argparse.Namespace) -> int:
     return emulator_main(forwarded)
 
 
+def _docs(args: argparse.Namespace) -> int:
+    """The documentation that came with this kubegate: a topic's text, or the list of topics."""
+    from kubegate import starter
+
+    topics = {p.stem: p for p in sorted(starter.DOCS.glob("*.md"))}
+    if not args.topic:
+        print(f"kubegate's documentation ({starter.DOCS}): kubegate docs TOPIC prints one\n")
+        for name, path in topics.items():
+            first = next((ln.lstrip("# ").strip() for ln in path.read_text().splitlines() if ln.strip()), "")
+            print(f"  {name:<18} {first}")
+        return 0
+    path = topics.get(args.topic.removesuffix(".md"))
+    if path is None:
+        print(f"kubegate docs: no topic {args.topic!r}; the topics: {', '.join(topics)}", file=sys.stderr)
+        return 1
+    if args.path:
+        print(path)
+    else:
+        print(path.read_text(), end="")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from kubegate import demo
 
@@ -450,6 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the gateway's own kubeconfig for the cluster (default: DIR/gateway.kubeconfig, to be written)")
     init.add_argument("--force", action="store_true", help="overwrite files that exist")
     init.set_defaults(handler=_init)
+
+    docs = sub.add_parser("docs", help="the documentation installed with kubegate (list the topics, or print one)")
+    docs.add_argument("topic", nargs="?", help="e.g. change-gates, configuration, security")
+    docs.add_argument("--path", action="store_true", help="print the topic's file path instead of its text")
+    docs.set_defaults(handler=_docs)
 
     demo = sub.add_parser("demo", help="run kubegate in front of an emulated cluster and print a kubeconfig")
     demo.add_argument("--dir", default=None, help="state directory (default: ./state/demo)")

@@ -71,6 +71,8 @@ def test_init_then_demo_from_an_empty_directory(installed: tuple[Path, Path], tm
     for rel in ("site/kubegate.yaml", "site/impersonator-rbac.yaml", "site/policies/authz/model.conf",
                 "site/policies/gates/limits.yaml"):
         assert (work / rel).is_file()
+    docs = sp.run([kubegate, "docs", "change-gates"], cwd=work, capture_output=True, text=True, timeout=60, env=env)
+    assert docs.returncode == 0 and docs.stdout.startswith("# Change gates"), docs.stderr  # the docs came with it
     tested = sp.run([kubegate, "policy", "test", "site/policies"], cwd=work, capture_output=True, text=True,
                     timeout=120, env=env)
     assert tested.returncode == 0 and "0 failed" in tested.stdout, tested.stdout + tested.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -37,6 +38,17 @@ class MissingKeys(Exception):
     """A command that only reads the gateway's keys found none: it must not invent new ones."""
 
 
+def certificate_hosts(settings: Settings) -> list[str]:
+    """What a generated serving certificate names: tls.hosts, and the hosts of public_url and the
+    webshell's public_url (the addresses users are told to use)."""
+    hosts = list(settings.tls.hosts)
+    for url in (settings.public_url, settings.webshell.public_url):
+        host = urlsplit(url).hostname if url else None
+        if host and host not in hosts:
+            hosts.append(host)
+    return hosts
+
+
 def serving_tls(settings: Settings, *, create: bool = True) -> ServingTls:
     if not create and not settings.tls.cert_file and not (settings.state / "tls" / "ca.crt").exists():
         raise MissingKeys(f"no gateway CA in {settings.state / 'tls'}: run this where the gateway keeps its "
@@ -51,7 +63,7 @@ def serving_tls(settings: Settings, *, create: bool = True) -> ServingTls:
         ca, cert, key = tls_dir / "ca.crt", tls_dir / "serving.crt", tls_dir / "serving.key"
         if not (ca.exists() and cert.exists() and key.exists()):
             authority = pki.make_ca("kubegate-ca")
-            leaf = pki.make_leaf(authority, "kubegate", settings.tls.hosts)
+            leaf = pki.make_leaf(authority, "kubegate", certificate_hosts(settings))
             authority.write(ca, tls_dir / "ca.key")
             leaf.write(cert, key)
     bundle.touch(mode=0o600)

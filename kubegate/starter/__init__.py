@@ -10,6 +10,7 @@ HERE = Path(__file__).resolve().parent
 POLICIES = HERE / "policies"
 SETTINGS = HERE / "kubegate.yaml"
 RBAC = HERE / "impersonator-rbac.yaml"
+DOCS = HERE / "docs"  # the documentation, installed with the wheel: `kubegate docs`
 
 
 class InitError(Exception):
