@@ -534,7 +534,8 @@ class Webshell:
         try:
             await self._gateway("DELETE", f"/kubegate/v1/sessions/{session.token_session}", session.token)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
-            log.error("cannot end session %s at the gateway: %s", session.token_session, e)
+            # Its token lapses at its expiry anyway; the browser's session is gone here.
+            log.warning("cannot end session %s at the gateway: %s", session.token_session, e)
         self._audit("logout" if why == "logged out" else "ended", session, **{"kubegate.io/why": why})
         if not dropped:
             self.sessions.drop(session)

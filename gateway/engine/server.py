@@ -497,6 +497,10 @@ class Gateway:
         """Stop taking connections and let the requests in flight finish (up to `grace_seconds`);
         watches and exec sessions are not waited for: they end at stop, and clients reconnect (to
         another worker or replica), as when kube-apiserver shuts down."""
+        if self.webshell is not None:
+            # First, while this gateway still listens: its browser sessions end here (logouts).
+            await self.webshell.stop()
+            self.webshell = None
         self.addon.draining = True
         self.metrics.ready.set(0)
         proxy = self._proxyserver()

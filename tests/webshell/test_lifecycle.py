@@ -129,3 +129,25 @@ def test_the_terminal_opens_only_from_the_webshells_origin(short: WebshellHandle
 
     assert asyncio.run(attempt()) == 403
 
+
+
+def test_a_stopping_gateway_ends_its_browser_sessions_quietly(upstream: harness.RunningEmulator, tmp_path: Path) -> None:
+    """SIGTERM with people signed in: their sessions end at the gateway while it still listens (a
+    logout each, audited), and the log has no error for it."""
+    gw = start_gateway(tmp_path / "gw", upstream, webshell={"enabled": True, "port": 0, "kubectl": kubectl_binary()})
+    handle = WebshellHandle(gw, gw.webshell_url)
+    try:
+        for user in ("ann", "ben"):
+            handle.login(user)
+        sessions = [e["annotations"]["kubegate.io/session-started"] for e in gw.audit_events()
+                    if "kubegate.io/session-started" in e["annotations"]]
+        assert len(sessions) == 2
+    finally:
+        handle.close()
+        gw.stop()
+    assert gw.log_file is not None
+    log = gw.log_file.read_text()
+    assert "cannot end session" not in log and " ERROR " not in log, log
+    ended = {e["annotations"]["kubegate.io/session-ended"] for e in gw.audit_events()
+             if "kubegate.io/session-ended" in e["annotations"]}
+    assert ended == set(sessions)
