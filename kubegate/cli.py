@@ -360,8 +360,8 @@ def _docs(args: argparse.Namespace) -> int:
     topics = {p.stem: p for p in sorted(starter.DOCS.glob("*.md"))}
     if not args.topic:
         print(f"kubegate's documentation ({starter.DOCS}): kubegate docs TOPIC prints one\n")
-        for name, path in topics.items():
-            first = next((ln.lstrip("# ").strip() for ln in path.read_text().splitlines() if ln.strip()), "")
+        for name, doc in topics.items():
+            first = next((ln.lstrip("# ").strip() for ln in doc.read_text().splitlines() if ln.strip()), "")
             print(f"  {name:<18} {first}")
         return 0
     path = topics.get(args.topic.removesuffix(".md"))
