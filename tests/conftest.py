@@ -335,6 +335,14 @@ def start_gateway(state: Path, upstream: harness.RunningEmulator, *, clusters: l
                          front=front, webshell_url=webshell, proc=proc)
 
 
+def start_replica(first: GatewayHandle, state: Path, upstream: harness.RunningEmulator, **extra: Any) -> GatewayHandle:
+    """Another replica beside FIRST: its own process and state, serving with FIRST's certificate and
+    token-signing key, as replicas do (give it the same `store`: Redis, to share state)."""
+    tls = first.settings.state / "tls"
+    return start_gateway(state, upstream, tls={"cert_file": str(tls / "serving.crt"), "key_file": str(tls / "serving.key")},
+                         issuer={"signing_key_file": str(tls / "token-signing.key")}, **extra)
+
+
 def start_gateway_in_process(state: Path, upstream: harness.RunningEmulator, *,
                              stages_hook: StagesHook | None = None, clock: Any = time.time, limits: str = "",
                              gate_files: dict[str, str] | None = None, **extra: Any) -> GatewayHandle:

@@ -14,7 +14,7 @@ from typing import Any
 import requests
 
 from kubegate.emulator import harness
-from tests.conftest import GatewayHandle, Kubectl, start_gateway, unique
+from tests.conftest import GatewayHandle, Kubectl, start_gateway, start_replica, unique
 from tests.redis_server import RedisServer
 
 WATCH = "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=120"
@@ -126,10 +126,7 @@ def test_a_logout_on_one_replica_ends_exec_and_watch_on_the_others_workers(
     upstream = harness.start(tmp_path / "emulator")
     store = {"redis_url": redis.url, "key_prefix": f"rv{uuid.uuid4().hex[:6]}:"}
     a = start_gateway(tmp_path / "a", upstream, store=store)
-    tls = tmp_path / "a" / "tls"
-    b = start_gateway(tmp_path / "b", upstream, store=store, workers=2,
-                      tls={"cert_file": str(tls / "serving.crt"), "key_file": str(tls / "serving.key")},
-                      issuer={"signing_key_file": str(tls / "token-signing.key")})
+    b = start_replica(a, tmp_path / "b", upstream, store=store, workers=2)
     cat: subprocess.Popen[bytes] | None = None
     try:
         admin = Kubectl(kubectl_path, a.kubeconfig(tmp_path / "admin", "ada"))

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from kubegate.emulator import harness
-from tests.conftest import GatewayHandle, Kubectl, start_gateway, unique
+from tests.conftest import GatewayHandle, Kubectl, start_gateway, start_replica, unique
 from tests.redis_server import RedisServer
 
 
@@ -45,10 +45,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory, kubectl_path: str) -> Iterato
     upstream = harness.start(tmp / "emulator")
     store = {"redis_url": redis.url, "key_prefix": f"bk{uuid.uuid4().hex[:6]}:"}
     a = start_gateway(tmp / "a", upstream, store=store)
-    tls = tmp / "a" / "tls"
-    b = start_gateway(tmp / "b", upstream, store=store, workers=2,
-                      tls={"cert_file": str(tls / "serving.crt"), "key_file": str(tls / "serving.key")},
-                      issuer={"signing_key_file": str(tls / "token-signing.key")})
+    b = start_replica(a, tmp / "b", upstream, store=store, workers=2)
     try:
         yield Pair(a, b, upstream, tmp, kubectl_path)
     finally:

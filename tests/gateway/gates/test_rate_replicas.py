@@ -21,7 +21,7 @@ import pytest
 from kubernetes import client as k8s
 
 from kubegate.emulator import harness
-from tests.conftest import GatewayHandle, Kubectl, python_client, start_gateway, wait_until
+from tests.conftest import GatewayHandle, Kubectl, python_client, start_gateway, start_replica, wait_until
 from tests.redis_server import RedisServer
 
 BUDGET = 23
@@ -71,11 +71,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
     upstream = harness.start(state / "emulator")
     store = {"redis_url": redis.url, "key_prefix": f"r{uuid.uuid4().hex[:6]}:"}
     a = start_gateway(state / "a", upstream, limits=LIMITS, store=store, workers=workers)
-    # the second replica serves with the first one's certificate and token-signing key, as replicas do
-    tls = state / "a" / "tls"
-    b = start_gateway(state / "b", upstream, limits=LIMITS, store=store, workers=workers,
-                      tls={"cert_file": str(tls / "serving.crt"), "key_file": str(tls / "serving.key")},
-                      issuer={"signing_key_file": str(tls / "token-signing.key")})
+    b = start_replica(a, state / "b", upstream, limits=LIMITS, store=store, workers=workers)
     try:
         yield Pair(a, b, upstream, workers, redis)
     finally:

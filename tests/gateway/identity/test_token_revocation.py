@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from kubegate.emulator import harness
-from tests.conftest import GatewayHandle, start_gateway
+from tests.conftest import GatewayHandle, start_gateway, start_replica
 from tests.redis_server import RedisServer
 
 PODS = "/api/v1/namespaces/default/pods"
@@ -52,10 +52,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory, upstream: harness.RunningEmul
     redis = RedisServer(tmp / "redis").start()
     store = {"redis_url": redis.url, "key_prefix": f"tr{uuid.uuid4().hex[:6]}:"}
     a = start_gateway(tmp / "a", upstream, store=store)
-    tls = tmp / "a" / "tls"
-    b = start_gateway(tmp / "b", upstream, store=store, workers=2,
-                      tls={"cert_file": str(tls / "serving.crt"), "key_file": str(tls / "serving.key")},
-                      issuer={"signing_key_file": str(tls / "token-signing.key")})
+    b = start_replica(a, tmp / "b", upstream, store=store, workers=2)
     try:
         yield Pair(a, b, tmp)
     finally:
