@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +22,7 @@ from kubegate import pki
 from kubegate.emulator import harness
 from tests.conftest import GatewayHandle, Kubectl, python_client, start_gateway_in_process
 from tests.gateway.conftest import send
+from tests.served_app import ServedApp
 
 P = pytest.param
 RULES = (Path(__file__).resolve().parents[3] / "policies" / "gates" / "rules.yaml").read_text()
@@ -73,9 +74,6 @@ class ReviewServer:
         leaf.write(directory / "tls.crt", directory / "tls.key")
         self.ca_file = directory / "ca.crt"
         self.reviews: list[dict[str, Any]] = []
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        self.port = 0
 
         async def review(request: web.Request) -> web.Response:
             data = await request.json()
@@ -93,34 +91,15 @@ class ReviewServer:
                 answer["requiresApproval"], answer["reason"] = True, "peak hours: a second pair of eyes"
             return web.json_response({"apiVersion": "kubegate.io/v1", "kind": "ChangeReview", "response": answer})
 
-        async def serve() -> None:
-            import ssl
-
-            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            ctx.load_cert_chain(directory / "tls.crt", directory / "tls.key")
-            app = web.Application()
-            app.router.add_post("/review", review)
-            self.runner = web.AppRunner(app, access_log=None)
-            await self.runner.setup()
-            site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=ctx)
-            await site.start()
-            self.port = self.runner.addresses[0][1]
-            ready.set()
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(serve())
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        ready.wait(10)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(directory / "tls.crt", directory / "tls.key")
+        app = web.Application()
+        app.router.add_post("/review", review)
+        self.served = ServedApp(app, ssl_context=ctx)
+        self.port = self.served.port
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+        self.served.stop()
 
 
 def webhooks_yaml(port: int, ca: Path) -> str:

@@ -4,10 +4,8 @@ webhook still fails) and retried until taken."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,6 +16,7 @@ from aiohttp import web
 
 from kubegate.emulator import harness
 from tests.conftest import GatewayHandle, start_gateway, write_gateway_config
+from tests.served_app import ServedApp
 
 RULES = """
 rules:
@@ -34,8 +33,6 @@ class Receiver:
     def __init__(self, failures: int = 2) -> None:
         self.posts: dict[str, list[tuple[float, Any]]] = {"hook": [], "slack": []}
         self.failures = failures
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
 
         async def take(request: web.Request) -> web.Response:
             name = request.match_info["name"]
@@ -46,24 +43,10 @@ class Receiver:
             self.posts[name].append((time.monotonic(), data))
             return web.Response(status=204)
 
-        async def serve() -> None:
-            app = web.Application()
-            app.router.add_post("/{name}", take)
-            self.runner = web.AppRunner(app, access_log=None)
-            await self.runner.setup()
-            site = web.TCPSite(self.runner, "127.0.0.1", 0)
-            await site.start()
-            self.port = self.runner.addresses[0][1]
-            ready.set()
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(serve())
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        ready.wait(10)
+        app = web.Application()
+        app.router.add_post("/{name}", take)
+        self.served = ServedApp(app)
+        self.port = self.served.port
 
     def wait_for(self, name: str, event: str, bound: float = 30) -> tuple[float, Any]:
         deadline = time.monotonic() + bound
@@ -75,10 +58,7 @@ class Receiver:
         raise AssertionError(f"no {event} at /{name}: {self.posts[name]}")
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+        self.served.stop()
 
 
 @pytest.fixture(scope="module")
