@@ -92,8 +92,11 @@ class PreviewPrefix:
         if not _ID.match(preview):
             raise Denial(404, "kubegate: a preview path is /kubegate/preview/<id>/<API path>, the id 8 to 40 "
                               "lower-case letters and digits (`kubegate preview` makes one)", "NotFound")
+        path = slash + rest if rest else "/"
+        if path == OWN_API or path.startswith(OWN_API + "/"):  # kubegate's own API is never previewed
+            raise Denial(404, "kubegate: kubegate's own API is not under a preview prefix", "NotFound")
         ctx.preview = preview
-        ctx.request.raw_path = slash + rest if rest else "/"
+        ctx.request.raw_path = path
         ctx.annotations["kubegate.io/preview"] = preview
 
 

@@ -251,6 +251,7 @@ def test_preview_of_a_manifest_lists_the_fields_it_changes(cluster: Cluster, kub
 def test_a_preview_path_cannot_exec_and_a_bad_id_is_404(cluster: Cluster) -> None:
     token = cluster.gw.token("ada")
     for path, code in (("/kubegate/preview/UPPER-case/api/v1/namespaces", 404),
+                       ("/kubegate/preview/0123456789abcdef/kubegate/v1/brakes", 404),  # own API: never previewed
                        ("/kubegate/preview/0123456789abcdef/api/v1/namespaces/default/pods/x/exec?command=sh", 403)):
         import requests
         answer = requests.post(cluster.gw.url + path, headers={"Authorization": f"Bearer {token}"},
