@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import requests
 import yaml
 
 from kubegate.emulator import harness
@@ -253,7 +254,6 @@ def test_a_preview_path_cannot_exec_and_a_bad_id_is_404(cluster: Cluster) -> Non
     for path, code in (("/kubegate/preview/UPPER-case/api/v1/namespaces", 404),
                        ("/kubegate/preview/0123456789abcdef/kubegate/v1/brakes", 404),  # own API: never previewed
                        ("/kubegate/preview/0123456789abcdef/api/v1/namespaces/default/pods/x/exec?command=sh", 403)):
-        import requests
         answer = requests.post(cluster.gw.url + path, headers={"Authorization": f"Bearer {token}"},
                                verify=str(cluster.gw.ca_file), timeout=10)
         assert answer.status_code == code, answer.text
