@@ -11,6 +11,7 @@ COPY webshell webshell
 COPY emulator emulator
 COPY policies policies
 COPY deploy deploy
+COPY docs docs
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[webshell]"
 
 FROM python:3.12-slim-bookworm
