@@ -188,6 +188,21 @@ class _Reader(yamlsrc.Reader):
         return Match(self.strings(node, "clusters", f"{what}.match", ("*",)),
                      self.strings(node, "namespaces", f"{what}.match", ("*",)), resources, frozenset(verbs))
 
+    def ca_file(self, node: dict[str, Any], what: str, directory: Path) -> str:
+        """A `ca_file` (relative to the policy directory) as a path, "" for the system CAs."""
+        ca_file = str(node.get("ca_file", ""))
+        if ca_file and not (directory / ca_file).is_file():
+            self.problem(node, f"{what}.ca_file: {directory / ca_file} does not exist")
+        return str(directory / ca_file) if ca_file else ""
+
+    def timeout(self, node: dict[str, Any], what: str, most: float, default: float = 2.0) -> float:
+        """A `timeout` duration above 0 and at most MOST seconds."""
+        found = yamlsrc.duration(node.get("timeout", f"{default:g}s"))
+        if not found or found > most:
+            self.problem(node, f"{what}.timeout must be a duration between 0 and {most:g}s")
+            return default
+        return found
+
     def duplicates(self, items: list[Any], attr: str, kind: str) -> None:
         seen: dict[str, str] = {}
         for item in items:
@@ -350,13 +365,8 @@ def _webhook(r: _Reader, node: Any, i: int, directory: Path) -> Webhook | None:
     parts = urlsplit(str(url or ""))
     if parts.scheme != "https" or not parts.hostname:
         r.problem(node, f"{what}.url must be an https:// URL (reviews carry who changes what)")
-    ca_file = str(node.get("ca_file", ""))
-    if ca_file and not (directory / ca_file).is_file():
-        r.problem(node, f"{what}.ca_file: {directory / ca_file} does not exist")
-    timeout = yamlsrc.duration(node.get("timeout", "2s"))
-    if not timeout or timeout > 30:
-        r.problem(node, f"{what}.timeout must be a duration between 0 and 30s")
-        timeout = 2.0
+    ca_file = r.ca_file(node, what, directory)
+    timeout = r.timeout(node, what, 30)
     policy = node.get("failure_policy", "")
     if policy not in ("", "Fail", "Ignore"):
         r.problem(node, f"{what}.failure_policy must be Fail or Ignore")
@@ -367,8 +377,7 @@ def _webhook(r: _Reader, node: Any, i: int, directory: Path) -> Webhook | None:
     if isinstance(max_review, bool) or not isinstance(max_review, int) or not 1024 <= max_review <= 64 * 1024 * 1024:
         r.problem(node, f"{what}.max_review_bytes must be a whole number of bytes from 1024 to 67108864")
         max_review = 1024 * 1024
-    return Webhook(name, str(url), r.match(node.get("match"), what),
-                   str(directory / ca_file) if ca_file else "", timeout, str(policy), cache or 0.0,
+    return Webhook(name, str(url), r.match(node.get("match"), what), ca_file, timeout, str(policy), cache or 0.0,
                    max_review, yamlsrc.where(r.path, node))
 
 

@@ -80,19 +80,13 @@ def _alertmanager(r: _Reader, node: Any, i: int, directory: Path) -> Alertmanage
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         r.problem(node, f"{what}.url must be an http(s):// URL of an Alertmanager (its API v2 is under it)")
-    ca_file = str(node.get("ca_file", ""))
-    if ca_file and not (directory / ca_file).is_file():
-        r.problem(node, f"{what}.ca_file: {directory / ca_file} does not exist")
-    timeout = yamlsrc.duration(node.get("timeout", "2s"))
-    if not timeout or timeout > 10:
-        r.problem(node, f"{what}.timeout must be a duration above 0 and at most 10s")
-        timeout = 2.0
+    ca_file = r.ca_file(node, what, directory)
+    timeout = r.timeout(node, what, 10)
     cache = yamlsrc.duration(node.get("cache", "10s"))
     if cache is None or cache > MAX_CACHE_SECONDS:
         r.problem(node, f"{what}.cache must be a duration of at most {MAX_CACHE_SECONDS:g}s (0: ask every time)")
         cache = MAX_CACHE_SECONDS
-    return Alertmanager(name, url.rstrip("/"), str(directory / ca_file) if ca_file else "", timeout, cache,
-                        yamlsrc.where(r.path, node))
+    return Alertmanager(name, url.rstrip("/"), ca_file, timeout, cache, yamlsrc.where(r.path, node))
 
 
 def _gate(r: _Reader, node: Any, i: int, names: set[str]) -> AlertGate | None:
