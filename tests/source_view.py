@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Directories the distribution maps into the kubegate namespace (pyproject's package-dir).
 MAPPED = ("gateway", "emulator", "audit", "webshell")
 # Sub-packages that live in kubegate/ itself.
-SUBPACKAGES = ("starter",)
+SUBPACKAGES = ("starter", "cli")
 
 
 def build(parent: Path, *, copy: bool = False) -> Path:

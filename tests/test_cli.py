@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import socket
 import subprocess
@@ -221,3 +222,29 @@ def test_demo_on_a_taken_port_says_so(tmp_path: Path) -> None:
                               str(tmp_path / "demo")], capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and f"port {port} on 127.0.0.1 is taken" in out.stderr and "--port 0" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_every_documentation_pointer_in_a_message_names_an_installed_topic() -> None:
+    """Messages and the starter settings point to `kubegate docs TOPIC` (a pip user has no checkout);
+    each topic they name prints, and no message points to a path of the repository instead."""
+    repo = Path(__file__).resolve().parent.parent
+    sources = [p for d in ("gateway", "kubegate", "webshell", "audit") for p in (repo / d).rglob("*.py")]
+    sources.append(repo / "kubegate" / "starter" / "kubegate.yaml")
+    named: dict[str, Path] = {}
+    bare: list[str] = []
+    for path in sources:
+        text = path.read_text()
+        for topic in re.findall(r"kubegate docs ([a-z][\w-]*)", text):
+            named.setdefault(topic, path)
+        # A repository path inside a string a user reads (not a docstring or comment line).
+        for line in text.splitlines():
+            stripped = line.strip()
+            if "docs/" in stripped and ('"' in stripped or "'" in stripped) and not stripped.startswith("#") \
+                    and ("log." in stripped or "print(" in stripped or "help=" in stripped or "f\"" in stripped):
+                bare.append(f"{path.relative_to(repo)}: {stripped}")
+    assert {"readme", "security", "webshell", "configuration"} <= set(named)
+    listing = kubegate("docs", check=True).stdout
+    for topic, where in named.items():
+        assert f"  {topic} " in listing, f"{where} names `kubegate docs {topic}`, which is no topic"
+        assert kubegate("docs", topic).returncode == 0
+    assert not bare, "\n".join(bare)

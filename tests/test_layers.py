@@ -2,7 +2,8 @@
 
 Only gateway.engine imports mitmproxy; the gateway's packages import only those below them (so the
 state store imports no gate and no gate imports the engine); audit imports nothing of the gateway;
-the webshell reaches the gateway only over HTTP.
+the webshell reaches the gateway only over HTTP; the command line (kubegate.cli) is the top, and the
+shared base (Status rendering, strict YAML, PKI, SPDY framing) imports none of what is built on it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ def test_the_source_keeps_every_contract(tmp_path: Path) -> None:
                  id="audit imports the gateway"),
     pytest.param("webshell/__init__.py", "from kubegate.gateway.identity import authn",
                  "webshell reaches the gateway only over HTTP", id="webshell imports the gateway"),
+    pytest.param("gateway/gates/cron.py", "from kubegate.cli import logs", "The command line is the top",
+                 id="a gate imports the command line"),
+    pytest.param("audit/sink.py", "from kubegate.cli.problems import located", "The command line is the top",
+                 id="audit imports the command line"),
+    pytest.param("status.py", "from kubegate.gateway import errors", "The shared base",
+                 id="the shared base imports the gateway"),
 ])
 def test_a_wrong_import_breaks_its_contract(tmp_path: Path, module: str, wrong_import: str, contract: str) -> None:
     view = source_view.build(tmp_path, copy=True)

@@ -4,6 +4,7 @@ virtualenv (its dependencies from the package index), used from an empty directo
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess as sp
 import sys
@@ -53,6 +54,12 @@ def test_the_wheel_carries_the_starter_set_and_the_licence(installed: tuple[Path
                      "kubegate/starter/policies/gates/tests/day-one.yaml"):
         assert expected in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    # pip show and PyPI link to where the project lives.
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    urls = dict(line.removeprefix("Project-URL: ").split(", ", 1) for line in metadata.splitlines()
+                if line.startswith("Project-URL: "))
+    assert {"Homepage", "Documentation", "Source", "Issues"} <= set(urls), metadata[:2000]
+    assert all(u.startswith("https://") for u in urls.values())
     # Nothing of the checkout's tooling or tests rides along.
     assert not [n for n in names if n.startswith(("tests/", "bench/", "policies/"))]
 
@@ -73,6 +80,14 @@ def test_init_then_demo_from_an_empty_directory(installed: tuple[Path, Path], tm
         assert (work / rel).is_file()
     docs = sp.run([kubegate, "docs", "change-gates"], cwd=work, capture_output=True, text=True, timeout=60, env=env)
     assert docs.returncode == 0 and docs.stdout.startswith("# Change gates"), docs.stderr  # the docs came with it
+    # What init's next steps and the settings' comments point to is there for a pip user too.
+    readme = sp.run([kubegate, "docs", "readme"], cwd=work, capture_output=True, text=True, timeout=60, env=env)
+    assert readme.returncode == 0 and "### Connect your first real cluster" in readme.stdout, readme.stderr
+    pointers = init.stdout + (work / "site" / "kubegate.yaml").read_text()
+    topics = sp.run([kubegate, "docs"], cwd=work, capture_output=True, text=True, timeout=60, env=env).stdout
+    named = set(re.findall(r"kubegate docs (\w[\w-]*)", pointers))
+    assert named >= {"readme", "configuration"}, pointers
+    assert all(f"  {topic} " in topics for topic in named), topics
     tested = sp.run([kubegate, "policy", "test", "site/policies"], cwd=work, capture_output=True, text=True,
                     timeout=120, env=env)
     assert tested.returncode == 0 and "0 failed" in tested.stdout, tested.stdout + tested.stderr

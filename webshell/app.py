@@ -99,7 +99,7 @@ class Webshell:
             log.warning("webshell.sandbox is none: terminals' kubectl runs as this process's user, with its files in "
                         "reach; only a webshell contained by other means (its own pod) may run so")
         elif self.sandbox.problem:
-            log.error("webshell terminals are off: %s (docs/webshell.md#what-contains-a-terminal)", self.sandbox.problem)
+            log.error("webshell terminals are off: %s (`kubegate docs webshell`: \"What contains a terminal\")", self.sandbox.problem)
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()

@@ -159,7 +159,7 @@ def _credential_grants(allows: list["Rule"], denies: list["Rule"]) -> list[str]:
         if granted:
             out.append(f"{rule.source}: {rule.subject} may {', '.join(granted)}: that mints a credential that works "
                        "against the apiserver directly, past every gate and the audit; grant it through "
-                       f"{BREAK_GLASS} only (docs/security.md#minting-credentials)")
+                       f"{BREAK_GLASS} only (`kubegate docs security`: \"Minting credentials\")")
     return out
 
 

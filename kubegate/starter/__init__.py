@@ -11,6 +11,7 @@ POLICIES = HERE / "policies"
 SETTINGS = HERE / "kubegate.yaml"
 RBAC = HERE / "impersonator-rbac.yaml"
 DOCS = HERE / "docs"  # the documentation, installed with the wheel: `kubegate docs`
+README = HERE / "README.md"  # `kubegate docs readme`: the walk from nothing to a first kubectl
 
 
 class InitError(Exception):

@@ -11,7 +11,7 @@ from typing import Any
 
 import jwt
 
-from kubegate.gateway_api import add_client_options, call_gateway, emit
+from kubegate.cli.gateway_api import add_client_options, call_gateway, emit
 
 PREFIX = "/kubegate/v1/tokens/revocations"
 

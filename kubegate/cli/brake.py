@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any, Callable
 
-from kubegate.gateway_api import add_client_options, call_gateway, emit
+from kubegate.cli.gateway_api import add_client_options, call_gateway, emit
 
 PREFIX = "/kubegate/v1/brakes"
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from kubegate import __version__
+from kubegate.cli import logs
+from kubegate.cli.problems import github_annotation, located
 
 if TYPE_CHECKING:
     from kubegate.gateway.identity.authn import TokenIssuer
@@ -39,22 +41,6 @@ def _settings(args: argparse.Namespace) -> "Settings":
     except settings.SettingsError as e:
         print(e.report(), file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def _configure_logging(level: str, fmt: str, worker: int = 0) -> None:
-    """`worker`: this is worker N of `serve --workers`; its lines say so."""
-    handler = logging.StreamHandler()
-    if fmt == "json":
-        # One JSON object per line, for log shippers: time, level, logger, message (and any extra).
-        from pythonjsonlogger.json import JsonFormatter
-
-        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
-                                           rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-                                           static_fields={"worker": worker} if worker else None))
-    else:
-        where = f" [worker {worker}]" if worker else ""
-        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s %(name)s{where}: %(message)s"))
-    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -120,7 +106,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"kubegate: {len(problems)} problem(s) in {args.config}:\n" + "\n".join(f"  - {p}" for p in problems),
               file=sys.stderr)
         return 2
-    _configure_logging(args.log_level, args.log_format, worker=worker.slot if worker else 0)
+    logs.configure_logging(args.log_level, args.log_format, worker=worker.slot if worker else 0)
 
     def started(gateway: "Gateway | workers.Supervisor") -> None:
         webshell = gateway.webshell
@@ -257,31 +243,6 @@ def _policy_check(args: argparse.Namespace) -> int:
     return _report_check(args, problems, warnings, summary)
 
 
-_LOCATED = re.compile(r"^(?P<file>[^\s:]+):(?P<line>\d+): (?P<message>.*)$", re.S)
-
-
-def located(problem: str) -> dict[str, Any]:
-    """A `FILE:LINE: message` problem, taken apart (file and line empty when it names no place)."""
-    m = _LOCATED.match(problem)
-    if m is None:
-        return {"file": "", "line": 0, "message": problem}
-    path = Path(m["file"])
-    try:  # CI reporters link paths relative to the checkout, where the command runs
-        path = path.resolve().relative_to(Path.cwd().resolve()) if path.is_absolute() else path
-    except ValueError:
-        pass
-    return {"file": str(path), "line": int(m["line"]), "message": m["message"]}
-
-
-def github_annotation(level: str, problem: str, title: str = "") -> str:
-    """A GitHub Actions workflow command: the problem shows on its file and line in the pull request."""
-    where = located(problem)
-    message = where["message"].replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-    props = [f"file={where['file']}", f"line={where['line']}"] if where["file"] else []
-    props += [f"title={title}"] if title else []
-    return f"::{level} {','.join(props)}::{message}" if props else f"::{level}::{message}"
-
-
 def _report_check(args: argparse.Namespace, problems: list[str], warnings: list[str], summary: list[str]) -> int:
     output = getattr(args, "output", "text")
     if output == "json":
@@ -306,13 +267,13 @@ def _report_check(args: argparse.Namespace, problems: list[str], warnings: list[
 
 
 def _policy_test(args: argparse.Namespace) -> int:
-    from kubegate import policy_test_cli
+    from kubegate.cli import policy_test as policy_test_cli
 
     return policy_test_cli.main(args, _policy_dirs(args.dir))
 
 
 def _policy_replay(args: argparse.Namespace) -> int:
-    from kubegate import policy_replay_cli
+    from kubegate.cli import policy_replay as policy_replay_cli
 
     return policy_replay_cli.main(args, _policy_dirs)
 
@@ -338,7 +299,7 @@ def _init(args: argparse.Namespace) -> int:
 next:
   1. give the gateway its own credential for your cluster: apply {directory / 'impersonator-rbac.yaml'}
      there and write a kubeconfig for that ServiceAccount to {directory / 'gateway.kubeconfig'}
-     (or run `kubegate init --cluster-kubeconfig FILE`); README: "Connect your first real cluster"
+     (or run `kubegate init --cluster-kubeconfig FILE`); `kubegate docs readme`: "Connect your first real cluster"
   2. set public_url in {config} to the address your users reach the gateway at
   3. kubegate policy test {directory / 'policies'}      # the starter policies and their tests
   4. kubegate serve -c {config}
@@ -357,7 +318,7 @@ def _docs(args: argparse.Namespace) -> int:
     """The documentation that came with this kubegate: a topic's text, or the list of topics."""
     from kubegate import starter
 
-    topics = {p.stem: p for p in sorted(starter.DOCS.glob("*.md"))}
+    topics = {"readme": starter.README} | {p.stem: p for p in sorted(starter.DOCS.glob("*.md"))}
     if not args.topic:
         print(f"kubegate's documentation ({starter.DOCS}): kubegate docs TOPIC prints one\n")
         for name, doc in topics.items():
@@ -376,7 +337,7 @@ def _docs(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from kubegate import demo
+    from kubegate.cli import demo
 
     return demo.run(args)
 
@@ -421,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("--group", action="append", default=[], help="a group (repeatable)")
     issue.add_argument("--ttl", type=parse_duration, default=3600, help="lifetime, e.g. 1h (default 1h)")
     issue.set_defaults(handler=_token_issue)
-    from kubegate import token_cli
+    from kubegate.cli import token as token_cli
 
     token_cli.add_parsers(token_sub)
 
@@ -442,19 +403,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="text; json; github: workflow annotations on each problem's file and line")
     check.set_defaults(handler=_policy_check)
     ptest = pol_sub.add_parser("test", help="run the test cases in DIR/tests/*.yaml; exit 1 on a failure")
-    from kubegate import policy_test_cli
+    from kubegate.cli import policy_test as policy_test_cli
     policy_test_cli.add_arguments(ptest)
     ptest.set_defaults(handler=_policy_test)
     replay = pol_sub.add_parser("replay", help="which recorded requests a policy change would decide differently")
-    from kubegate import policy_replay_cli
+    from kubegate.cli import policy_replay as policy_replay_cli
     policy_replay_cli.add_arguments(replay)
     replay.set_defaults(handler=_policy_replay)
 
-    from kubegate import access_cli
+    from kubegate.cli import access as access_cli
 
     access_cli.add_parser(sub, parse_duration)
 
-    from kubegate import approvals_cli, brake_cli, breaker_cli, preview_cli, webshell_cli
+    from kubegate.cli import approvals as approvals_cli, brake as brake_cli, breaker as breaker_cli
+    from kubegate.cli import preview as preview_cli, webshell as webshell_cli
 
     breaker_cli.add_parser(sub)
     brake_cli.add_parser(sub, parse_duration)
@@ -462,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview_cli.add_parser(sub)
     webshell_cli.add_parser(sub)
 
-    from kubegate import audit_cli
+    from kubegate.cli import audit as audit_cli
 
     audit_cli.add_parser(sub)
 

@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kubegate.cli import github_annotation, located
+from kubegate.cli.problems import github_annotation, located
 
 
 @dataclass

@@ -65,7 +65,7 @@ def _sandbox(kubectl: str) -> tuple[str, str]:
     made = sandbox.make("bwrap", kubectl)
     if made.problem:
         return "none", f"terminals run kubectl without a sandbox here ({made.problem}): fine for a demo on your " \
-                       "machine, never for a shared one (docs/webshell.md)"
+                       "machine, never for a shared one (`kubegate docs webshell`)"
     return "bwrap", "each terminal command runs in a bubblewrap sandbox"
 
 

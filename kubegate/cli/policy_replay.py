@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from kubegate.audit_cli import _ordered
+from kubegate.cli.audit import _ordered
 
 if TYPE_CHECKING:
     from kubegate.gateway.replay import Flip, Judge, Report

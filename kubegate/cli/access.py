@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from kubegate.gateway_api import add_client_options, call_gateway, emit
+from kubegate.cli.gateway_api import add_client_options, call_gateway, emit
 
 PREFIX = "/kubegate/v1/accessrequests"
 

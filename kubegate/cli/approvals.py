@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from kubegate.blast_view import radius_lines
-from kubegate.gateway_api import add_client_options, call_gateway, emit
+from kubegate.cli.gateway_api import add_client_options, call_gateway, emit
 
 PREFIX = "/kubegate/v1/approvals"
 

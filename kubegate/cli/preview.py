@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kubegate.blast_view import radius_lines
-from kubegate.gateway_api import _client, add_client_options, call_gateway
+from kubegate.cli.gateway_api import _client, add_client_options, call_gateway
 
 
 def add_parser(sub: Any) -> None:

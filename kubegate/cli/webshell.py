@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"kubegate: cannot read {args.config}: {e.strerror}", file=sys.stderr)
         return 2
-    from kubegate.cli import _configure_logging
+    from kubegate.cli.logs import configure_logging
 
-    _configure_logging(args.log_level, args.log_format)
+    configure_logging(args.log_level, args.log_format)
     s.state.mkdir(parents=True, exist_ok=True)
     audit = JsonlSink(s.path(s.audit_log) if s.audit_log else s.state / "audit.jsonl")
 
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("webshell", help="run the webshell as a process of its own (docs/webshell.md)")
+    p = sub.add_parser("webshell", help="run the webshell as a process of its own (kubegate docs webshell)")
     p.add_argument("--config", "-c", required=True, help="the webshell's settings file (not the gateway's)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", default="text", choices=["text", "json"])
