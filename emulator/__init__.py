@@ -40,7 +40,8 @@ What it does not emulate:
   immediate); no real scheduling (no taints, no resources) and NoExecute taints evict nothing;
 - Table output (`as=Table`): lists are plain lists, which kubectl prints as NAME and AGE;
   protobuf responses (always JSON); aggregated discovery (clients fall back to the legacy form);
-  HTTP/2; `/openapi/v2` (404 on purpose);
+  HTTP/2; `/openapi/v2` schemas (the document is served without definitions, so kubectl's
+  client-side check of a `kind: List`'s items finds nothing to check);
 - port-forward; SPDY/3.1 exec/attach only in protocol v4 (no v5 stdin close, no flow-control
   window of its own: it sends without waiting for WINDOW_UPDATE); a real shell (see commands.py);
 - strategic merge patch beyond the built-in merge keys (see patch.py); managedFields;

@@ -1,7 +1,9 @@
 """Discovery and OpenAPI documents, built from the registry of resource types.
 
-`/openapi/v2` is deliberately absent (404): kubectl parses it as protobuf whatever its content
-type. The `/openapi/v3` documents hold just what kubectl reads: for each resource a PATCH
+`/openapi/v2` is a protobuf document (kubectl parses it as protobuf whatever its content type)
+with no definitions: kubectl still validates a `kind: List`'s items against it on the client, and
+finding no schema for a kind it passes the item, as for a kind the server does not describe. The
+`/openapi/v3` documents hold just what kubectl reads: for each resource a PATCH
 operation tagged with its group/version/kind and a `fieldValidation` parameter, which makes
 kubectl leave validation to the server, plus a permissive schema per kind.
 """
@@ -123,3 +125,21 @@ def openapi_v3_document(reg: Registry, gv_path: str) -> dict[str, Any] | None:
     if not reg.in_group_version(group, version):
         return None
     return _gv_document(reg, group, version)
+
+
+def _protobuf_field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (wire type 2): its tag, its length, its bytes."""
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            byte, n = n & 0x7F, n >> 7
+            out.append(byte | (0x80 if n else 0))
+            if not n:
+                return bytes(out)
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def openapi_v2_protobuf() -> bytes:
+    """gnostic's openapi_v2.Document {swagger: "2.0", info: {title, version}}: no paths, no definitions."""
+    info = _protobuf_field(1, b"Kubernetes") + _protobuf_field(2, VERSION["gitVersion"].encode())
+    return _protobuf_field(1, b"2.0") + _protobuf_field(2, info)

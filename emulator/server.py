@@ -234,6 +234,9 @@ class Emulator:
         return await self._resource(request, record, target, user, may_impersonate=own and cred.may_impersonate)
 
     def _openapi(self, path: str) -> web.Response:
+        if path == "/openapi/v2":
+            return web.Response(body=discovery.openapi_v2_protobuf(),
+                                content_type="application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
         if path == "/openapi/v3":
             return _json(discovery.openapi_v3_root(self.registry))
         if path.startswith("/openapi/v3/"):

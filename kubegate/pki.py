@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +26,25 @@ class KeyPair:
     key_pem: bytes
 
     def write(self, cert_path: Path, key_path: Path) -> None:
-        cert_path.write_bytes(self.cert_pem)
-        key_path.touch(mode=0o600)
-        key_path.write_bytes(self.key_pem)
+        write_atomically(cert_path, self.cert_pem, mode=0o644)
+        write_atomically(key_path, self.key_pem)
+
+
+def write_atomically(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """PATH holds DATA, whole: written beside it and renamed over it, so a process reading PATH
+    meanwhile (another worker loading the serving bundle) sees the old file or the new one, never a
+    part. The file has MODE from its first byte (keys are never readable by others, even briefly)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

@@ -300,9 +300,10 @@ class Webshell:
 
     # -- pages ---------------------------------------------------------------------------------
 
-    async def _with_brakes(self, session: WebSession, html: str) -> str:
-        """The page with a banner while an emergency brake is on (as the gateway says, asked at most
-        every two seconds) and the count of tickets waiting for this person on the Approvals link."""
+    async def _chrome(self, session: WebSession) -> pages.Chrome:
+        """What every signed-in page shows around its content: a banner while an emergency brake is on
+        (as the gateway says, asked at most every two seconds) and the count of tickets waiting for this
+        person on the Approvals link."""
         now = time.monotonic()
         if now - self._brakes_read > BRAKES_SECONDS:
             try:
@@ -311,8 +312,7 @@ class Webshell:
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
                 self._brakes = []
             self._brakes_read = now
-        html = html.replace('<main id="main">', '<main id="main">' + pages.brake_banner(self._brakes), 1)
-        return html.replace('<a href="/approvals">Approvals</a>', pages.approvals_link(await self._waiting(session)), 1)
+        return pages.Chrome(brakes=self._brakes, waiting=await self._waiting(session))
 
     async def _waiting(self, session: WebSession) -> int:
         """Pending tickets this person may decide (not their own), asked at most every two seconds."""
@@ -334,8 +334,7 @@ class Webshell:
         session = self._session(request)
         if session is None:
             return _redirect("/login")
-        return self._html(await self._with_brakes(session, pages.home(session, self.cfg.clusters,
-                                                                       self.cfg.default_cluster)))
+        return self._html(pages.home(session, self.cfg.clusters, self.cfg.default_cluster, await self._chrome(session)))
 
     def _target(self, request: web.Request) -> tuple[str, str] | None:
         cluster = request.query.get("cluster", self.cfg.default_cluster or self.cfg.clusters[0])
@@ -352,8 +351,9 @@ class Webshell:
             return _redirect("/login")
         target = self._target(request)
         if target is None:
-            return self._html(pages.message("No such cluster", "Pick a cluster from the list.", session), 404)
-        return self._html(await self._with_brakes(session, pages.terminal(session, *target)))
+            return self._html(pages.message("No such cluster", "Pick a cluster from the list.", session,
+                                            await self._chrome(session)), 404)
+        return self._html(pages.terminal(session, *target, chrome=await self._chrome(session)))
 
     async def terminal_socket(self, request: web.Request) -> web.StreamResponse:
         session = self._session(request)
@@ -411,7 +411,7 @@ class Webshell:
                    and (not filters["since"] or r.started >= filters["since"])]
         records.sort(key=lambda r: r.id not in self.live)  # live first, then newest first (stable)
         return self._html(pages.sessions(session, records, set(self.live),
-                                         session.is_auditor(self.cfg.auditor_groups), filters))
+                                         session.is_auditor(self.cfg.auditor_groups), filters, await self._chrome(session)))
 
     async def session_page(self, request: web.Request) -> web.StreamResponse:
         session = self._session(request)
@@ -419,7 +419,8 @@ class Webshell:
             return _redirect("/login")
         record = self._record(session, request.match_info["terminal"])
         live = record.id in self.live and session.is_auditor(self.cfg.auditor_groups)
-        return self._html(pages.replay(session, record, history.api_events(self.cfg.audit_log, record.session), live))
+        return self._html(pages.replay(session, record, history.api_events(self.cfg.audit_log, record.session), live,
+                                       await self._chrome(session)))
 
     async def recording(self, request: web.Request) -> web.StreamResponse:
         session = self._session(request)
@@ -464,7 +465,7 @@ class Webshell:
         if status != 200 and not error:
             error = str(body.get("message", status)) if isinstance(body, dict) else str(status)
         items.sort(key=lambda t: (t.get("status") != "pending", -float(t.get("created") or 0)))
-        return self._html(await self._with_brakes(session, pages.approvals(session, items, error, notice)),
+        return self._html(pages.approvals(session, items, error, notice, await self._chrome(session)),
                           200 if not error else 400)
 
     async def approvals_decide(self, request: web.Request) -> web.StreamResponse:
@@ -494,7 +495,7 @@ class Webshell:
         items = body.get("items", []) if status == 200 and isinstance(body, dict) else []
         if status != 200 and not error:
             error = str(body.get("message", f"the gateway answered {status}")) if isinstance(body, dict) else str(status)
-        return self._html(pages.access(session, items, self.cfg.clusters, error, notice),
+        return self._html(pages.access(session, items, self.cfg.clusters, error, notice, await self._chrome(session)),
                           200 if not error else 400)
 
     async def _form(self, request: web.Request) -> tuple[WebSession, Any] | web.StreamResponse:

@@ -66,8 +66,11 @@ def serving_tls(settings: Settings, *, create: bool = True) -> ServingTls:
             leaf = pki.make_leaf(authority, "kubegate", certificate_hosts(settings))
             authority.write(ca, tls_dir / "ca.key")
             leaf.write(cert, key)
-    bundle.touch(mode=0o600)
-    bundle.write_bytes(cert.read_bytes().rstrip(b"\n") + b"\n" + key.read_bytes())
+    wanted = cert.read_bytes().rstrip(b"\n") + b"\n" + key.read_bytes()
+    # Every worker (and a command such as `kubegate kubeconfig`) comes here while others may be
+    # loading the bundle: rewrite it only when it changes, and whole.
+    if not bundle.exists() or bundle.read_bytes() != wanted:
+        pki.write_atomically(bundle, wanted)
     return ServingTls(cert, key, ca, bundle)
 
 
@@ -82,9 +85,8 @@ def signing_key_pem(settings: Settings, *, create: bool = True) -> bytes:
     path = _private_dir(settings.state / "tls") / "token-signing.key"
     if not path.exists():
         key = ec.generate_private_key(ec.SECP256R1())
-        path.touch(mode=0o600)
-        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+        pki.write_atomically(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()))
     return path.read_bytes()
 
 

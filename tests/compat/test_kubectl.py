@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.compat.conftest import Cluster
 
@@ -87,6 +88,25 @@ def test_apply_client_side_then_unchanged_then_configured(cluster: Cluster, ns: 
     assert container["image"] == "api:2"
     assert container["env"] == [{"name": "MODE", "value": "test"}]  # merged by name, not lost
     assert dep["metadata"]["generation"] == 2
+
+
+def test_create_then_apply_a_list(cluster: Cluster, ns: str, tmp_path: Path) -> None:
+    """A `kind: List` file (what `kubectl get -o yaml` writes): kubectl checks its items against
+    /openapi/v2 on the client, then creates each."""
+    items = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "listed", "namespace": ns},
+              "data": {"a": "1"}},
+             yaml.safe_load(deployment_yaml("listed", ns, "listed:1"))]
+    manifest = tmp_path / "list.json"
+    manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    created = cluster.kubectl("create", "-f", str(manifest))
+    assert "configmap/listed created" in created.stdout and "deployment.apps/listed created" in created.stdout
+    items[0]["data"] = {"a": "2"}
+    manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    applied = cluster.kubectl("apply", "-f", str(manifest)).stdout  # (both gain apply's last-applied annotation)
+    assert "configmap/listed configured" in applied and "deployment.apps/listed configured" in applied, applied
+    again = cluster.kubectl("apply", "-f", str(manifest)).stdout
+    assert "configmap/listed unchanged" in again and "deployment.apps/listed unchanged" in again, again
+    assert cluster.kubectl.json("get", "configmap", "listed", "-n", ns)["data"] == {"a": "2"}
 
 
 def test_apply_server_side(cluster: Cluster, ns: str, tmp_path: Path) -> None:

@@ -141,8 +141,7 @@ def test_crd_adds_a_served_resource(raw: Raw) -> None:
     assert raw.request("GET", widgets)[0] == 404
 
 
-def test_openapi_v2_is_absent_and_v3_advertises_field_validation(raw: Raw) -> None:
-    assert raw.request("GET", "/openapi/v2")[0] == 404
+def test_openapi_v3_advertises_field_validation(raw: Raw) -> None:
     _, root = raw.request("GET", "/openapi/v3")
     _, doc = raw.request("GET", root["paths"]["apis/apps/v1"]["serverRelativeURL"])
     patch = doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"]

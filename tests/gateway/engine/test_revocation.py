@@ -4,6 +4,7 @@ a stream ends it: each with an audit event saying why."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -122,13 +123,18 @@ def test_a_logout_on_one_replica_ends_exec_and_watch_on_the_others_workers(
         tmp_path: Path, kubectl_path: str) -> None:
     """Two replicas sharing Redis, the second with two workers: a session's `kubectl exec -i` (SPDY,
     real kubectl) and watch on the second replica end when the session is logged out on the first."""
-    redis = RedisServer(tmp_path / "redis").start()
-    upstream = harness.start(tmp_path / "emulator")
-    store = {"redis_url": redis.url, "key_prefix": f"rv{uuid.uuid4().hex[:6]}:"}
-    a = start_gateway(tmp_path / "a", upstream, store=store)
-    b = start_replica(a, tmp_path / "b", upstream, store=store, workers=2)
+    started = contextlib.ExitStack()  # whatever started is stopped, even when a later start fails
     cat: subprocess.Popen[bytes] | None = None
     try:
+        redis = RedisServer(tmp_path / "redis").start()
+        started.callback(redis.stop)
+        upstream = harness.start(tmp_path / "emulator")
+        started.callback(upstream.stop)
+        store = {"redis_url": redis.url, "key_prefix": f"rv{uuid.uuid4().hex[:6]}:"}
+        a = start_gateway(tmp_path / "a", upstream, store=store)
+        started.callback(a.stop)
+        b = start_replica(a, tmp_path / "b", upstream, store=store, workers=2)
+        started.callback(b.stop)
         admin = Kubectl(kubectl_path, a.kubeconfig(tmp_path / "admin", "ada"))
         admin("run", "shell", "--image=busybox")
         login = requests.post(f"{a.url}/kubegate/v1/sessions", json={"ttlSeconds": 3600}, verify=str(a.ca_file),
@@ -159,7 +165,4 @@ def test_a_logout_on_one_replica_ends_exec_and_watch_on_the_others_workers(
             for pipe in (cat.stdin, cat.stdout, cat.stderr):
                 if pipe is not None:
                     pipe.close()
-        b.stop()
-        a.stop()
-        upstream.stop()
-        redis.stop()
+        started.close()

@@ -4,6 +4,7 @@ change through; releasing it restores changes. Real kubectl, real redis-server, 
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import urllib.request
@@ -41,18 +42,17 @@ class Pair:
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory, kubectl_path: str) -> Iterator[Pair]:
     tmp = tmp_path_factory.mktemp("brake")
-    redis = RedisServer(tmp / "redis").start()
-    upstream = harness.start(tmp / "emulator")
-    store = {"redis_url": redis.url, "key_prefix": f"bk{uuid.uuid4().hex[:6]}:"}
-    a = start_gateway(tmp / "a", upstream, store=store)
-    b = start_replica(a, tmp / "b", upstream, store=store, workers=2)
-    try:
+    with contextlib.ExitStack() as started:  # whatever started is stopped, even when a later start fails
+        redis = RedisServer(tmp / "redis").start()
+        started.callback(redis.stop)
+        upstream = harness.start(tmp / "emulator")
+        started.callback(upstream.stop)
+        store = {"redis_url": redis.url, "key_prefix": f"bk{uuid.uuid4().hex[:6]}:"}
+        a = start_gateway(tmp / "a", upstream, store=store)
+        started.callback(a.stop)
+        b = start_replica(a, tmp / "b", upstream, store=store, workers=2)
+        started.callback(b.stop)
         yield Pair(a, b, upstream, tmp, kubectl_path)
-    finally:
-        b.stop()
-        a.stop()
-        upstream.stop()
-        redis.stop()
 
 
 SRE = ("kubegate:sre",)

@@ -7,6 +7,7 @@ request log, run after run.
 
 from __future__ import annotations
 
+import contextlib
 import asyncio
 import os
 import signal
@@ -67,18 +68,17 @@ def pair(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
     taking from the same buckets)."""
     workers = request.param
     state = tmp_path_factory.mktemp("replicas")
-    redis = RedisServer(state / "redis").start()
-    upstream = harness.start(state / "emulator")
-    store = {"redis_url": redis.url, "key_prefix": f"r{uuid.uuid4().hex[:6]}:"}
-    a = start_gateway(state / "a", upstream, limits=LIMITS, store=store, workers=workers)
-    b = start_replica(a, state / "b", upstream, limits=LIMITS, store=store, workers=workers)
-    try:
+    with contextlib.ExitStack() as started:  # whatever started is stopped, even when a later start fails
+        redis = RedisServer(state / "redis").start()
+        started.callback(redis.stop)
+        upstream = harness.start(state / "emulator")
+        started.callback(upstream.stop)
+        store = {"redis_url": redis.url, "key_prefix": f"r{uuid.uuid4().hex[:6]}:"}
+        a = start_gateway(state / "a", upstream, limits=LIMITS, store=store, workers=workers)
+        started.callback(a.stop)
+        b = start_replica(a, state / "b", upstream, limits=LIMITS, store=store, workers=workers)
+        started.callback(b.stop)
         yield Pair(a, b, upstream, workers, redis)
-    finally:
-        b.stop()
-        a.stop()
-        upstream.stop()
-        redis.stop()
 
 
 async def _hammer(pair: Pair, method: str, paths: list[str], token: str, *, workers: int = DELETERS) -> list[int]:

@@ -4,6 +4,7 @@ their open streams ended; a new login works; who may revoke is policy; each one 
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -49,16 +50,15 @@ class Pair:
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory, upstream: harness.RunningEmulator) -> Iterator[Pair]:
     tmp = tmp_path_factory.mktemp("revoke")
-    redis = RedisServer(tmp / "redis").start()
-    store = {"redis_url": redis.url, "key_prefix": f"tr{uuid.uuid4().hex[:6]}:"}
-    a = start_gateway(tmp / "a", upstream, store=store)
-    b = start_replica(a, tmp / "b", upstream, store=store, workers=2)
-    try:
+    with contextlib.ExitStack() as started:  # whatever started is stopped, even when a later start fails
+        redis = RedisServer(tmp / "redis").start()
+        started.callback(redis.stop)
+        store = {"redis_url": redis.url, "key_prefix": f"tr{uuid.uuid4().hex[:6]}:"}
+        a = start_gateway(tmp / "a", upstream, store=store)
+        started.callback(a.stop)
+        b = start_replica(a, tmp / "b", upstream, store=store, workers=2)
+        started.callback(b.stop)
         yield Pair(a, b, tmp)
-    finally:
-        b.stop()
-        a.stop()
-        redis.stop()
 
 
 ADMIN = ("kubegate:cluster-admins",)
