@@ -1,6 +1,6 @@
 """The throughput and latency suite, one command: `./dev bench` (or `.venv/bin/python -m bench`).
 
-    python -m bench [--seconds 8] [--rounds 2] [--json bench-results.json] [--redis] [--workers 2,4] [--pin]
+    python -m bench [--seconds 8] [--rounds 2] [--json bench-results.json] [--redis] [--workers 2,4] [--pin] [--kubectl-runs 15]
                     [--watches 1000] [--rss-requests 100000] [--exec-mb 1024] [--micro] [--quick]
 
 Upstream: nginx (Debian) serving one small ConfigMap over TLS, fast enough that the proxies are
@@ -17,9 +17,12 @@ what is measured. Targets, each its own process, all in front of that one nginx:
   kubegate redis wN   the same as `serve --workers N` (--workers N,M: one target per N; Redis implied)
 Then, through one gateway process in front of the emulator (bench/longrun.py): N concurrent
 watches (first-event latency added over direct watches, RSS per watch), RSS over many requests,
-RSS over a large `kubectl exec -i … -- cat` stream. `--micro`: the decision-core benchmarks
+RSS over a large `kubectl exec -i … -- cat` stream. The kubectl rows (bench/kubectl_wait.py): a
+kubectl command's wall time with a warm and a cold discovery cache, direct, through bare mitmproxy
+and through kubegate, in front of the emulator. `--micro`: the decision-core benchmarks
 (bench/authz.py, bench/limits.py with the memory and Redis stores). `--quick`: wrk rows only.
-Load: wrk (Debian), one thread, 1 and 16 keep-alive connections, `--seconds` per measurement,
+Load: wrk (Debian), one thread, 1 and 16 keep-alive connections, and 16 clients opening a new TLS
+connection per request (conn/s: what each kubectl process costs), `--seconds` per measurement,
 rounds interleaved over the targets so noise spreads over all. Every figure is also given as a
 ratio to bare mitmproxy measured in the same run; results go to a JSON file too.
 """
@@ -46,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stack import ROOT, Stack  # noqa: E402  (the benchmarks' shared set-up)
 
 OBJECT = "/api/v1/namespaces/default/configmaps/bench"
+NEW = 0  # the measurement with a new connection per request (its key among the connection counts)
 CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bench", "namespace": "default",
                                                                    "resourceVersion": "1"}, "data": {"k": "v"}}
 
@@ -143,9 +147,12 @@ def pin_away(load_pids: list[int], proxy_pids: list[int], cpus: list[int]) -> st
     return f"pinned: wrk, nginx and redis-server on CPU {cpus[-1]}, the proxies on CPUs {sorted(rest)}"
 
 
-def wrk(port: int, token: str, connections: int, seconds: float) -> dict[str, float]:
+def wrk(port: int, token: str, connections: int, seconds: float, *, close: bool = False) -> dict[str, float]:
+    """wrk's rate and latencies; `close`: every request on a new TLS connection (`Connection: close`,
+    which wrk answers by connecting again), as each kubectl process does."""
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s",
-                          "-H", f"Authorization: Bearer {token}", f"https://127.0.0.1:{port}{OBJECT}"],
+                          "-H", f"Authorization: Bearer {token}", *(["-H", "Connection: close"] if close else []),
+                          f"https://127.0.0.1:{port}{OBJECT}"],
                          capture_output=True, text=True, timeout=seconds + 60,
                          preexec_fn=(lambda: os.sched_setaffinity(0, LOAD_CPUS or set())) if LOAD_CPUS else None)
     text = out.stdout
@@ -193,7 +200,9 @@ def main() -> int:
     parser.add_argument("--rss-requests", type=int, default=100_000, help="requests over which RSS is sampled (0: none)")
     parser.add_argument("--exec-mb", type=int, default=1024, help="MiB streamed through kubectl exec (0: none)")
     parser.add_argument("--micro", action="store_true", help="also the decision-core microbenchmarks")
-    parser.add_argument("--quick", action="store_true", help="the wrk rows only")
+    parser.add_argument("--quick", action="store_true", help="the wrk and kubectl rows only")
+    parser.add_argument("--kubectl-runs", type=int, default=15,
+                        help="runs of each kubectl command per target for the kubectl rows (0: none; default 15)")
     parser.add_argument("--pin", action="store_true", help="wrk, nginx and redis-server on the last CPU, the "
                                                            "proxies on the others (3 CPUs or more)")
     parser.add_argument("--workers", default="", metavar="N[,M...]",
@@ -241,14 +250,17 @@ def main() -> int:
             load = [nginx_pid] + ([redis.proc.pid] if redis is not None and redis.proc is not None else [])
             pinned = pin_away(load, list(pids.values()), sorted(os.sched_getaffinity(0)))
             print(pinned, flush=True)
-        results: dict[str, dict[int, list[dict[str, float]]]] = {name: {1: [], 16: []} for name, _, _ in targets}
+        # 1 and 16 keep-alive connections; NEW: 16 clients each making a new TLS connection per request.
+        results: dict[str, dict[int, list[dict[str, float]]]] = {name: {1: [], 16: [], NEW: []}
+                                                                for name, _, _ in targets}
         for _, port, token in targets:  # warm up: TLS, caches, lazy imports
             wrk(port, token, 4, 1)
         for _ in range(args.rounds):
-            for connections in (1, 16):
+            for connections in (1, 16, NEW):
                 for name, port, token in targets:
                     used = cpu_seconds(pids[name]) if name in pids else 0.0
-                    result = wrk(port, token, connections, args.seconds)
+                    result = wrk(port, token, 16 if connections == NEW else connections, args.seconds,
+                                 close=connections == NEW)
                     if name in pids:  # the proxy's own CPU (with its workers) per request served
                         result["cpu_ms_per_request"] = (cpu_seconds(pids[name]) - used) * 1000 / result["requests"]
                     results[name][connections].append(result)
@@ -261,6 +273,10 @@ def main() -> int:
         import longrun
 
         extra["longrun"] = longrun.run(args.watches, args.rss_requests, args.exec_mb)
+    if args.kubectl_runs:
+        import kubectl_wait
+
+        extra["kubectl"] = kubectl_wait.run(args.kubectl_runs, pods=60)
     if args.micro and not args.quick:
         extra["micro"] = {" ".join([script, *more]): subprocess.run([sys.executable, str(ROOT / "bench" / script), *more],
                                                  capture_output=True, text=True, timeout=1800).stdout.splitlines()
@@ -282,18 +298,22 @@ def report(results: dict[str, dict[int, list[dict[str, float]]]], args: argparse
         for key in ("p50_ms", "p99_ms"):
             row[f"{key}@1"] = med(name, 1, key)
         row["added p50@1 ms over direct"] = row["p50_ms@1"] - med("direct", 1, "p50_ms")
+        row["new TLS conn/s"] = med(name, NEW, "rps")
+        row["new TLS conn/s x mitmproxy"] = row["new TLS conn/s"] / med("mitmproxy", NEW, "rps")
         if "cpu_ms_per_request" in results[name][16][0]:
             row["cpu ms/request@16"] = med(name, 16, "cpu_ms_per_request")
         rows.append(row)
     plain_added = next(r for r in rows if r["target"] == "mitmproxy")["added p50@1 ms over direct"]
     for row in rows:
         row["added p50@1 x mitmproxy's"] = row["added p50@1 ms over direct"] / plain_added if plain_added else 0.0
-    head = f"{'target':<16}{'rps@16':>9}{'x mitm':>8}{'rps@1':>8}{'p50@1 ms':>10}{'p99@1 ms':>10}{'added p50':>11}{'x mitm':>8}"
+    head = (f"{'target':<16}{'rps@16':>9}{'x mitm':>8}{'rps@1':>8}{'p50@1 ms':>10}{'p99@1 ms':>10}{'added p50':>11}"
+            f"{'x mitm':>8}{'conn/s':>8}{'x mitm':>8}")
     print(head)
     for r in rows:
         print(f"{r['target']:<16}{r['rps@16']:>9.0f}{r['rps@16 x mitmproxy']:>8.2f}{r['rps@1']:>8.0f}"
               f"{r['p50_ms@1']:>10.3f}{r['p99_ms@1']:>10.3f}{r['added p50@1 ms over direct']:>11.3f}"
-              f"{r['added p50@1 x mitmproxy\'s']:>8.2f}")
+              f"{r['added p50@1 x mitmproxy\'s']:>8.2f}{r['new TLS conn/s']:>8.0f}{r['new TLS conn/s x mitmproxy']:>8.2f}")
+    print("(conn/s: 16 clients, a new TLS connection for each request, as each kubectl process opens its own)")
     one = next((r for r in rows if r["target"] == "kubegate redis"), None)
     for r in rows:
         if one is not None and r["target"].startswith("kubegate redis w"):
@@ -317,6 +337,10 @@ def report(results: dict[str, dict[int, list[dict[str, float]]]], args: argparse
     if e := long.get("exec_stream"):
         print(f"exec stream of {e['mib']} MiB in and out ({e['mib_per_s']:.1f} MiB/s): RSS {e['rss_before_mib']:.0f} "
               f"MiB before, {e['rss_max_mib']:.0f} at most, {e['rss_end_mib']:.0f} after")
+    if kubectl := extra.get("kubectl"):
+        import kubectl_wait
+
+        kubectl_wait.print_rows(kubectl)
     for script, lines in extra.get("micro", {}).items():
         print(f"\n{script}:\n" + "\n".join(f"  {line}" for line in lines))
     Path(args.json).write_text(json.dumps({"seconds": args.seconds, "rounds": args.rounds, "rows": rows,

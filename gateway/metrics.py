@@ -14,6 +14,7 @@ minimum, a budget's remaining tokens the most recent any worker saw).
 
 from __future__ import annotations
 
+import bisect
 import platform
 import threading
 from pathlib import Path
@@ -62,6 +63,42 @@ class KnownResources:
                     known.add(resource)
                     return resource
         return OTHER
+
+
+class BucketCounts:
+    """Observations of several labelled series of one histogram, as plain numbers: per series, a
+    count per bucket (the last one +Inf) and the sum; `drain` hands them over and starts again."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self._pending: dict[str, list[float]] = {}
+
+    def add(self, values: dict[str, float]) -> None:
+        pending, bounds = self._pending, self._bounds
+        width = len(bounds) + 1
+        for series, value in values.items():
+            row = pending.get(series)
+            if row is None:
+                row = pending[series] = [0.0] * (width + 1)
+            row[bisect.bisect_left(bounds, value)] += 1  # the first bucket whose bound is >= value
+            row[width] += value
+
+    def drain(self) -> dict[str, list[float]]:
+        pending, self._pending = self._pending, {}
+        return pending
+
+
+def add_to_histogram(child: Any, row: list[float]) -> None:
+    """Add a BucketCounts row (per-bucket counts, then the sum) to a histogram's child at once.
+
+    prometheus_client has no public call that adds many observations; a child keeps one value per
+    bucket (`_buckets`, non-cumulative, the last +Inf) and the sum (`_sum`), in memory or in the
+    multiprocess files alike: those are what `observe` increments one at a time."""
+    buckets, total = row[:-1], row[-1]
+    for value, count in zip(child._buckets, buckets):
+        if count:
+            value.inc(count)
+    child._sum.inc(total)
 
 
 class Metrics:
@@ -127,6 +164,7 @@ class Metrics:
         self.stage_seconds = Histogram(
             "kubegate_stage_duration_seconds", "Time spent in each stage of the request path.",
             ["stage"], buckets=_STAGE_BUCKETS, registry=self.registry)
+        self._stage_timings = BucketCounts(_STAGE_BUCKETS)
         self.audit_failures = Counter(
             "kubegate_audit_write_failures", "Audit events that could not be written at once.",
             registry=self.registry)
@@ -171,14 +209,21 @@ class Metrics:
                                        "Audit events waiting on disk for the audit center.", multiprocess_mode="livesum", registry=self.registry)
 
     def observe_stages(self, seconds: dict[str, float]) -> None:
-        # A labelled child is looked up under a lock on every labels() call; a request observes a
-        # dozen stages, so the children are kept here (the stage names are few and fixed).
+        """A request's time in each stage: counted in plain numbers here (a request passes a dozen
+        stages; a histogram observation takes two locks each), handed to the histogram by
+        `flush_stages` at scrape time and every second."""
+        self._stage_timings.add(seconds)
+
+    def flush_stages(self) -> None:
+        """What `observe_stages` counted since the last flush, into kubegate_stage_duration_seconds
+        (its children kept: the stage names are few and fixed). On the event loop's thread only,
+        as `observe_stages` is: the two never interleave."""
         children = self._stage_children
-        for stage, value in seconds.items():
+        for stage, row in self._stage_timings.drain().items():
             child = children.get(stage)
             if child is None:
                 child = children[stage] = self.stage_seconds.labels(stage)
-            child.observe(value)
+            add_to_histogram(child, row)
 
     def count_request(self, labels: tuple[str, str, str, str, str, str]) -> None:
         """kubegate_requests for one request: its child kept once seen (every label value is bounded)."""
@@ -188,6 +233,7 @@ class Metrics:
         child.inc()
 
     def exposition(self) -> bytes:
+        self.flush_stages()
         return generate_latest(self.registry)
 
 

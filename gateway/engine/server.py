@@ -443,6 +443,7 @@ class Gateway:
                        asyncio.create_task(self._sweep_connections(CONNECTION_SWEEP_SECONDS), name="connection-limits")]
         if self.worker is not None:
             self._tasks.append(asyncio.create_task(self._report_status(), name="worker-status"))
+            self._tasks.append(asyncio.create_task(self._flush_metrics(), name="metrics-flush"))
         self.notifier.start()
         self.metrics.ready.set(1)
         log.info("kubegate serving on https://%s:%d", listen.host, self.port)
@@ -493,6 +494,13 @@ class Gateway:
                 return
             await asyncio.sleep(interval)
 
+    async def _flush_metrics(self, interval: float = 1.0) -> None:
+        """A worker's stage timings into its multiprocess files every second (the supervisor's
+        /metrics reads the files, never asks the worker): see Metrics.observe_stages."""
+        while True:
+            await asyncio.sleep(interval)
+            self.metrics.flush_stages()
+
     async def drain(self, grace_seconds: float) -> None:
         """Stop taking connections and let the requests in flight finish (up to `grace_seconds`);
         watches and exec sessions are not waited for: they end at stop, and clients reconnect (to
@@ -526,6 +534,7 @@ class Gateway:
 
     async def stop(self) -> None:
         self.metrics.ready.set(0)
+        self.metrics.flush_stages()  # a worker's last second of stage timings
         if self.webshell is not None:
             await self.webshell.stop()
         for task in self._tasks:

@@ -96,3 +96,42 @@ def test_resource_labels_carry_the_group_and_subresource(gw: GatewayHandle) -> N
     time.sleep(0.3)
     resources = {labels["resource"] for _, labels, _ in _scrape(gw)["kubegate_requests"]}
     assert "deployments.apps" in resources and "deployments" not in resources
+
+
+def test_stage_timings_reach_the_scrape_counted_once_each(gw: GatewayHandle) -> None:
+    """Stage timings are counted in plain numbers on the request path and handed to the histogram
+    at scrape time: every request's stages are in the scrape that follows it, none twice."""
+    def authn_count() -> float:
+        return next(value for name, labels, value in _scrape(gw)["kubegate_stage_duration_seconds"]
+                    if name.endswith("_count") and labels["stage"] == "authn")
+
+    admin = gw.token("ada")
+    _get(gw, "/api/v1/namespaces/default/pods", admin)
+    time.sleep(0.3)  # the response's event is counted after the client has its answer
+    before = authn_count()
+    assert authn_count() == before  # a scrape hands over nothing twice
+    for _ in range(7):
+        assert _get(gw, "/api/v1/namespaces/default/pods", admin) == 200
+    time.sleep(0.3)
+    assert authn_count() == before + 7
+
+
+def test_counted_stage_timings_read_as_observed_ones() -> None:
+    """The bulk hand-over gives the exposition that observing each value one by one gives."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from kubegate.gateway.metrics import _STAGE_BUCKETS, BucketCounts, add_to_histogram
+
+    values = [0.00001, 0.00005, 0.00007, 0.0001, 0.0003, 0.002, 0.049, 0.25, 0.9, 1.0, 3.5, 0.0]
+    observed_registry, counted_registry = CollectorRegistry(), CollectorRegistry()
+    observed = Histogram("t", "t", ["stage"], buckets=_STAGE_BUCKETS, registry=observed_registry)
+    counted = Histogram("t", "t", ["stage"], buckets=_STAGE_BUCKETS, registry=counted_registry)
+    counts = BucketCounts(_STAGE_BUCKETS)
+    for i, value in enumerate(values):
+        stage = "authz" if i % 3 else "authn"
+        observed.labels(stage).observe(value)
+        counts.add({stage: value})
+    for stage, row in counts.drain().items():
+        add_to_histogram(counted.labels(stage), row)
+    assert generate_latest(counted_registry) == generate_latest(observed_registry)
+    assert counts.drain() == {}

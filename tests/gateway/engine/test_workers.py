@@ -134,6 +134,8 @@ def test_two_workers_share_the_port_the_audit_log_and_the_metrics(two: GatewayHa
     assert len({pid for pid, _ in serving.values()}) == 2
     # One /metrics for both: the requests counted once each, whichever worker served them.
     assert metric(gw, "kubegate_requests_total") >= 120
+    # Stage timings, counted in plain numbers by each worker, reach its files within a second or so.
+    wait_until(lambda: metric(gw, "kubegate_stage_duration_seconds_count") >= 120, 10)
     assert metric(gw, "kubegate_workers") == 2 and metric(gw, "kubegate_ready") == 1
     # One audit log, one chain, every request in it once.
     lists = [e for e in gw.audit_events() if e["verb"] == "list" and e["requestURI"] == CONFIGMAPS]
