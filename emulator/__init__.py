@@ -39,7 +39,7 @@ What it does not emulate:
   finalizers and graceful deletion are ignored (deletion, and Foreground propagation, are
   immediate); no real scheduling (no taints, no resources) and NoExecute taints evict nothing;
 - Table output (`as=Table`): lists are plain lists, which kubectl prints as NAME and AGE;
-  protobuf responses (always JSON); aggregated discovery (clients fall back to the legacy form);
+  protobuf responses (always JSON; aggregated discovery is served, as JSON only);
   HTTP/2; `/openapi/v2` schemas (the document is served without definitions, so kubectl's
   client-side check of a `kind: List`'s items finds nothing to check);
 - port-forward; SPDY/3.1 exec/attach only in protocol v4 (no v5 stdin close, no flow-control

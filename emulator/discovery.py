@@ -76,6 +76,56 @@ def resource_list(reg: Registry, group: str, version: str) -> dict[str, Any] | N
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": entries}
 
 
+# Aggregated discovery (kube-apiserver serves it by default since 1.30; kubectl asks for it first):
+# every group, version and resource in one answer to GET /api and one to GET /apis.
+AGGREGATED_MEDIA = {f"application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList": v
+                    for v in ("v2", "v2beta1")}
+
+
+def aggregated_version(accept: str) -> str | None:
+    """The aggregated discovery version (v2, v2beta1) an Accept header asks for first, if any."""
+    for offer in accept.split(","):
+        params = {k.strip(): v.strip() for k, _, v in (p.partition("=") for p in offer.split(";")[1:])}
+        if offer.split(";")[0].strip() == "application/json" and params.get("g") == "apidiscovery.k8s.io" \
+                and params.get("as") == "APIGroupDiscoveryList" and params.get("v") in ("v2", "v2beta1"):
+            return params["v"]
+    return None
+
+
+def _aggregated_resource(rt: ResourceType) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "resource": rt.plural, "responseKind": {"group": rt.group, "version": rt.version, "kind": rt.kind},
+        "scope": "Namespaced" if rt.namespaced else "Cluster", "singularResource": rt.singular,
+        "verbs": list(rt.verbs)}
+    if rt.short_names:
+        entry["shortNames"] = list(rt.short_names)
+    if rt.categories:
+        entry["categories"] = list(rt.categories)
+    if rt.subresources:
+        entry["subresources"] = [
+            {"subresource": sub.name,
+             "responseKind": {"group": sub.group if sub.group is not None else rt.group,
+                              "version": sub.version if sub.version is not None else rt.version,
+                              "kind": sub.kind or rt.kind},
+             "verbs": list(sub.verbs)} for sub in rt.subresources]
+    return entry
+
+
+def aggregated(reg: Registry, core: bool, version: str) -> dict[str, Any]:
+    """APIGroupDiscoveryList: for GET /api the core group (named ""), for GET /apis every other one."""
+    items = []
+    for group, versions in sorted(reg.group_versions().items()):
+        if (group == "") != core:
+            continue
+        items.append({"metadata": {"name": group, "creationTimestamp": None}, "versions": [
+            {"version": v, "freshness": "Current",
+             "resources": [_aggregated_resource(rt) for rt in sorted(reg.in_group_version(group, v),
+                                                                    key=lambda r: r.plural)]}
+            for v in versions]})
+    return {"kind": "APIGroupDiscoveryList", "apiVersion": f"apidiscovery.k8s.io/{version}",
+            "metadata": {}, "items": items}
+
+
 def _gv_path(group: str, version: str) -> str:
     return f"apis/{group}/{version}" if group else f"api/{version}"
 

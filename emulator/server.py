@@ -219,9 +219,15 @@ class Emulator:
         record.authenticated, record.user = cred.user.username, user
         if path.startswith("/openapi/"):
             return self._openapi(path)
-        if path == "/api":
-            return _json(discovery.api_versions())
-        if path == "/apis":
+        if path in ("/api", "/apis"):
+            wanted = discovery.aggregated_version(request.headers.get("Accept", ""))
+            if wanted is not None:
+                return web.Response(body=json.dumps(discovery.aggregated(self.registry, path == "/api", wanted),
+                                                    separators=(",", ":")).encode(),
+                                    headers={"Content-Type": f"application/json;g=apidiscovery.k8s.io;v={wanted};"
+                                                             "as=APIGroupDiscoveryList", "Vary": "Accept"})
+            if path == "/api":
+                return _json(discovery.api_versions())
             return _json(discovery.api_group_list(self.registry))
         target = self._parse(path)
         if target is None:

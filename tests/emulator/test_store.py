@@ -218,3 +218,49 @@ def test_control_api_needs_an_admin(raw: Raw, fresh_upstream: harness.RunningEmu
     assert raw.request("GET", "/_emulator/requests", token=fresh_upstream.plain_token)[0] == 403
     code, records = raw.request("GET", "/_emulator/requests")
     assert code == 200 and isinstance(records, list)
+
+
+AGGREGATED = ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+              "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json")
+
+
+def test_aggregated_discovery_tells_what_the_legacy_documents_tell(raw: Raw) -> None:
+    """What kube-apiserver serves by default (and kubectl asks for first): every group, version and
+    resource in one answer to /api and one to /apis, the same resources the per-version lists name."""
+    legacy: set[tuple[str, str, str, str]] = set()
+    _, groups = raw.request("GET", "/apis")
+    versions = [("", "v1")] + [(g["name"], v["version"]) for g in groups["groups"] for v in g["versions"]]
+    for group, version in versions:
+        _, listing = raw.request("GET", f"/apis/{group}/{version}" if group else f"/api/{version}")
+        legacy |= {(group, version, r["name"], r["kind"]) for r in listing["resources"]}
+    aggregated: set[tuple[str, str, str, str]] = set()
+    for path in ("/api", "/apis"):
+        _, doc = raw.request("GET", path, headers={"Accept": AGGREGATED})
+        assert doc["kind"] == "APIGroupDiscoveryList" and doc["apiVersion"] == "apidiscovery.k8s.io/v2"
+        for item in doc["items"]:
+            assert (item["metadata"]["name"] == "") == (path == "/api")
+            for v in item["versions"]:
+                for r in v["resources"]:
+                    aggregated.add((item["metadata"]["name"], v["version"], r["resource"], r["responseKind"]["kind"]))
+                    aggregated |= {(item["metadata"]["name"], v["version"], f"{r['resource']}/{s['subresource']}",
+                                    s["responseKind"]["kind"]) for s in r.get("subresources", [])}
+    assert aggregated == legacy
+    _, apps = raw.request("GET", "/apis", headers={"Accept": AGGREGATED})
+    deployments = next(r for i in apps["items"] if i["metadata"]["name"] == "apps" for v in i["versions"]
+                       for r in v["resources"] if r["resource"] == "deployments")
+    assert deployments["scope"] == "Namespaced" and "deploy" in deployments["shortNames"]
+    scale = next(s for s in deployments["subresources"] if s["subresource"] == "scale")
+    assert scale["responseKind"] == {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+
+
+def test_aggregated_discovery_is_served_only_to_who_asks(raw: Raw) -> None:
+    conn = raw._conn()
+    conn.request("GET", "/apis", headers={"Authorization": f"Bearer {raw.token}", "Accept": AGGREGATED})
+    answer = conn.getresponse()
+    answer.read()
+    conn.close()
+    assert answer.getheader("Content-Type") == "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    _, legacy = raw.request("GET", "/apis", headers={"Accept": "application/json, */*"})
+    assert legacy["kind"] == "APIGroupList"
+    _, beta = raw.request("GET", "/api", headers={"Accept": AGGREGATED.split(",", 1)[1]})
+    assert beta["apiVersion"] == "apidiscovery.k8s.io/v2beta1"
