@@ -1,6 +1,6 @@
 """Where a kubegate process spends its CPU under load: py-spy samples it while wrk drives it.
 
-    .venv/bin/python bench/profile.py [--seconds 10] [--target full|authn|mitmproxy|hooks] [--rate 250]
+    .venv/bin/python bench/profile.py [--seconds 10] [--target full|authn|mitmproxy|hooks] [--rate 250] [--new-connections]
                                       [--top 25] [--diff /tmp/kubegate-profile-mitmproxy.json]
 
 The same stack as `python -m bench` (nginx upstream, wrk with 16 connections); py-spy records the
@@ -135,6 +135,8 @@ def main() -> int:
                         help="kubegate full or authn (as in python -m bench), bare mitmproxy, or mitmproxy with "
                              "kubegate's hooks doing nothing")
     parser.add_argument("--rate", type=int, default=250, help="samples per second (default 250)")
+    parser.add_argument("--new-connections", action="store_true",
+                        help="a new TLS connection per request (wrk with Connection: close), as kubectl processes make")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--diff", metavar="BASE.json", help="also compare with the functions of an earlier run")
     parser.add_argument("--raw", metavar="FILE.txt", help="analyse samples kept by an earlier run instead "
@@ -163,7 +165,8 @@ def main() -> int:
         suite.wrk(target_port, token, 4, 1)  # warm up
         raw = stack.work / "profile.txt"
         loaded: dict[str, float] = {}
-        load = threading.Thread(target=lambda: loaded.update(suite.wrk(target_port, token, 16, args.seconds + 2)))
+        load = threading.Thread(target=lambda: loaded.update(suite.wrk(target_port, token, 16, args.seconds + 2,
+                                                                       close=args.new_connections)))
         load.start()
         subprocess.run([pyspy, "record", "--pid", str(pid), "--duration", str(args.seconds),
                         "--rate", str(args.rate), "--format", "raw", "--output", str(raw), "--nonblocking",
@@ -175,7 +178,7 @@ def main() -> int:
         kept = Path(tempfile.gettempdir()) / f"kubegate-profile-{args.target}"
         shutil.copy(raw, kept.with_suffix(".txt"))
         requests = loaded.get("rps", 0.0) * args.seconds  # served while py-spy sampled
-        functions = analyse(raw, args.top, f"{args.target} under wrk -c16 for {args.seconds}s", args.rate, requests)
+        functions = analyse(raw, args.top, f"{args.target} under wrk -c16{' (a new connection per request)' if args.new_connections else ''} for {args.seconds}s", args.rate, requests)
         kept.with_suffix(".json").write_text(json.dumps(functions, indent=0))
         if args.diff:
             diff(functions, json.loads(Path(args.diff).read_text()), args.top)
