@@ -161,8 +161,9 @@ def test_serve_refuses_an_invalid_policy(tmp_path: Path, upstream: object) -> No
 def test_version_as_text_and_json() -> None:
     text = kubegate("version")
     assert text.returncode == 0 and text.stdout.startswith("kubegate 0.1.0 (Python ")
+    assert text.stdout.rstrip().endswith(", interpreted)")  # the wheel's build: no module compiled
     info = json.loads(kubegate("version", "-o", "json").stdout)
-    assert info["kubegate"] == "0.1.0" and info["mitmproxy"]
+    assert info["kubegate"] == "0.1.0" and info["mitmproxy"] and info["compiled"] == []
     assert kubegate("--version").stdout.strip() == "kubegate 0.1.0"
 
 

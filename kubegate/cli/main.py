@@ -68,18 +68,38 @@ def _doctor(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _compiled_modules() -> list[str]:
+    """kubegate's modules this interpreter loads as native extensions (a build compiled with mypyc,
+    docs/performance.md), by name; empty for the interpreted build the wheel ships."""
+    import importlib.util
+    import pkgutil
+
+    import kubegate.audit
+    import kubegate.gateway
+
+    found = []
+    for package in (kubegate.gateway, kubegate.audit):
+        for module in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            spec = importlib.util.find_spec(module.name)
+            if spec is not None and spec.origin and spec.origin.endswith((".so", ".pyd")):
+                found.append(module.name)
+    return found
+
+
 def _version(args: argparse.Namespace) -> int:
     import platform
 
     import mitmproxy.version
 
-    info = {"kubegate": __version__, "python": platform.python_version(), "mitmproxy": mitmproxy.version.VERSION}
+    info: dict[str, Any] = {"kubegate": __version__, "python": platform.python_version(),
+                            "mitmproxy": mitmproxy.version.VERSION, "compiled": _compiled_modules()}
     if args.output == "json":
         import json
 
         print(json.dumps(info, indent=2))
     else:
-        print(f"kubegate {info['kubegate']} (Python {info['python']}, mitmproxy {info['mitmproxy']})")
+        build = f"{len(info['compiled'])} modules compiled" if info["compiled"] else "interpreted"
+        print(f"kubegate {info['kubegate']} (Python {info['python']}, mitmproxy {info['mitmproxy']}, {build})")
     return 0
 
 
