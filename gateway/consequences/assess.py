@@ -270,7 +270,8 @@ async def _pod_losses(removed: list[Obj], reader: Reader, radius: BlastRadius) -
     for ns, gone in sorted(by_ns.items()):
         pods = await reader.items(PODS.path(ns))
         gone_uids = {kube.uid_of(p) for p in gone}
-        ready_gone = [p for p in pods if kube.uid_of(p) in gone_uids and kube.pod_ready(p)]
+        # By uid: a namespace may hold thousands of pods, and comparing pods as dicts is quadratic.
+        ready_gone = {kube.uid_of(p) for p in pods if kube.uid_of(p) in gone_uids and kube.pod_ready(p)}
         owners = await _workload_of(pods, ns, reader)
         services = await reader.items(SERVICES.path(ns))
         behind: dict[tuple[str, str], list[str]] = {}
@@ -278,7 +279,7 @@ async def _pod_losses(removed: list[Obj], reader: Reader, radius: BlastRadius) -
             selector = (svc.get("spec") or {}).get("selector")
             selected = [p for p in pods if kube.map_selects(selector, kube.labels_of(p))]
             before = sum(1 for p in selected if kube.pod_ready(p))
-            lost = sum(1 for p in selected if p in ready_gone)
+            lost = sum(1 for p in selected if kube.uid_of(p) in ready_gone)
             for p in selected:
                 behind.setdefault(owners.get(kube.uid_of(p), ("Pod", kube.name_of(p))), []).append(kube.name_of(svc))
             if lost:
@@ -287,7 +288,7 @@ async def _pod_losses(removed: list[Obj], reader: Reader, radius: BlastRadius) -
         for p in pods:
             workloads.setdefault(owners.get(kube.uid_of(p), ("Pod", kube.name_of(p))), []).append(p)
         for (kind, name), members in sorted(workloads.items()):
-            lost = sum(1 for p in members if p in ready_gone)
+            lost = sum(1 for p in members if kube.uid_of(p) in ready_gone)
             if not lost:
                 continue
             before = sum(1 for p in members if kube.pod_ready(p))
@@ -296,11 +297,12 @@ async def _pod_losses(removed: list[Obj], reader: Reader, radius: BlastRadius) -
         await _budgets(pods, ready_gone, ns, reader, radius)
 
 
-async def _budgets(pods: list[Obj], ready_gone: list[Obj], ns: str, reader: Reader, radius: BlastRadius) -> None:
+async def _budgets(pods: list[Obj], ready_gone: set[str], ns: str, reader: Reader, radius: BlastRadius) -> None:
+    """READY_GONE: the uids of the ready pods the change removes."""
     for pdb in await reader.items(PDBS.path(ns)):
         spec = pdb.get("spec") or {}
         selected = [p for p in pods if kube.label_selector_selects(spec.get("selector"), kube.labels_of(p))]
-        lost = sum(1 for p in selected if p in ready_gone)
+        lost = sum(1 for p in selected if kube.uid_of(p) in ready_gone)
         if not lost:
             continue
         status = pdb.get("status") or {}
