@@ -11,7 +11,9 @@ Ingress stage refuses new requests), and it is also False while more than `max_p
 (the disk is slower than the traffic). What the queue holds when the process is killed is lost,
 as with the apiserver's own buffered backends; `close()` (graceful stop) writes it out first. That
 is why a change does not wait in this queue: its RequestReceived record is written ahead
-(`write_ahead`), through to the file, before the change is forwarded.
+(`write_ahead`), through to the file, before the change is forwarded; and its completion is queued
+with a future (`write_durable`) that the caller awaits before it answers, so an answered change
+always has its outcome on record, batched with whatever else is queued.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future, InvalidStateError
 from typing import Any, Callable, Protocol
 
 log = logging.getLogger("kubegate.audit")
@@ -44,6 +47,10 @@ class BackgroundWriter:
         self.on_failure = on_failure or (lambda pending: None)
         self.on_depth = on_depth or (lambda depth: None)
         self._queue: deque[dict[str, Any]] = deque()
+        # Futures of durable writes queued, and of those in a batch that failed (the sink keeps the
+        # unwritten events; they are resolved after the next batch the sink writes).
+        self._waiters: list[Future[None]] = []
+        self._unresolved: list[Future[None]] = []
         self._cond = threading.Condition()
         self._failing = False
         self._writing = 0
@@ -60,6 +67,17 @@ class BackgroundWriter:
                 raise OSError("the audit writer is stopped")
             self._queue.append(event)
             self._cond.notify()
+
+    def write_durable(self, event: dict[str, Any]) -> Future[None]:
+        """Queue EVENT like `write`; the future is done once it is written through to the sink."""
+        done: Future[None] = Future()
+        with self._cond:
+            if self._stopping:
+                raise OSError("the audit writer is stopped")
+            self._queue.append(event)
+            self._waiters.append(done)
+            self._cond.notify()
+        return done
 
     def write_ahead(self, event: dict[str, Any]) -> None:
         """Write EVENT now, through to the sink (and its file), before the caller goes on: the
@@ -96,6 +114,8 @@ class BackgroundWriter:
                     return
                 batch = list(self._queue)
                 self._queue.clear()
+                waiters, self._waiters = self._unresolved + self._waiters, []
+                self._unresolved = []
                 self._writing = len(batch)
             started = time.perf_counter()
             try:
@@ -105,6 +125,7 @@ class BackgroundWriter:
                     # The sink wrote none or a prefix and keeps what it did not write; nothing is
                     # queued twice because the sink owns the unwritten rest now.
                     self._failing, self._writing = True, 0
+                    self._unresolved = waiters + self._unresolved
                 self.on_failure(len(batch))
                 log.error("audit events cannot be written (%s); new requests are refused until they are", e)
                 time.sleep(self.retry_seconds)
@@ -117,6 +138,11 @@ class BackgroundWriter:
             with self._cond:
                 self._failing, self._writing = False, 0
                 depth = len(self._queue)
+            for waiter in waiters:
+                try:
+                    waiter.set_result(None)
+                except InvalidStateError:
+                    pass  # its caller stopped waiting
             self.on_written(batch, seconds)
             self.on_depth(depth)
 

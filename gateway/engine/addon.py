@@ -14,6 +14,7 @@ import gzip
 import logging
 import os
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -43,6 +44,9 @@ STREAM_ABOVE_BYTES = 1024 * 1024
 
 
 NO_WRITE_AHEAD = "KUBEGATE_BENCH_NO_WRITE_AHEAD"
+# How long an answer to a change waits for its completion record (a full or stalled audit disk):
+# past it the client hears the outcome anyway, and the record follows when the disk takes writes.
+ANSWER_WAITS_FOR_RECORD_SECONDS = 10.0
 
 
 def _cancel(proxyserver: Any, client_id: str, why: str) -> bool:
@@ -245,7 +249,7 @@ class GatewayAddon:
                 # The apiserver has answered: its event is written now, before the body is relayed.
                 # (A response recorded in full but streamed, being unsized or large, is written when
                 # it has passed, in `response`.)
-                self._complete(ctx, code)
+                await self._complete_answered(ctx, code)
         except Exception:
             log.exception("cannot finish request %s", ctx.request_id)
 
@@ -273,7 +277,7 @@ class GatewayAddon:
             return chunk
         return seen
 
-    def response(self, flow: http.HTTPFlow) -> None:
+    async def response(self, flow: http.HTTPFlow) -> None:
         ctx = context_of(flow.metadata)
         if ctx is None or flow.response is None:
             return
@@ -298,7 +302,7 @@ class GatewayAddon:
                 flow.response = _answer(refusal, ctx.path)
                 flow.response.headers["Audit-Id"] = ctx.request_id
                 self._close_if_draining(flow.response)
-                self._complete(ctx, 503, refusal.message, refusal.reason or "")
+                await self._complete_answered(ctx, 503, refusal.message, refusal.reason or "")
                 return
             if _finished(ctx):
                 return  # written when the answer started (its body was relayed as it came)
@@ -309,7 +313,7 @@ class GatewayAddon:
                     ctx.response_body = bytearray(gzip.decompress(bytes(ctx.response_body)))
                 except (OSError, EOFError):
                     ctx.response_body = None
-            self._complete(ctx, flow.response.status_code)
+            await self._complete_answered(ctx, flow.response.status_code)
         except Exception:
             log.exception("cannot audit request %s", ctx.request_id)
 
@@ -344,19 +348,35 @@ class GatewayAddon:
         except Exception:
             log.exception("cannot audit a failed request")
 
-    def _complete(self, ctx: GateContext, code: int, message: str = "", reason: str = "") -> None:
+    def _complete(self, ctx: GateContext, code: int, message: str = "", reason: str = "", *,
+                  durable: bool = False) -> Future[None] | None:
         """The request's last event (ResponseComplete, or Panic for a failure inside the gateway),
-        once, and its metrics."""
+        once, and its metrics. DURABLE: a future done once the event is written (None if it already
+        is, or is not recorded)."""
         self.streams.pop(ctx.request_id, None)
         if ctx.client_id and ctx.client_id not in self._upgraded:
             self.idle[ctx.client_id] = time.monotonic()  # kept alive, waiting for its next request
         if _finished(ctx):
-            return
+            return None
         if ctx.denial is not None and not message:
             message, reason = ctx.denial.message, ctx.denial.reason or ""
         panic = ctx.denial is not None and ctx.denial.code == 500 and ctx.denial.reason == "InternalError"
-        self._record(ctx, "Panic" if panic else "ResponseComplete", code, message, reason)
+        written = self._record(ctx, "Panic" if panic else "ResponseComplete", code, message, reason, durable=durable)
         self._count(ctx, code)
+        return written
+
+    async def _complete_answered(self, ctx: GateContext, code: int, message: str = "", reason: str = "") -> None:
+        """`_complete` for a request about to be answered. A change written ahead is answered only
+        once its completion is written too: a client that heard the outcome of a change finds it
+        on record, and `audit search --incomplete` lists only changes whose callers were cut off."""
+        written = self._complete(ctx, code, message, reason, durable="RequestReceived" in ctx.audited_stages)
+        if written is None:
+            return
+        done, _ = await asyncio.wait({asyncio.wrap_future(written)}, timeout=ANSWER_WAITS_FOR_RECORD_SECONDS)
+        if not done:
+            log.error("request %s: its completion record is not written after %.0f s (is the audit log's disk "
+                      "full or stalled?); answering anyway, the record follows when it can be written",
+                      ctx.request_id, ANSWER_WAITS_FOR_RECORD_SECONDS)
 
     def _count(self, ctx: GateContext, code: int) -> None:
         info, m = ctx.info, self.metrics
@@ -378,17 +398,22 @@ class GatewayAddon:
         if ctx.denial is not None and (why := ctx.denial.annotations.get("kubegate.io/authn-failure")):
             m.authn_failures.labels(why).inc()
 
-    def _record(self, ctx: GateContext, stage: str, code: int, message: str = "", reason: str = "") -> None:
+    def _record(self, ctx: GateContext, stage: str, code: int, message: str = "", reason: str = "", *,
+                durable: bool = False) -> Future[None] | None:
         if stage in ctx.audited_stages:
-            return
+            return None
         ctx.audited_stages.add(stage)
         event = self.recorder.event(ctx, stage, code, message, reason)
         if event is None:
-            return
+            return None
         try:
+            write_durable = getattr(self.sink, "write_durable", None) if durable else None
+            if write_durable is not None:
+                return write_durable(event)
             self.sink.write(event)  # queued: the writer thread writes it, counts it and times it
         except OSError:
             self.metrics.audit_dropped.inc()  # only while stopping: the writer takes nothing new
+        return None
 
     def tls_start_server(self, tls_start: tls.TlsData) -> None:
         server = tls_start.conn

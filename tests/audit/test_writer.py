@@ -76,6 +76,36 @@ def test_a_failing_sink_makes_the_writer_unhealthy_until_everything_is_written()
     writer.close()
 
 
+def test_a_durable_write_is_done_only_once_its_event_is_written() -> None:
+    sink = FlakySink(2)
+    writer = BackgroundWriter(sink, retry_seconds=0.05)
+    sink.gate.clear()
+    plain_first = writer.write({"n": 0})
+    done = writer.write_durable({"n": 1})
+    assert plain_first is None and not done.done()
+    sink.gate.set()
+    done.result(timeout=5)  # two failed batches later, written
+    assert [e["n"] for e in sink.written] == [0, 1]
+    assert sink.batches == 1
+    writer.close()
+
+
+def test_a_durable_write_queued_behind_a_failing_batch_waits_for_it() -> None:
+    sink = FlakySink(1)
+    writer = BackgroundWriter(sink, retry_seconds=0.3)
+    sink.gate.clear()
+    first = writer.write_durable({"n": 0})
+    time.sleep(0.05)  # the writer holds the first batch (it will fail)
+    second = writer.write_durable({"n": 1})
+    sink.gate.set()
+    time.sleep(0.1)
+    assert not first.done() and not second.done()  # the failed batch is kept, not yet written
+    first.result(timeout=5)
+    second.result(timeout=5)
+    assert [e["n"] for e in sink.written] == [0, 1]
+    writer.close()
+
+
 def test_too_many_waiting_events_are_unhealthy() -> None:
     sink = FlakySink(0)
     writer = BackgroundWriter(sink, max_pending=10)
