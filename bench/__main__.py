@@ -20,7 +20,9 @@ watches (first-event latency added over direct watches, RSS per watch), RSS over
 RSS over a large `kubectl exec -i … -- cat` stream. The kubectl rows (bench/kubectl_wait.py): a
 kubectl command's wall time with a warm and a cold discovery cache, direct, through bare mitmproxy
 and through kubegate, in front of the emulator. `--micro`: the decision-core benchmarks
-(bench/authz.py, bench/limits.py with the memory and Redis stores). `--quick`: wrk rows only.
+(bench/authz.py, bench/limits.py with the memory and Redis stores) and what a change adds, as
+ratios to the request alone (bench/audit.py --write-ahead: the audit record written ahead and the
+answer waiting for its completion; bench/blast_radius.py: the reads a held change's radius makes). `--quick`: wrk rows only.
 Load: wrk (Debian), one thread, 1 and 16 keep-alive connections, and 16 clients opening a new TLS
 connection per request (conn/s: what each kubectl process costs), `--seconds` per measurement,
 rounds interleaved over the targets so noise spreads over all. Every figure is also given as a
@@ -199,7 +201,8 @@ def main() -> int:
     parser.add_argument("--watches", type=int, default=1000, help="concurrent watches through one worker (0: none)")
     parser.add_argument("--rss-requests", type=int, default=100_000, help="requests over which RSS is sampled (0: none)")
     parser.add_argument("--exec-mb", type=int, default=1024, help="MiB streamed through kubectl exec (0: none)")
-    parser.add_argument("--micro", action="store_true", help="also the decision-core microbenchmarks")
+    parser.add_argument("--micro", action="store_true", help="also the decision-core microbenchmarks and what a change "
+                                                             "adds (write-ahead audit, blast radius)")
     parser.add_argument("--quick", action="store_true", help="the wrk and kubectl rows only")
     parser.add_argument("--kubectl-runs", type=int, default=15,
                         help="runs of each kubectl command per target for the kubectl rows (0: none; default 15)")
@@ -281,7 +284,10 @@ def main() -> int:
         extra["micro"] = {" ".join([script, *more]): subprocess.run([sys.executable, str(ROOT / "bench" / script), *more],
                                                  capture_output=True, text=True, timeout=1800).stdout.splitlines()
                           for script, more in (("authz.py", []), ("limits.py", ["--kind", "budget"]),
-                                               ("limits.py", ["--kind", "qps"]))}
+                                               ("limits.py", ["--kind", "qps"]),
+                                               # the costs a change adds, as ratios to the request alone
+                                               ("audit.py", ["--write-ahead", "--requests", "300", "--rounds", "3"]),
+                                               ("blast_radius.py", ["--rounds", "10"]))}
     return report(results, args, extra)
 
 

@@ -1,5 +1,6 @@
 """What a kubectl user waits for: one kubectl command's wall time, straight to the cluster, through
-a bare mitmproxy and through kubegate (every gate, the starter policies), against the emulator.
+a bare mitmproxy (HTTP/1.1 to clients, as kubegate; and with HTTP/2 offered: what HTTP/2 would
+change) and through kubegate (every gate, the starter policies), against the emulator.
 
 - warm: kubectl's discovery cache (`--cache-dir`) filled by an earlier run, as on a workstation
   used all day: the command is its own requests only;
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -81,6 +83,26 @@ def timed(kubectl: str, kubeconfig: Path, cache: Path, args: list[str]) -> float
     return elapsed
 
 
+def round_trips(kubectl: str, kubeconfig: Path, cache: Path, args: list[str], port: int) -> tuple[int, int] | None:
+    """How many requests one kubectl command sends, and on how many TCP connections (its connect(2)
+    calls to PORT, seen by strace): what HTTP/2 to clients could merge. None without strace."""
+    strace = shutil.which("strace")
+    if strace is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="kubegate-strace-") as work:
+        trace = Path(work) / "connect.trace"
+        done = subprocess.run([strace, "-f", "-e", "trace=connect", "-o", str(trace), kubectl, "--kubeconfig",
+                               str(kubeconfig), "--cache-dir", str(cache), "-v=6", *args],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
+        if done.returncode != 0:
+            raise SystemExit(f"bench: kubectl {' '.join(args)} failed under strace: {done.stderr[-500:]}")
+        connects = sum(1 for line in trace.read_text().splitlines() if f"sin_port=htons({port})" in line)
+    # -v=6 logs one line per response: `"Response" verb="GET" url="https://…" status="200 OK" …`
+    # (older kubectl: `GET https://… 200 OK in 3 milliseconds`)
+    requests = len(re.findall(r'"Response" verb=|\] (?:GET|POST|PUT|PATCH|DELETE) https?://', done.stderr))
+    return requests, connects
+
+
 def run(runs: int, pods: int) -> dict[str, Any]:
     from kubegate.emulator import harness
 
@@ -92,9 +114,14 @@ def run(runs: int, pods: int) -> dict[str, Any]:
         seed(kubectl, direct, pods, stack.work)
         gateway_port = stack.start_gateway("kubectl")
         plain_port, _ = stack.start_plain_mitmproxy()
+        h2_port, _ = stack.start_plain_mitmproxy(http2=True)
         configs = {"direct": direct, "mitmproxy": stack.work / "mitmproxy.kubeconfig",
-                   "kubegate": stack.work / "kubegate.kubeconfig"}
+                   "mitmproxy h2": stack.work / "mitmproxy-h2.kubeconfig", "kubegate": stack.work / "kubegate.kubeconfig"}
+        ports = {"direct": int(stack.upstream_url.rsplit(":", 1)[1].strip("/")), "mitmproxy": plain_port,
+                 "mitmproxy h2": h2_port, "kubegate": gateway_port}
         harness.write_kubeconfig(configs["mitmproxy"], f"https://127.0.0.1:{plain_port}",
+                                 (stack.work / "proxy-ca.crt").read_text(), stack.admin_token, user="admin")
+        harness.write_kubeconfig(configs["mitmproxy h2"], f"https://127.0.0.1:{h2_port}",
                                  (stack.work / "proxy-ca.crt").read_text(), stack.admin_token, user="admin")
         harness.write_kubeconfig(configs["kubegate"], f"https://127.0.0.1:{gateway_port}",
                                  stack.gateway_ca.read_text(), stack.token("bench", ["kubegate:viewers"]),
@@ -105,6 +132,15 @@ def run(runs: int, pods: int) -> dict[str, Any]:
         for target, kubeconfig in configs.items():  # fill each warm cache; the first runs pay for imports too
             for args in COMMANDS.values():
                 timed(kubectl, kubeconfig, warm_caches[target], args)
+        trips: dict[str, dict[str, dict[str, tuple[int, int] | None]]] = {
+            command: {target: {} for target in configs} for command in COMMANDS}
+        for command, args in COMMANDS.items():
+            for target, kubeconfig in configs.items():
+                trips[command][target]["warm"] = round_trips(kubectl, kubeconfig, warm_caches[target], args,
+                                                             ports[target])
+                cold = stack.work / f"cold-{target}-trips"
+                trips[command][target]["cold"] = round_trips(kubectl, kubeconfig, cold, args, ports[target])
+                shutil.rmtree(cold, ignore_errors=True)
         for i in range(runs):
             for command, args in COMMANDS.items():
                 for target, kubeconfig in configs.items():
@@ -120,16 +156,21 @@ def run(runs: int, pods: int) -> dict[str, Any]:
             base = statistics.median(targets["direct"][cache])
             for target, samples in targets.items():
                 median = statistics.median(samples[cache])
+                counted = trips[command][target][cache]
                 rows.append({"command": command, "cache": cache, "target": target, "median_ms": median,
-                             "x direct": median / base})
+                             "x direct": median / base, "requests": counted[0] if counted else None,
+                             "connections": counted[1] if counted else None})
     return {"runs": runs, "pods": pods, "kubectl": kubectl, "rows": rows, "raw": results}
 
 
 def print_rows(result: dict[str, Any]) -> None:
     print(f"\nkubectl wall time, median of {result['runs']} runs ({result['kubectl']}):")
-    print(f"  {'command':<30}{'cache':<6}{'target':<11}{'ms':>8}{'x direct':>10}")
+    print(f"  {'command':<30}{'cache':<6}{'target':<14}{'ms':>8}{'x direct':>10}{'requests':>10}{'conns':>7}")
     for r in result["rows"]:
-        print(f"  {r['command']:<30}{r['cache']:<6}{r['target']:<11}{r['median_ms']:>8.1f}{r['x direct']:>10.2f}")
+        counted = f"{r['requests']:>10}{r['connections']:>7}" if r.get("requests") is not None else f"{'-':>10}{'-':>7}"
+        print(f"  {r['command']:<30}{r['cache']:<6}{r['target']:<14}{r['median_ms']:>8.1f}{r['x direct']:>10.2f}"
+              f"{counted}")
+    print("  (requests: one command's, from kubectl -v=6; conns: its TCP connections to the target, from strace)")
 
 
 def main() -> int:

@@ -1,10 +1,11 @@
 """A bare mitmproxy reverse proxy configured like kubegate's (TLS, lazy connections, HTTP/1.1),
 without kubegate's addon: the baseline that isolates what kubegate itself adds.
 
-    plain_mitmproxy.py UPSTREAM CA_FILE CERT_BUNDLE [--hooks]
+    plain_mitmproxy.py UPSTREAM CA_FILE CERT_BUNDLE [--hooks] [--http2]
 
 `--hooks`: with an addon that has kubegate's hooks and does nothing in them (the engine's share of
-kubegate's cost: what dispatching those hooks costs per flow).
+kubegate's cost: what dispatching those hooks costs per flow). `--http2`: HTTP/2 offered to clients
+(HTTP/1.1 to the upstream), to measure what HTTP/2 would change for a client before kubegate has it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class Ready:
         print(f"listening {proxy.listen_addrs()[0][1]}", flush=True)
 
 
-async def main(upstream: str, ca_file: str, bundle: str, hooks: bool) -> None:
+async def main(upstream: str, ca_file: str, bundle: str, hooks: bool, http2: bool) -> None:
     global ctx_master
     # The engine as kubegate runs it: without mitmproxy's per-message debug type check (kubegate's
     # mitm_patches, patch 6), so the ratio measures kubegate's own code, not a check it turned off.
@@ -50,10 +51,10 @@ async def main(upstream: str, ca_file: str, bundle: str, hooks: bool) -> None:
                           Ready())
     if hooks:
         ctx_master.addons.add(Hooks())
-    opts.update(connection_strategy="lazy", certs=[f"*={bundle}"], http2=False, http3=False,
+    opts.update(connection_strategy="lazy", certs=[f"*={bundle}"], http2=http2, http3=False,
                 ssl_verify_upstream_trusted_ca=ca_file)
     await ctx_master.run()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:4], hooks=sys.argv[4:5] == ["--hooks"]))
+    asyncio.run(main(*sys.argv[1:4], hooks="--hooks" in sys.argv[4:], http2="--http2" in sys.argv[4:]))

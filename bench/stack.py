@@ -100,9 +100,9 @@ class Stack:
         self.issuer = TokenIssuer(cfg.issuer, keys.signing_key_pem(cfg))
         return self.gateway_port
 
-    def start_plain_mitmproxy(self, hooks: bool = False) -> tuple[int, int]:
+    def start_plain_mitmproxy(self, hooks: bool = False, http2: bool = False) -> tuple[int, int]:
         """bench/plain_mitmproxy.py in front of the stack's upstream (`hooks`: with an addon that has
-        kubegate's hooks, empty); (its port, its pid). Its certificate's CA is proxy-ca.crt in the
+        kubegate's hooks, empty; `http2`: HTTP/2 offered to clients); (its port, its pid). Its certificate's CA is proxy-ca.crt in the
         work directory."""
         bundle = self.work / "proxy-bundle.pem"
         if not bundle.exists():
@@ -111,8 +111,9 @@ class Stack:
             ca.write(self.work / "proxy-ca.crt", self.work / "proxy-ca.key")
             bundle.write_bytes(leaf.cert_pem + leaf.key_pem)
         proc, line = spawn([sys.executable, str(ROOT / "bench" / "plain_mitmproxy.py"), self.upstream_url,
-                            str(self.upstream_ca), str(bundle), *(["--hooks"] if hooks else [])],
-                           "listening", self.work / ("hooks.log" if hooks else "plain.log"))
+                            str(self.upstream_ca), str(bundle), *(["--hooks"] if hooks else []),
+                            *(["--http2"] if http2 else [])],
+                           "listening", self.work / f"{'hooks' if hooks else 'plain'}{'-h2' if http2 else ''}.log")
         self.procs.append(proc)
         return int(line.split()[-1]), proc.pid
 
