@@ -48,6 +48,8 @@ def _field(text: str, field: int) -> frozenset[int]:
             start, end = low, high
         elif "-" in base:
             a, b = base.split("-", 1)
+            if not a or not b:
+                raise CronError(f"{part!r} is not a range (a-b)")
             start, end = _value(a, field), _value(b, field)
         else:
             start = _value(base, field)
