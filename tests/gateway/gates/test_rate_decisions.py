@@ -196,30 +196,45 @@ def test_a_dry_run_delete_is_annotated_and_charges_nothing(tmp_path: Path) -> No
 
 
 def test_a_delete_the_cluster_refused_gives_its_token_back_and_says_so(tmp_path: Path) -> None:
-    async def scenario() -> tuple[GateContext, Denial | None]:
+    async def scenario() -> tuple[GateContext, list[Denial | None]]:
         gate = RateGate(holder(tmp_path), MemoryStore(), UpstreamClient(), clock=lambda: NOW)
         first = request(*DELETE_POD)
-        for ctx, status in ((first, 404), (request(*DELETE_POD), 200)):
+        for ctx, status in ((first, 404), (request(*DELETE_POD), 200), (request(*DELETE_POD), 299)):
             await gate(ctx)
             await ctx.commits[0]()
             await ctx.after_response[0](status)
+        outcomes: list[Denial | None] = []
         try:
-            await gate(request(*DELETE_POD))  # 1 of 2 spent: the 404's token came back
+            await gate(request(*DELETE_POD))  # 2 of 2 spent (the 200 and the 299): the 404's came back
         except Denial as refused:
-            return first, refused
-        return first, None
-    first, refused = asyncio.run(scenario())
-    assert refused is None
+            outcomes.append(refused)
+        else:
+            outcomes.append(None)
+        return first, outcomes
+    first, outcomes = asyncio.run(scenario())
     assert first.annotations["kubegate.io/budget"] == "pod-deletes/cluster=hz-1: 1 pods (given back: the cluster answered 404)"
+    assert outcomes[0] is not None and outcomes[0].code == 429
+
+
+def test_an_eviction_spends_the_pod_budget_as_a_delete_does(tmp_path: Path) -> None:
+    gate = RateGate(holder(tmp_path), MemoryStore(), UpstreamClient(), clock=lambda: NOW)
+    ctx = request("POST", "/api/v1/namespaces/shop/pods/web-0/eviction")
+    assert run(gate, ctx) is None
+    assert ctx.annotations["kubegate.io/budget"] == "pod-deletes/cluster=hz-1: 1 pods"
+    status = request("PUT", "/api/v1/namespaces/shop/pods/web-0/status")
+    assert run(gate, status) is None and "kubegate.io/budget" not in status.annotations
 
 
 def test_the_delete_that_empties_the_budget_trips_the_breaker_and_the_next_meets_it(tmp_path: Path) -> None:
     tripped: list[str] = []
     metrics = Metrics()
+    clock = [NOW]
+    gates: list[RateGate] = []
 
     async def scenario() -> tuple[Denial, GateContext, Denial]:
-        gate = RateGate(holder(tmp_path), MemoryStore(), UpstreamClient(), clock=lambda: NOW, metrics=metrics,
+        gate = RateGate(holder(tmp_path), MemoryStore(), UpstreamClient(), clock=lambda: clock[0], metrics=metrics,
                         on_trip=lambda state, ctx: tripped.append(state.key))
+        gates.append(gate)
         for _ in range(2):
             ctx = request(*DELETE_POD)
             await gate(ctx)
@@ -245,10 +260,15 @@ def test_the_delete_that_empties_the_budget_trips_the_breaker_and_the_next_meets
     assert over.annotations["kubegate.io/breaker-tripped"] == "pod-deletes/cluster=hz-1" == tripped[0]
     assert budget.annotations["kubegate.io/breaker"] == "pod-deletes/cluster=hz-1"
     assert breaker.code == 429 and "deletes of pods are stopped" in breaker.message
+    assert "the budget has room for 1 again at" in breaker.message
+    clock[0] += 120  # the window has refilled; a manual breaker stays open
+    later = run(gates[0], request(*DELETE_POD))
+    assert later is not None and "deletes of pods are stopped" in later.message
+    assert later.message.endswith("; the budget has room for 1 now")
     assert breaker.annotations["kubegate.io/breaker"] == "pod-deletes/cluster=hz-1"
     assert count(metrics, "kubegate_breaker_trips_total", budget="pod-deletes") == 1
     assert gauge(metrics, "kubegate_breaker_open", budget="pod-deletes", scope="pod-deletes/cluster=hz-1") == 1
-    assert count(metrics, "kubegate_gate_refusals_total", gate="limits", reason="breaker-open", name="pod-deletes") == 1
+    assert count(metrics, "kubegate_gate_refusals_total", gate="limits", reason="breaker-open", name="pod-deletes") == 2
     assert count(metrics, "kubegate_gate_refusals_total", gate="limits", reason="budget", name="pod-deletes") == 1
 
 
