@@ -25,6 +25,15 @@ _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _LABEL_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
+
+# The alphabet and length of apiserver's generated-name suffixes (apimachinery util/rand.String):
+# no vowels, no look-alikes.
+_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def _generated_name(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(5))
+
 class ApiError(Exception):
     """An error kube-apiserver would answer with a Status of this code and reason."""
 
@@ -177,8 +186,9 @@ class Store:
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise ApiError(400, "metadata must be an object", "BadRequest")
-        if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
+        generated = not meta.get("name") and bool(meta.get("generateName"))
+        if generated:
+            meta["name"] = _generated_name(str(meta["generateName"]))
         name = meta.get("name", "")
         if not name:
             raise ApiError(422, f"{rt.kind} is invalid: metadata.name: Required value: name or "
@@ -196,6 +206,12 @@ class Store:
             meta.pop("namespace", None)
             ns = ""
         table = self._table(rt)
+        # kube-apiserver (RetryGenerateName, on by default since 1.32) tries a generated name up to
+        # 8 times before answering 409: a ReplicaSet of thousands of pods does not trip on a clash.
+        for _ in range(7):
+            if not generated or (ns, name) not in table:
+                break
+            name = meta["name"] = _generated_name(str(meta["generateName"]))
         if (ns, name) in table:
             raise ApiError(409, f'{_qualified(rt)} "{name}" already exists', "AlreadyExists",
                            {"name": name, "group": rt.group, "kind": rt.plural})

@@ -264,3 +264,32 @@ def test_aggregated_discovery_is_served_only_to_who_asks(raw: Raw) -> None:
     assert legacy["kind"] == "APIGroupList"
     _, beta = raw.request("GET", "/api", headers={"Accept": AGGREGATED.split(",", 1)[1]})
     assert beta["apiVersion"] == "apidiscovery.k8s.io/v2beta1"
+
+
+def test_a_generated_name_that_clashes_is_tried_again_as_kube_apiserver_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubegate.emulator import store as store_module
+    from kubegate.emulator.resources import Registry
+
+    registry = Registry.with_builtins()
+    store = store_module.Store(registry)
+    configmaps = registry.lookup("", "v1", "configmaps")
+    namespaces = registry.lookup("", "v1", "namespaces")
+    assert configmaps is not None and namespaces is not None
+    store.create(namespaces, "", {"metadata": {"name": "default"}})
+    suffixes = iter(["aaaaa", "aaaaa", "bbbbb"] + ["ccccc"] * 9)  # the last create: its name and 7 more tries
+    monkeypatch.setattr(store_module, "_generated_name", lambda prefix: prefix + next(suffixes))
+    first = store.create(configmaps, "default", {"metadata": {"generateName": "job-"}})
+    second = store.create(configmaps, "default", {"metadata": {"generateName": "job-"}})
+    assert (first["metadata"]["name"], second["metadata"]["name"]) == ("job-aaaaa", "job-bbbbb")
+    store.create(configmaps, "default", {"metadata": {"generateName": "job-"}})  # job-ccccc
+    with pytest.raises(store_module.ApiError) as clash:  # eight tries, every one taken: 409, as the apiserver
+        store.create(configmaps, "default", {"metadata": {"generateName": "job-"}})
+    assert clash.value.code == 409 and clash.value.reason == "AlreadyExists"
+
+
+def test_generated_names_use_the_apiservers_suffixes() -> None:
+    from kubegate.emulator.store import _generated_name
+
+    names = {_generated_name("web-") for _ in range(200)}
+    assert len(names) > 190
+    assert all(len(n) == 9 and set(n[4:]) <= set("bcdfghjklmnpqrstvwxz2456789") for n in names)
