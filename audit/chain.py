@@ -28,7 +28,9 @@ GENESIS = "0" * 64
 def seal(event: dict[str, Any], seq: int, prev: str) -> tuple[str, str]:
     """(the line to write, its hash)."""
     sealed = {**event, "annotations": {**(event.get("annotations") or {}), ANNOTATION: f"{seq}:{prev}"}}
-    line = json.dumps(sealed, separators=(",", ":"), sort_keys=True)
+    # default=str: a value JSON has no type for is written as its text, never left unwritten (a
+    # batch that cannot be written is retried, and the gateway refuses requests meanwhile).
+    line = json.dumps(sealed, separators=(",", ":"), sort_keys=True, default=str)
     return line, digest(line)
 
 

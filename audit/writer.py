@@ -120,7 +120,11 @@ class BackgroundWriter:
             started = time.perf_counter()
             try:
                 self.sink.write_batch(batch)
-            except OSError as e:
+            except Exception as e:  # OSError: a full or gone disk; anything else: a bug, which must
+                # not end this thread (every later event would be queued for nobody): both keep the
+                # batch, mark the writer unhealthy (new requests refused) and retry.
+                if not isinstance(e, OSError):
+                    log.exception("writing a batch of %d audit events failed", len(batch))
                 with self._cond:
                     # The sink wrote none or a prefix and keeps what it did not write; nothing is
                     # queued twice because the sink owns the unwritten rest now.

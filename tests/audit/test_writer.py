@@ -106,6 +106,42 @@ def test_a_durable_write_queued_behind_a_failing_batch_waits_for_it() -> None:
     writer.close()
 
 
+class BuggySink(FlakySink):
+    """Fails as a bug would (not an OSError) for its first `failures` batches."""
+
+    def write_batch(self, events: list[dict[str, Any]]) -> None:
+        self.kept.extend(events)
+        if self.failures:
+            self.failures -= 1
+            raise ValueError("a bug in the sink")
+        self.written.extend(self.kept)
+        self.kept.clear()
+        self.batches += 1
+
+
+def test_a_bug_in_the_sink_does_not_end_the_writer_it_refuses_until_written() -> None:
+    sink = BuggySink(2)
+    writer = BackgroundWriter(sink, retry_seconds=0.2)
+    done = writer.write_durable({"n": 0})
+    time.sleep(0.05)
+    assert not writer.healthy() and not done.done()  # the gateway refuses new requests meanwhile
+    done.result(timeout=5)
+    assert writer.healthy()
+    writer.write({"n": 1})
+    assert writer.flush()
+    assert [e["n"] for e in sink.written] == [0, 1]  # the thread lives on: later events are written
+    writer.close()
+
+
+def test_a_value_json_has_no_type_for_is_written_as_text_and_the_chain_verifies(tmp_path: Path) -> None:
+    sink = JsonlSink(tmp_path / "audit.jsonl")
+    sink.write_batch([{"auditID": "odd", "annotations": {"kubegate.io/x": b"raw"}}])
+    sink.close()
+    written = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert written[-1]["annotations"]["kubegate.io/x"] == "b'raw'"
+    assert not chain.verify([tmp_path / "audit.jsonl"])
+
+
 def test_too_many_waiting_events_are_unhealthy() -> None:
     sink = FlakySink(0)
     writer = BackgroundWriter(sink, max_pending=10)
