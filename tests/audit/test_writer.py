@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from kubegate.audit import chain
 from kubegate.audit.sink import JsonlSink
 from kubegate.audit.writer import BackgroundWriter
@@ -90,41 +92,57 @@ def test_a_durable_write_is_done_only_once_its_event_is_written() -> None:
     writer.close()
 
 
+class BrokenSink(FlakySink):
+    """Fails every batch (keeping it) until `fixed` is set; with `bug`, as a bug would (not an OSError)."""
+
+    def __init__(self, bug: bool = False) -> None:
+        super().__init__(0)
+        self.bug, self.fixed = bug, threading.Event()
+
+    def write_batch(self, events: list[dict[str, Any]]) -> None:
+        self.kept.extend(events)
+        if not self.fixed.is_set():
+            raise ValueError("a bug in the sink") if self.bug else OSError("disk full")
+        self.written.extend(self.kept)
+        self.kept.clear()
+        self.batches += 1
+
+
+def eventually(condition: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return False
+
+
 def test_a_durable_write_queued_behind_a_failing_batch_waits_for_it() -> None:
-    sink = FlakySink(1)
-    writer = BackgroundWriter(sink, retry_seconds=0.3)
-    sink.gate.clear()
+    sink = BrokenSink()
+    writer = BackgroundWriter(sink, retry_seconds=0.02)
     first = writer.write_durable({"n": 0})
-    time.sleep(0.05)  # the writer holds the first batch (it will fail)
+    assert eventually(lambda: not writer.healthy())  # its batch failed, and is kept
     second = writer.write_durable({"n": 1})
-    sink.gate.set()
-    time.sleep(0.1)
-    assert not first.done() and not second.done()  # the failed batch is kept, not yet written
+    assert eventually(lambda: sink.kept == [{"n": 0}, {"n": 1}])  # retried, failed again, with the second
+    assert not first.done() and not second.done()
+    sink.fixed.set()
     first.result(timeout=5)
     second.result(timeout=5)
     assert [e["n"] for e in sink.written] == [0, 1]
     writer.close()
 
 
-class BuggySink(FlakySink):
-    """Fails as a bug would (not an OSError) for its first `failures` batches."""
-
-    def write_batch(self, events: list[dict[str, Any]]) -> None:
-        self.kept.extend(events)
-        if self.failures:
-            self.failures -= 1
-            raise ValueError("a bug in the sink")
-        self.written.extend(self.kept)
-        self.kept.clear()
-        self.batches += 1
-
-
-def test_a_bug_in_the_sink_does_not_end_the_writer_it_refuses_until_written() -> None:
-    sink = BuggySink(2)
-    writer = BackgroundWriter(sink, retry_seconds=0.2)
+@pytest.mark.parametrize("bug", [False, True], ids=["disk-full", "bug"])
+def test_a_failing_sink_never_ends_the_writer_it_refuses_until_written(bug: bool) -> None:
+    # A bug (not an OSError) once ended the writer thread: every later event was queued for nobody
+    # while the gateway said it was ready.
+    sink = BrokenSink(bug=bug)
+    writer = BackgroundWriter(sink, retry_seconds=0.02)
     done = writer.write_durable({"n": 0})
-    time.sleep(0.05)
-    assert not writer.healthy() and not done.done()  # the gateway refuses new requests meanwhile
+    assert eventually(lambda: not writer.healthy())  # the gateway refuses new requests meanwhile
+    assert eventually(lambda: len(sink.kept) == 1 and sink.batches == 0)
+    assert not done.done()
+    sink.fixed.set()
     done.result(timeout=5)
     assert writer.healthy()
     writer.write({"n": 1})
