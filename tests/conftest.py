@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -341,6 +342,21 @@ def start_replica(first: GatewayHandle, state: Path, upstream: harness.RunningEm
     tls = first.settings.state / "tls"
     return start_gateway(state, upstream, tls={"cert_file": str(tls / "serving.crt"), "key_file": str(tls / "serving.key")},
                          issuer={"signing_key_file": str(tls / "token-signing.key")}, **extra)
+
+
+def start_replicas(started: contextlib.ExitStack, state: Path, upstream: harness.RunningEmulator, prefix: str, *,
+                   workers: tuple[int, int] = (1, 2), **extra: Any) -> tuple[RedisServer, GatewayHandle, GatewayHandle]:
+    """A redis-server and two replicas sharing it (keys under PREFIX and a fresh suffix), the second
+    beside the first; `workers`: each one's `serve --workers`. STARTED stops each of them, also when
+    a later one fails to start."""
+    redis = RedisServer(state / "redis").start()
+    started.callback(redis.stop)
+    store = {"redis_url": redis.url, "key_prefix": f"{prefix}{uuid.uuid4().hex[:6]}:"}
+    a = start_gateway(state / "a", upstream, store=store, workers=workers[0], **extra)
+    started.callback(a.stop)
+    b = start_replica(a, state / "b", upstream, store=store, workers=workers[1], **extra)
+    started.callback(b.stop)
+    return redis, a, b
 
 
 def start_gateway_in_process(state: Path, upstream: harness.RunningEmulator, *,

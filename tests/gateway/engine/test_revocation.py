@@ -8,15 +8,13 @@ import contextlib
 import json
 import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from kubegate.emulator import harness
-from tests.conftest import GatewayHandle, Kubectl, start_gateway, start_replica, unique
-from tests.redis_server import RedisServer
+from tests.conftest import GatewayHandle, Kubectl, start_gateway, start_replicas, unique
 
 WATCH = "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=120"
 
@@ -126,15 +124,9 @@ def test_a_logout_on_one_replica_ends_exec_and_watch_on_the_others_workers(
     started = contextlib.ExitStack()  # whatever started is stopped, even when a later start fails
     cat: subprocess.Popen[bytes] | None = None
     try:
-        redis = RedisServer(tmp_path / "redis").start()
-        started.callback(redis.stop)
         upstream = harness.start(tmp_path / "emulator")
         started.callback(upstream.stop)
-        store = {"redis_url": redis.url, "key_prefix": f"rv{uuid.uuid4().hex[:6]}:"}
-        a = start_gateway(tmp_path / "a", upstream, store=store)
-        started.callback(a.stop)
-        b = start_replica(a, tmp_path / "b", upstream, store=store, workers=2)
-        started.callback(b.stop)
+        _, a, b = start_replicas(started, tmp_path, upstream, "rv")
         admin = Kubectl(kubectl_path, a.kubeconfig(tmp_path / "admin", "ada"))
         admin("run", "shell", "--image=busybox")
         login = requests.post(f"{a.url}/kubegate/v1/sessions", json={"ttlSeconds": 3600}, verify=str(a.ca_file),

@@ -8,7 +8,6 @@ import contextlib
 import subprocess
 import sys
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -16,8 +15,7 @@ import pytest
 import requests
 
 from kubegate.emulator import harness
-from tests.conftest import GatewayHandle, Kubectl, start_gateway, start_replica, unique
-from tests.redis_server import RedisServer
+from tests.conftest import GatewayHandle, Kubectl, start_gateway, start_replicas, unique
 
 
 class Pair:
@@ -43,15 +41,9 @@ class Pair:
 def pair(tmp_path_factory: pytest.TempPathFactory, kubectl_path: str) -> Iterator[Pair]:
     tmp = tmp_path_factory.mktemp("brake")
     with contextlib.ExitStack() as started:  # whatever started is stopped, even when a later start fails
-        redis = RedisServer(tmp / "redis").start()
-        started.callback(redis.stop)
         upstream = harness.start(tmp / "emulator")
         started.callback(upstream.stop)
-        store = {"redis_url": redis.url, "key_prefix": f"bk{uuid.uuid4().hex[:6]}:"}
-        a = start_gateway(tmp / "a", upstream, store=store)
-        started.callback(a.stop)
-        b = start_replica(a, tmp / "b", upstream, store=store, workers=2)
-        started.callback(b.stop)
+        _, a, b = start_replicas(started, tmp, upstream, "bk")
         yield Pair(a, b, upstream, tmp, kubectl_path)
 
 

@@ -56,6 +56,13 @@ def holder(tmp_path: Path, extra: str = "") -> GatePolicyHolder:
     return GatePolicyHolder(gates)
 
 
+def limits_gate(tmp_path: Path, store: MemoryStore, extra: str = "", clock: Any = lambda: NOW,
+                **kwargs: Any) -> tuple[RateGate, Metrics]:
+    """The limits gate over LIMITS (+ EXTRA) and STORE, at NOW unless CLOCK says otherwise, and its metrics."""
+    metrics = Metrics()
+    return RateGate(holder(tmp_path, extra), store, UpstreamClient(), clock=clock, metrics=metrics, **kwargs), metrics
+
+
 def request(method: str, path: str, query: str = "", user_agent: str = KUBECTL) -> GateContext:
     parsed = Query.parse(query)
     ctx = GateContext(RequestView(method, path, query, CIMultiDict({"User-Agent": user_agent}), b"", "127.0.0.1"))
@@ -90,8 +97,7 @@ LIST_CM = ("GET", "/api/v1/namespaces/shop/configmaps")
 # -- a dead store ----------------------------------------------------------------------------------
 
 def test_a_dead_store_refuses_a_delete_and_says_which_limit_it_cannot_enforce(tmp_path: Path) -> None:
-    metrics = Metrics()
-    gate = RateGate(holder(tmp_path), DeadStore(), UpstreamClient(), clock=lambda: NOW, metrics=metrics)
+    gate, metrics = limits_gate(tmp_path, DeadStore())
     denial = run(gate, request(*DELETE_POD))
     assert denial is not None and denial.code == 503 and denial.reason == "ServiceUnavailable"
     assert "delete is refused while the gateway's state store is unavailable (delete budgets cannot be enforced): " \
@@ -103,8 +109,7 @@ def test_a_dead_store_refuses_a_delete_and_says_which_limit_it_cannot_enforce(tm
 
 
 def test_a_dead_store_refuses_a_qps_limited_write_before_its_budget(tmp_path: Path) -> None:
-    metrics = Metrics()
-    gate = RateGate(holder(tmp_path), DeadStore(), UpstreamClient(), clock=lambda: NOW, metrics=metrics)
+    gate, metrics = limits_gate(tmp_path, DeadStore())
     denial = run(gate, request(*CREATE_CM))
     assert denial is not None and denial.code == 503
     assert "create is refused" in denial.message and "(QPS limits cannot be enforced)" in denial.message
@@ -112,8 +117,7 @@ def test_a_dead_store_refuses_a_qps_limited_write_before_its_budget(tmp_path: Pa
 
 
 def test_a_dead_store_lets_a_read_through_unlimited_and_says_so_in_the_audit(tmp_path: Path) -> None:
-    metrics = Metrics()
-    gate = RateGate(holder(tmp_path), DeadStore(), UpstreamClient(), clock=lambda: NOW, metrics=metrics)
+    gate, metrics = limits_gate(tmp_path, DeadStore())
     ctx = request(*LIST_CM)
     assert run(gate, ctx) is None
     assert ctx.annotations["kubegate.io/limits"] == "QPS limits not enforced: state store unavailable"
@@ -123,8 +127,7 @@ def test_a_dead_store_lets_a_read_through_unlimited_and_says_so_in_the_audit(tmp
 
 
 def test_a_read_no_limit_matches_does_not_touch_the_store(tmp_path: Path) -> None:
-    metrics = Metrics()
-    gate = RateGate(holder(tmp_path), DeadStore(), UpstreamClient(), clock=lambda: NOW, metrics=metrics)
+    gate, metrics = limits_gate(tmp_path, DeadStore())
     ctx = request("GET", "/api/v1/namespaces/shop/configmaps", user_agent="helm/3.16")  # not kubectl: no limit
     assert run(gate, ctx) is None
     assert "kubegate.io/limits" not in ctx.annotations
@@ -132,8 +135,7 @@ def test_a_read_no_limit_matches_does_not_touch_the_store(tmp_path: Path) -> Non
 
 
 def test_on_store_failure_can_refuse_reads_and_allow_writes(tmp_path: Path) -> None:
-    gate = RateGate(holder(tmp_path, "on_store_failure: {mutating: allow, read: deny}\n"), DeadStore(),
-                    UpstreamClient(), clock=lambda: NOW)
+    gate, _ = limits_gate(tmp_path, DeadStore(), "on_store_failure: {mutating: allow, read: deny}\n")
     listed = run(gate, request(*LIST_CM))
     assert listed is not None and listed.code == 503 and "list is refused" in listed.message
     created = request(*CREATE_CM)
@@ -160,8 +162,7 @@ def test_the_kubegate_api_limit_passes_when_the_store_is_dead_and_refuses_past_i
 # -- what each decision leaves behind ---------------------------------------------------------------
 
 def test_a_qps_refusal_names_its_limit_in_the_status_and_the_audit(tmp_path: Path) -> None:
-    metrics = Metrics()
-    gate = RateGate(holder(tmp_path), MemoryStore(), UpstreamClient(), clock=lambda: NOW, metrics=metrics)
+    gate, metrics = limits_gate(tmp_path, MemoryStore())
     assert run(gate, request(*CREATE_CM)) is None
     denial = run(gate, request(*CREATE_CM))
     assert denial is not None and denial.code == 429 and denial.retry_after == 1
@@ -172,13 +173,12 @@ def test_a_qps_refusal_names_its_limit_in_the_status_and_the_audit(tmp_path: Pat
 
 
 def test_a_delete_is_checked_now_charged_at_commit_and_annotated(tmp_path: Path) -> None:
-    store = MemoryStore()
-    gate = RateGate(holder(tmp_path), store, UpstreamClient(), clock=lambda: NOW, metrics=Metrics())
+    gate, metrics = limits_gate(tmp_path, MemoryStore())
     ctx = request(*DELETE_POD)
     assert run(gate, ctx) is None
     assert ctx.annotations["kubegate.io/budget"] == "pod-deletes/cluster=hz-1: 1 pods"
     remaining = {"budget": "pod-deletes", "scope": "pod-deletes/cluster=hz-1", "window": "1m"}
-    assert gate.metrics is not None and gauge(gate.metrics, "kubegate_budget_remaining", **remaining) == 2
+    assert gauge(metrics, "kubegate_budget_remaining", **remaining) == 2
     assert len(ctx.commits) == 1
     # Not charged before commit: two more checks still fit a budget of 2.
     for _ in range(2):
@@ -188,7 +188,7 @@ def test_a_delete_is_checked_now_charged_at_commit_and_annotated(tmp_path: Path)
 
 
 def test_a_dry_run_delete_is_annotated_and_charges_nothing(tmp_path: Path) -> None:
-    gate = RateGate(holder(tmp_path), MemoryStore(), UpstreamClient(), clock=lambda: NOW)
+    gate = limits_gate(tmp_path, MemoryStore())[0]
     ctx = request(*DELETE_POD, query="dryRun=All")
     assert run(gate, ctx) is None
     assert ctx.annotations["kubegate.io/budget"].endswith(": 0 pods (dry run)")
@@ -197,7 +197,7 @@ def test_a_dry_run_delete_is_annotated_and_charges_nothing(tmp_path: Path) -> No
 
 def test_a_delete_the_cluster_refused_gives_its_token_back_and_says_so(tmp_path: Path) -> None:
     async def scenario() -> tuple[GateContext, list[Denial | None]]:
-        gate = RateGate(holder(tmp_path), MemoryStore(), UpstreamClient(), clock=lambda: NOW)
+        gate = limits_gate(tmp_path, MemoryStore())[0]
         first = request(*DELETE_POD)
         for ctx, status in ((first, 404), (request(*DELETE_POD), 200), (request(*DELETE_POD), 299)):
             await gate(ctx)
@@ -217,7 +217,7 @@ def test_a_delete_the_cluster_refused_gives_its_token_back_and_says_so(tmp_path:
 
 
 def test_an_eviction_spends_the_pod_budget_as_a_delete_does(tmp_path: Path) -> None:
-    gate = RateGate(holder(tmp_path), MemoryStore(), UpstreamClient(), clock=lambda: NOW)
+    gate = limits_gate(tmp_path, MemoryStore())[0]
     ctx = request("POST", "/api/v1/namespaces/shop/pods/web-0/eviction")
     assert run(gate, ctx) is None
     assert ctx.annotations["kubegate.io/budget"] == "pod-deletes/cluster=hz-1: 1 pods"
@@ -227,14 +227,11 @@ def test_an_eviction_spends_the_pod_budget_as_a_delete_does(tmp_path: Path) -> N
 
 def test_the_delete_that_empties_the_budget_trips_the_breaker_and_the_next_meets_it(tmp_path: Path) -> None:
     tripped: list[str] = []
-    metrics = Metrics()
     clock = [NOW]
-    gates: list[RateGate] = []
+    gate, metrics = limits_gate(tmp_path, MemoryStore(), clock=lambda: clock[0],
+                                on_trip=lambda state, ctx: tripped.append(state.key))
 
     async def scenario() -> tuple[Denial, GateContext, Denial]:
-        gate = RateGate(holder(tmp_path), MemoryStore(), UpstreamClient(), clock=lambda: clock[0], metrics=metrics,
-                        on_trip=lambda state, ctx: tripped.append(state.key))
-        gates.append(gate)
         for _ in range(2):
             ctx = request(*DELETE_POD)
             await gate(ctx)
@@ -262,7 +259,7 @@ def test_the_delete_that_empties_the_budget_trips_the_breaker_and_the_next_meets
     assert breaker.code == 429 and "deletes of pods are stopped" in breaker.message
     assert "the budget has room for 1 again at" in breaker.message
     clock[0] += 120  # the window has refilled; a manual breaker stays open
-    later = run(gates[0], request(*DELETE_POD))
+    later = run(gate, request(*DELETE_POD))
     assert later is not None and "deletes of pods are stopped" in later.message
     assert later.message.endswith("; the budget has room for 1 now")
     assert breaker.annotations["kubegate.io/breaker"] == "pod-deletes/cluster=hz-1"
@@ -273,7 +270,7 @@ def test_the_delete_that_empties_the_budget_trips_the_breaker_and_the_next_meets
 
 
 def test_the_gate_refuses_a_request_it_cannot_place_rather_than_pass_it(tmp_path: Path) -> None:
-    gate = RateGate(holder(tmp_path), MemoryStore(), UpstreamClient(), clock=lambda: NOW)
+    gate = limits_gate(tmp_path, MemoryStore())[0]
     ctx = request(*DELETE_POD)
     ctx.identity = None
     denial = run(gate, ctx)

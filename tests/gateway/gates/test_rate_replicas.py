@@ -22,7 +22,7 @@ import pytest
 from kubernetes import client as k8s
 
 from kubegate.emulator import harness
-from tests.conftest import GatewayHandle, Kubectl, python_client, start_gateway, start_replica, wait_until
+from tests.conftest import GatewayHandle, Kubectl, python_client, start_gateway, start_replicas, wait_until
 from tests.redis_server import RedisServer
 
 BUDGET = 23
@@ -69,15 +69,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
     workers = request.param
     state = tmp_path_factory.mktemp("replicas")
     with contextlib.ExitStack() as started:  # whatever started is stopped, even when a later start fails
-        redis = RedisServer(state / "redis").start()
-        started.callback(redis.stop)
         upstream = harness.start(state / "emulator")
         started.callback(upstream.stop)
-        store = {"redis_url": redis.url, "key_prefix": f"r{uuid.uuid4().hex[:6]}:"}
-        a = start_gateway(state / "a", upstream, limits=LIMITS, store=store, workers=workers)
-        started.callback(a.stop)
-        b = start_replica(a, state / "b", upstream, limits=LIMITS, store=store, workers=workers)
-        started.callback(b.stop)
+        redis, a, b = start_replicas(started, state, upstream, "r", workers=(workers, workers), limits=LIMITS)
         yield Pair(a, b, upstream, workers, redis)
 
 

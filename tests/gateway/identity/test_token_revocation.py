@@ -8,7 +8,6 @@ import contextlib
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -16,8 +15,7 @@ import pytest
 import requests
 
 from kubegate.emulator import harness
-from tests.conftest import GatewayHandle, start_gateway, start_replica
-from tests.redis_server import RedisServer
+from tests.conftest import GatewayHandle, start_replicas
 
 PODS = "/api/v1/namespaces/default/pods"
 
@@ -51,13 +49,7 @@ class Pair:
 def pair(tmp_path_factory: pytest.TempPathFactory, upstream: harness.RunningEmulator) -> Iterator[Pair]:
     tmp = tmp_path_factory.mktemp("revoke")
     with contextlib.ExitStack() as started:  # whatever started is stopped, even when a later start fails
-        redis = RedisServer(tmp / "redis").start()
-        started.callback(redis.stop)
-        store = {"redis_url": redis.url, "key_prefix": f"tr{uuid.uuid4().hex[:6]}:"}
-        a = start_gateway(tmp / "a", upstream, store=store)
-        started.callback(a.stop)
-        b = start_replica(a, tmp / "b", upstream, store=store, workers=2)
-        started.callback(b.stop)
+        _, a, b = start_replicas(started, tmp, upstream, "tr")
         yield Pair(a, b, tmp)
 
 
