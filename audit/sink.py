@@ -9,6 +9,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
@@ -24,6 +25,10 @@ class Sink(Protocol):
     def write_ahead(self, event: dict[str, Any]) -> None:
         """Persist one event before returning (a change's record, before the change is forwarded)
         or raise OSError."""
+
+    def write_durable(self, event: dict[str, Any]) -> Future[None]:
+        """Persist one event; the future is done once it is (a change's completion, before the
+        client hears it). Raises OSError when it cannot be taken at all."""
 
     def healthy(self) -> bool:
         """False while events cannot be written: the gateway then serves nothing new."""
@@ -257,6 +262,12 @@ class JsonlSink:
 
     def write_ahead(self, event: dict[str, Any]) -> None:
         self.write_batch([event])
+
+    def write_durable(self, event: dict[str, Any]) -> Future[None]:
+        self.write_batch([event])
+        done: Future[None] = Future()
+        done.set_result(None)
+        return done
 
     def write_batch(self, events: list[dict[str, Any]]) -> None:
         """Append them (after any still pending from a failed write), flushed once."""

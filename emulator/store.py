@@ -25,7 +25,6 @@ _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _LABEL_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-
 # The alphabet and length of apiserver's generated-name suffixes (apimachinery util/rand.String):
 # no vowels, no look-alikes.
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -33,6 +32,7 @@ _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 def _generated_name(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(5))
+
 
 class ApiError(Exception):
     """An error kube-apiserver would answer with a Status of this code and reason."""
@@ -208,10 +208,10 @@ class Store:
         table = self._table(rt)
         # kube-apiserver (RetryGenerateName, on by default since 1.32) tries a generated name up to
         # 8 times before answering 409: a ReplicaSet of thousands of pods does not trip on a clash.
-        for _ in range(7):
-            if not generated or (ns, name) not in table:
-                break
+        retries = 7 if generated else 0
+        while retries and (ns, name) in table:
             name = meta["name"] = _generated_name(str(meta["generateName"]))
+            retries -= 1
         if (ns, name) in table:
             raise ApiError(409, f'{_qualified(rt)} "{name}" already exists', "AlreadyExists",
                            {"name": name, "group": rt.group, "kind": rt.plural})

@@ -407,9 +407,8 @@ class GatewayAddon:
         if event is None:
             return None
         try:
-            write_durable = getattr(self.sink, "write_durable", None) if durable else None
-            if write_durable is not None:
-                return write_durable(event)
+            if durable:
+                return self.sink.write_durable(event)
             self.sink.write(event)  # queued: the writer thread writes it, counts it and times it
         except OSError:
             self.metrics.audit_dropped.inc()  # only while stopping: the writer takes nothing new
